@@ -1,0 +1,61 @@
+"""The project's errors: one tree rooted at :class:`CfcError`.
+
+::
+
+    CfcError
+    ├── InvalidEntityError      an entity, a System or a config failed validation
+    ├── UnknownRunError         a run id the store does not hold
+    ├── SchemaVersionError      a stored event payload from an unknown (future) schema
+    ├── LogIntegrityError       a batch would break the append-only, gap-free log
+    └── MissingDependencyError  an optional dependency is not installed
+
+None of them derives from ``ValueError`` on purpose: Pydantic re-wraps a
+``ValueError`` raised inside a validator, and we want the error that names the
+entity, the field and the value to reach the caller unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class CfcError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class InvalidEntityError(CfcError):
+    """An entity failed validation.
+
+    Attributes:
+        kind: the entity's class name (``"LandauModule"``, ``"System"``, ...).
+        entity_id: the entity's ``id`` where it has one, else ``None``.
+        field: the offending field (a dotted path for nested fields).
+        value: the value that was rejected.
+        reason: a short human explanation.
+    """
+
+    def __init__(self, kind: str, entity_id: str | None, field: str, value: Any, reason: str):
+        self.kind, self.entity_id, self.field, self.value, self.reason = kind, entity_id, field, value, reason
+        who = f"{kind} {entity_id!r}" if entity_id is not None else kind
+        super().__init__(f"{who}: field {field!r} = {_short(value)}: {reason}")
+
+
+class UnknownRunError(CfcError):
+    """The store holds no run with this id."""
+
+
+class SchemaVersionError(CfcError):
+    """A stored payload was written by a schema version this code does not know."""
+
+
+class LogIntegrityError(CfcError):
+    """A batch would leave a gap, a duplicate or a rewrite in the append-only log."""
+
+
+class MissingDependencyError(CfcError, ImportError):
+    """An optional dependency is missing; the message says what to install."""
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,143 @@
+"""Module kinds: each is its parameters plus one vectorised energy formula.
+
+A kind's formulas are static methods that receive an array namespace ``xp``
+(numpy or torch), the η of every module of that kind, and a mapping of the
+kind's parameter arrays (one entry per name in ``params``). They never loop.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Literal, Mapping
+
+from pydantic import Field
+
+from ._base import AbstractEntity, KindRegistry
+
+module_kinds = KindRegistry("module")
+
+
+class AbstractModule(AbstractEntity):
+    """A module: an order parameter η ∈ [0, 1] with a local energy f(η).
+
+    Subclasses declare ``kind`` (a ``Literal`` tag), ``params`` (the numeric
+    fields the formulas read) and implement :meth:`energy_grad`,
+    :meth:`hessian_diagonal` and :meth:`initial_eta`. The module contributes
+    ``weight · family_weight[kind] · f(η)`` to the total energy.
+    """
+
+    params: ClassVar[tuple[str, ...]] = ()
+    weight: float = Field(1.0, ge=0)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        module_kinds.register(cls)
+
+    @staticmethod
+    def energy_grad(xp, eta, p: Mapping[str, Any]):  # pragma: no cover - abstract
+        """Return ``(f(η), f'(η))`` element-wise."""
+        raise NotImplementedError
+
+    @staticmethod
+    def hessian_diagonal(xp, eta, p: Mapping[str, Any]):  # pragma: no cover - abstract
+        """Return ``f''(η)`` element-wise."""
+        raise NotImplementedError
+
+    def initial_eta(self) -> float:  # pragma: no cover - abstract
+        """η at which relaxation starts when the run does not prescribe one."""
+        raise NotImplementedError
+
+
+class LandauModule(AbstractModule):
+    r"""A Landau well: :math:`f(η) = a η^2 + b η^4 - h η`.
+
+    .. math::
+        f'(η) = 2aη + 4bη^3 - h, \qquad f''(η) = 2a + 12bη^2
+
+    For ``a < 0`` (and ``h = 0``) the minimum sits at :math:`η^* = \sqrt{-a/2b}`.
+
+    Args:
+        a: quadratic coefficient, any real.
+        b: quartic coefficient, > 0 (keeps f bounded below).
+        h: linear field.
+        eta0: the starting η when a run prescribes none.
+
+    >>> import numpy as np
+    >>> f, g = LandauModule.energy_grad(np, np.array([0.5]), {"a": np.array([-1.0]), "b": np.array([1.0]), "h": np.array([0.0])})
+    >>> float(f[0]), float(g[0])
+    (-0.1875, -0.5)
+    """
+
+    kind: Literal["landau"] = "landau"
+    params: ClassVar[tuple[str, ...]] = ("a", "b", "h")
+    a: float = 0.0
+    b: float = Field(1.0, gt=0)
+    h: float = 0.0
+    eta0: float = Field(0.5, ge=0, le=1)
+
+    @staticmethod
+    def energy_grad(xp, eta, p):
+        a, b, h = p["a"], p["b"], p["h"]
+        eta2 = eta * eta
+        return eta2 * (a + b * eta2) - h * eta, eta * (2 * a + 4 * b * eta2) - h
+
+    @staticmethod
+    def hessian_diagonal(xp, eta, p):
+        return 2 * p["a"] + 12 * p["b"] * eta * eta
+
+    def initial_eta(self) -> float:
+        return self.eta0
+
+
+def softplus(x: float) -> float:
+    """Numerically stable ``log(1 + e^x)``."""
+    return x if x > 30 else math.log1p(math.exp(x)) if x > -30 else math.exp(x)
+
+
+class GateModule(AbstractModule):
+    r"""A hazard gate: η is the probability that the gate opens in one unit of time.
+
+    Measurement: :math:`λ = \mathrm{softplus}(k\,(gain - cost))`,
+    :math:`η_0 = 1 - e^{-λ}`. Energy: :math:`f(η) = aη^2 + bη^4` (minimum at 0,
+    so opening is expensive unless a coupling pays for it).
+
+    .. math::
+        f'(η) = 2aη + 4bη^3, \qquad f''(η) = 2a + 12bη^2
+
+    The gate counts as open while ``η >= threshold``.
+
+    >>> g = GateModule(id="g", gain=0.0, cost=0.1, k=10.0)
+    >>> round(g.initial_eta(), 6)
+    0.268941
+    """
+
+    kind: Literal["gate"] = "gate"
+    params: ClassVar[tuple[str, ...]] = ("a", "b")
+    gain: float = 0.0
+    cost: float = 0.1
+    k: float = Field(10.0, gt=0)
+    a: float = Field(0.1, ge=0)
+    b: float = Field(0.1, ge=0)
+    threshold: float = Field(0.5, gt=0, le=1)
+
+    @staticmethod
+    def energy_grad(xp, eta, p):
+        a, b = p["a"], p["b"]
+        eta2 = eta * eta
+        return eta2 * (a + b * eta2), eta * (2 * a + 4 * b * eta2)
+
+    @staticmethod
+    def hessian_diagonal(xp, eta, p):
+        return 2 * p["a"] + 12 * p["b"] * eta * eta
+
+    def hazard(self, gain: float) -> float:
+        """λ = softplus(k · (gain − cost)) ≥ 0."""
+        return softplus(self.k * (gain - self.cost))
+
+    def measure(self, gain: float) -> float:
+        """η = 1 − e^(−λ(gain)), the probability of opening within one unit of time."""
+        return -math.expm1(-self.hazard(gain))
+
+    def initial_eta(self) -> float:
+        return self.measure(self.gain)

@@ -1,0 +1,47 @@
+"""Events: the closed union of past-tense facts, the event-log interface, the hook signals."""
+
+from . import _hooks as hooks
+from ._hooks import HookFailure, HookSignal
+from ._store import AbstractEventStore, InMemoryStore, Recorded, RunInfo
+from ._types import (
+    EVENT_TYPES,
+    AbstractEvent,
+    Event,
+    EtaRecorded,
+    GateClosed,
+    GateOpened,
+    ModelEvent,
+    RunFinished,
+    RunStarted,
+    StepCommitted,
+    current_version,
+    decode,
+    encode,
+    register_upcaster,
+    upcast,
+)
+
+__all__ = [
+    "EVENT_TYPES",
+    "AbstractEvent",
+    "AbstractEventStore",
+    "Event",
+    "EtaRecorded",
+    "GateClosed",
+    "GateOpened",
+    "HookFailure",
+    "HookSignal",
+    "InMemoryStore",
+    "ModelEvent",
+    "Recorded",
+    "RunFinished",
+    "RunInfo",
+    "RunStarted",
+    "StepCommitted",
+    "current_version",
+    "decode",
+    "encode",
+    "hooks",
+    "register_upcaster",
+    "upcast",
+]

@@ -1,0 +1,170 @@
+"""The event-log interface and an in-memory implementation.
+
+A store keeps, per run, an append-only sequence of :class:`Recorded` events
+with gap-free sequence numbers ``seq`` starting at 0. :meth:`AbstractEventStore.append`
+is atomic: a batch is stored whole or not at all, so a crash leaves a prefix
+of whole batches. A run without a ``RunFinished`` event is *incomplete*.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from entities import LogIntegrityError, UnknownRunError, content_digest
+
+from ._types import EtaRecorded, Event, RunFinished, RunStarted
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """An event with its place in a run's log; ``event_id`` is deterministic."""
+
+    run_id: str
+    seq: int
+    event: Event
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.run_id}/{self.seq}"
+
+    @property
+    def step(self) -> int | None:
+        return getattr(self.event, "step", None)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A row of the run registry."""
+
+    run_id: str
+    system_id: str
+    system_digest: str
+    seed: int
+    n_modules: int
+    complete: bool
+
+
+class AbstractEventStore(abc.ABC):
+    """Where runs' events live. Implementations differ only in persistence."""
+
+    @abc.abstractmethod
+    def _write(self, run_id: str, batch: Sequence[Recorded], new_run: RunStarted | None) -> None:
+        """Persist one checked batch atomically."""
+
+    @abc.abstractmethod
+    def next_seq(self, run_id: str) -> int:
+        """The seq the next appended event of ``run_id`` must have (0 for a new run)."""
+
+    @abc.abstractmethod
+    def read(self, run_id: str, *, until_step: int | None = None, types: Iterable[str] | None = None) -> list[Recorded]:
+        """The run's events in seq order, optionally only up to ``until_step`` / of ``types``."""
+
+    @abc.abstractmethod
+    def runs(self) -> list[RunInfo]:
+        """Every run, in the order they were started."""
+
+    def latest_eta(self, run_id: str, step: int) -> EtaRecorded | None:
+        """The last η frame recorded at or before ``step`` (``None`` if none)."""
+        frames = [r.event for r in self.read(run_id, until_step=step, types=[EtaRecorded.type])]
+        return frames[-1] if frames else None  # type: ignore[return-value]
+
+    def append(self, run_id: str, batch: Sequence[Recorded]) -> None:
+        """Append a batch atomically, checking it extends the log without gaps.
+
+        Raises:
+            LogIntegrityError: wrong run id, a gap or duplicate seq, a first batch
+                that does not start with RunStarted, or events after RunFinished.
+        """
+        if not batch:
+            return
+        expected = self.next_seq(run_id)
+        for offset, rec in enumerate(batch):
+            if rec.run_id != run_id:
+                raise LogIntegrityError(f"batch for run {run_id!r} holds an event of run {rec.run_id!r}")
+            if rec.seq != expected + offset:
+                raise LogIntegrityError(f"run {run_id!r}: expected seq {expected + offset}, got {rec.seq}")
+        new_run = None
+        if expected == 0:
+            if not isinstance(batch[0].event, RunStarted):
+                raise LogIntegrityError(f"run {run_id!r} must start with RunStarted")
+            new_run = batch[0].event
+        elif self.is_complete(run_id):
+            raise LogIntegrityError(f"run {run_id!r} is finished; its log is closed")
+        if any(isinstance(r.event, RunStarted) for r in batch[1 if new_run else 0:]):
+            raise LogIntegrityError(f"run {run_id!r}: RunStarted may only be the first event")
+        self._write(run_id, batch, new_run)
+
+    def is_complete(self, run_id: str) -> bool:
+        return bool(self.read(run_id, types=["RunFinished"]))
+
+    def run_info(self, run_id: str) -> RunInfo:
+        for info in self.runs():
+            if info.run_id == run_id:
+                return info
+        raise UnknownRunError(f"no run {run_id!r} in this store")
+
+    def new_run_id(self, started: RunStarted) -> str:
+        """A readable, deterministic id: a digest of system, config and seed, plus an ordinal."""
+        stem = content_digest([started.system_digest, started.config.model_dump(mode="json"), started.seed])[:10]
+        taken = {info.run_id for info in self.runs()}
+        n = 1
+        while f"{stem}-{n}" in taken:
+            n += 1
+        return f"{stem}-{n}"
+
+    def close(self) -> None:
+        """Release resources (no-op by default)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class InMemoryStore(AbstractEventStore):
+    """A store in a Python dict; useful for tests and throw-away runs.
+
+    >>> from events import InMemoryStore
+    >>> InMemoryStore().runs()
+    []
+    """
+
+    def __init__(self) -> None:
+        self._logs: dict[str, list[Recorded]] = {}
+        self._infos: dict[str, RunInfo] = {}
+        self._lock = threading.Lock()
+
+    def _write(self, run_id, batch, new_run):
+        with self._lock:
+            log = self._logs.setdefault(run_id, [])
+            log.extend(batch)
+            if new_run is not None:
+                self._infos[run_id] = RunInfo(run_id, new_run.system.id, new_run.system_digest, new_run.seed,
+                                              len(new_run.system.modules), False)
+
+    def next_seq(self, run_id):
+        return len(self._logs.get(run_id, ()))
+
+    def read(self, run_id, *, until_step=None, types=None):
+        if run_id not in self._logs:
+            raise UnknownRunError(f"no run {run_id!r} in this store")
+        wanted = set(types) if types is not None else None
+        out = []
+        for rec in self._logs[run_id]:
+            if wanted is not None and rec.event.type not in wanted:
+                continue
+            if until_step is not None and rec.step is not None and rec.step > until_step:
+                continue
+            if until_step is not None and isinstance(rec.event, RunFinished):
+                continue
+            out.append(rec)
+        return out
+
+    def runs(self):
+        return [RunInfo(i.run_id, i.system_id, i.system_digest, i.seed, i.n_modules,
+                        any(isinstance(r.event, RunFinished) for r in self._logs[i.run_id]))
+                for i in self._infos.values()]

@@ -1,0 +1,175 @@
+"""The closed union of event types, their schema versions and upcasters.
+
+Events are past-tense facts. Each has a ``type`` tag and a class-level
+``schema_version``; a stored payload of an older version is brought up to date
+by the upcasters registered for its type, one function per version step, and a
+payload from a future version fails loudly.
+
+η updates are the bulk of a run, so :class:`EtaRecorded` is columnar: one
+read-only float64 array holding every module's η at one step, not one object
+per η. It is still an event of the union, with its own type and version.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Callable, ClassVar, Literal, Union
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from entities import RelaxConfig, SchemaVersionError, System
+
+
+class AbstractEvent(BaseModel):
+    """A small frozen fact; subclasses set ``type`` and ``schema_version``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_version: ClassVar[int] = 1
+
+
+class RunStarted(AbstractEvent):
+    """A run began: everything needed to re-run it bit for bit."""
+
+    type: Literal["RunStarted"] = "RunStarted"
+    system: System
+    config: RelaxConfig
+    seed: int
+    package_version: str
+    system_digest: str
+
+
+StepReason = Literal["initial", "decrease", "armijo", "energy_increase", "armijo_failed", "not_finite"]
+
+
+class StepCommitted(AbstractEvent):
+    """One step of the coordinator, accepted or not.
+
+    ``energy`` and ``pg_norm`` describe the state after the step (the previous
+    state when the proposal was rejected); ``trial_energy`` is the proposal's
+    energy (``None`` for step 0 or when it was not finite).
+    """
+
+    type: Literal["StepCommitted"] = "StepCommitted"
+    step: int
+    energy: float
+    pg_norm: float
+    step_size: float
+    backtracks: int
+    accepted: bool
+    reason: StepReason
+    trial_energy: float | None = None
+
+
+class GateOpened(AbstractEvent):
+    """A gate's η reached its threshold at ``step``."""
+
+    type: Literal["GateOpened"] = "GateOpened"
+    gate_id: str
+    step: int
+    eta: float
+
+
+class GateClosed(AbstractEvent):
+    """A gate's η fell below its threshold at ``step``."""
+
+    type: Literal["GateClosed"] = "GateClosed"
+    gate_id: str
+    step: int
+    eta: float
+
+
+class RunFinished(AbstractEvent):
+    """The run ended; ``final_digest`` identifies the returned state."""
+
+    type: Literal["RunFinished"] = "RunFinished"
+    status: Literal["converged", "max_steps"]
+    steps: int
+    final_energy: float
+    best_step: int
+    final_digest: str
+
+
+@dataclass(frozen=True, eq=False)
+class EtaRecorded:
+    """Every module's η after ``step`` (columnar; module order of the System)."""
+
+    step: int
+    eta: np.ndarray = field(repr=False)
+    type: ClassVar[str] = "EtaRecorded"
+    schema_version: ClassVar[int] = 1
+
+    def __post_init__(self) -> None:
+        arr = np.asarray(self.eta, dtype=np.float64)
+        if arr.flags.writeable:  # the coordinator hands over read-only arrays; copy anything else
+            arr = arr.copy()
+            arr.setflags(write=False)
+        object.__setattr__(self, "eta", arr)
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, EtaRecorded) and self.step == other.step
+                and self.eta.shape == other.eta.shape and self.eta.tobytes() == other.eta.tobytes())
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+ModelEvent = Annotated[Union[RunStarted, StepCommitted, GateOpened, GateClosed, RunFinished], Field(discriminator="type")]
+Event = Union[RunStarted, StepCommitted, GateOpened, GateClosed, RunFinished, EtaRecorded]
+
+_MODEL_EVENTS: dict[str, type[AbstractEvent]] = {
+    cls.model_fields["type"].default: cls for cls in (RunStarted, StepCommitted, GateOpened, GateClosed, RunFinished)
+}
+EVENT_TYPES: tuple[str, ...] = (*_MODEL_EVENTS, EtaRecorded.type)
+_ADAPTER: TypeAdapter[Any] = TypeAdapter(ModelEvent)
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+_UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+
+
+def register_upcaster(event_type: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
+    """Register ``fn(payload) -> payload`` that lifts ``event_type`` from ``from_version`` to the next."""
+
+    def decorate(fn: Upcaster) -> Upcaster:
+        _UPCASTERS[(event_type, from_version)] = fn
+        return fn
+
+    return decorate
+
+
+def current_version(event_type: str) -> int:
+    """The schema version this code writes for ``event_type``."""
+    if event_type == EtaRecorded.type:
+        return EtaRecorded.schema_version
+    try:
+        return _MODEL_EVENTS[event_type].schema_version
+    except KeyError:
+        raise SchemaVersionError(f"unknown event type {event_type!r}") from None
+
+
+def upcast(event_type: str, version: int, payload: dict[str, Any]) -> dict[str, Any]:
+    """Bring a stored payload from ``version`` to the current schema version."""
+    target = current_version(event_type)
+    if version > target:
+        raise SchemaVersionError(
+            f"{event_type} payload has schema_version {version}, newer than this code's {target}; upgrade the package")
+    while version < target:
+        step = _UPCASTERS.get((event_type, version))
+        if step is None:
+            raise SchemaVersionError(f"no upcaster for {event_type} from schema_version {version}")
+        payload = step(dict(payload))
+        version += 1
+    return payload
+
+
+def encode(event: AbstractEvent) -> str:
+    """The JSON payload stored for a model event."""
+    return event.model_dump_json()
+
+
+def decode(event_type: str, version: int, payload: str | dict[str, Any]) -> AbstractEvent:
+    """Rebuild a model event from its stored JSON payload, upcasting as needed."""
+    data = json.loads(payload) if isinstance(payload, str) else dict(payload)
+    data = upcast(event_type, version, data)
+    data["type"] = event_type
+    return _ADAPTER.validate_python(data)

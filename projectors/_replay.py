@@ -1,0 +1,137 @@
+"""Replay (fold the log back into state) and re-run (execute a recorded run again)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Iterable
+
+import numpy as np
+
+from entities import UnknownRunError
+from events import (
+    AbstractEventStore,
+    EtaRecorded,
+    GateClosed,
+    GateOpened,
+    Recorded,
+    RunFinished,
+    RunStarted,
+    StepCommitted,
+)
+
+from ._run import HookMap, RunResult, relax
+
+
+@dataclass(frozen=True)
+class RunState:
+    """A run's state as the log says it was after ``step``."""
+
+    run_id: str
+    step: int
+    ids: tuple[str, ...]
+    eta: np.ndarray = field(repr=False)
+    energy: float
+    open_gates: frozenset[str]
+    accepted_steps: int
+    status: str | None  # RunFinished's status, None while the run is (or was left) unfinished
+
+    def eta_of(self, module_id: str) -> float:
+        return float(self.eta[self.ids.index(module_id)])
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(zip(self.ids, map(float, self.eta)))
+
+
+_EMPTY = RunState("", -1, (), np.zeros(0), float("nan"), frozenset(), 0, None)
+
+
+def apply(state: RunState, rec: Recorded) -> RunState:
+    """Fold one event into the state (pure; nothing is recomputed)."""
+    ev = rec.event
+    if isinstance(ev, RunStarted):
+        return replace(_EMPTY, run_id=rec.run_id, ids=ev.system.module_ids)
+    if isinstance(ev, StepCommitted):
+        return replace(state, step=ev.step, energy=ev.energy, accepted_steps=state.accepted_steps + (ev.accepted and ev.step > 0))
+    if isinstance(ev, EtaRecorded):
+        return replace(state, eta=ev.eta)
+    if isinstance(ev, GateOpened):
+        return replace(state, open_gates=state.open_gates | {ev.gate_id})
+    if isinstance(ev, GateClosed):
+        return replace(state, open_gates=state.open_gates - {ev.gate_id})
+    if isinstance(ev, RunFinished):
+        return replace(state, status=ev.status)
+    return state
+
+
+def fold(records: Iterable[Recorded]) -> RunState:
+    """Fold a run's events, in seq order, into its state."""
+    state = _EMPTY
+    for rec in records:
+        state = apply(state, rec)
+    return state
+
+
+def replay(store: AbstractEventStore, run_id: str, step: int | None = None) -> RunState:
+    """The state of ``run_id`` after ``step`` (default: the end), rebuilt from the log alone.
+
+    Only the η frame in force at ``step`` is read, so replay costs one frame
+    whatever the run's length.
+
+    >>> from entities import System, LandauModule, RelaxConfig
+    >>> from events import InMemoryStore
+    >>> from projectors import relax
+    >>> store = InMemoryStore()
+    >>> r = relax(System(id="s", modules=[LandauModule(id="m", a=-1.0)]), RelaxConfig(steps=5), store=store)
+    >>> replay(store, r.run_id, 5).eta_of("m") == r.eta_of("m")
+    True
+    """
+    if step is not None and step < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+    light = [r for r in store.read(run_id, until_step=step) if not isinstance(r.event, EtaRecorded)] if step is not None \
+        else [r for r in store.read(run_id) if not isinstance(r.event, EtaRecorded)]
+    if not light:
+        raise UnknownRunError(f"no run {run_id!r} in this store")
+    last_step = max((r.event.step for r in light if isinstance(r.event, StepCommitted)), default=-1)
+    if step is not None and step > last_step:
+        raise ValueError(f"run {run_id!r} has steps 0..{last_step}; step {step} does not exist")
+    frame_step = last_step if step is None else step
+    state = fold(light)
+    frame = store.latest_eta(run_id, frame_step)
+    return replace(state, eta=frame.eta if frame is not None else state.eta)
+
+
+def rerun(store: AbstractEventStore, run_id: str, *, hooks: HookMap | None = None) -> RunResult:
+    """Execute ``run_id`` again from its recorded System, config and seed, into ``store``."""
+    started = store.read(run_id, types=["RunStarted"])
+    if not started:
+        raise UnknownRunError(f"no run {run_id!r} in this store")
+    ev = started[0].event
+    return relax(ev.system, ev.config, seed=ev.seed, store=store, hooks=hooks)
+
+
+@dataclass(frozen=True)
+class StreamDifference:
+    """The first place two runs' event streams differ."""
+
+    seq: int
+    left: str
+    right: str
+
+
+def first_difference(store: AbstractEventStore, run_a: str, run_b: str) -> StreamDifference | None:
+    """Compare two runs' event streams event by event (run ids aside); ``None`` if identical."""
+    a, b = store.read(run_a), store.read(run_b)
+    for ra, rb in zip(a, b):
+        if ra.seq != rb.seq or ra.event != rb.event:
+            return StreamDifference(ra.seq, _describe(ra), _describe(rb))
+    if len(a) != len(b):
+        n = min(len(a), len(b))
+        return StreamDifference(n, _describe(a[n]) if n < len(a) else "(end)", _describe(b[n]) if n < len(b) else "(end)")
+    return None
+
+
+def _describe(rec: Recorded) -> str:
+    ev = rec.event
+    if isinstance(ev, EtaRecorded):
+        return f"EtaRecorded(step={ev.step}, digest={hash(ev.eta.tobytes()) & 0xFFFFFFFF:08x})"
+    return repr(ev)[:200]

@@ -1,0 +1,148 @@
+"""Driving a relaxation: record its events in batches, then fire the hooks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+
+from entities import RelaxConfig, System
+from events import AbstractEventStore, EtaRecorded, HookFailure, InMemoryStore, Recorded, RunStarted, hooks
+
+from ._backend import AbstractBackend
+from ._compile import compile_system
+from ._coordinator import relaxation
+
+HookMap = Mapping[str, Callable[..., Any] | Iterable[Callable[..., Any]]]
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("complexity-from-constraints")
+    except metadata.PackageNotFoundError:  # running from a source tree that was not installed
+        return "0+unknown"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What ``relax`` returns: the run id, how it ended and the returned state."""
+
+    run_id: str
+    status: str
+    steps: int
+    energy: float
+    ids: tuple[str, ...]
+    eta: np.ndarray = field(repr=False)
+    hook_failures: tuple[HookFailure, ...] = ()
+
+    def eta_of(self, module_id: str) -> float:
+        """η of one module in the returned state."""
+        return float(self.eta[self.ids.index(module_id)])
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(zip(self.ids, map(float, self.eta)))
+
+
+class _Recorder:
+    """Assigns seqs, buffers events, appends whole batches, then dispatches hooks."""
+
+    def __init__(self, store: AbstractEventStore, run_id: str, flush_every: int, flush_values: int):
+        self.store, self.run_id = store, run_id
+        self.flush_every, self.flush_values = flush_every, flush_values
+        self.seq = store.next_seq(run_id)
+        self.buffer: list[Recorded] = []
+        self.steps = self.values = 0
+        self.failures: list[HookFailure] = []
+
+    def add(self, event) -> None:
+        self.buffer.append(Recorded(self.run_id, self.seq, event))
+        self.seq += 1
+        if isinstance(event, EtaRecorded):
+            self.steps += 1
+            self.values += event.eta.size
+            if self.steps >= self.flush_every or self.values >= self.flush_values:
+                self.flush()
+
+    def flush(self) -> None:
+        batch, self.buffer = self.buffer, []
+        self.steps = self.values = 0
+        if batch:
+            self.store.append(self.run_id, batch)
+            self.failures.extend(hooks.dispatch(batch))
+
+
+def relax(
+    system: System,
+    config: RelaxConfig | None = None,
+    *,
+    seed: int = 0,
+    store: AbstractEventStore | None = None,
+    hooks: HookMap | None = None,
+    backend: AbstractBackend | None = None,
+    flush_every: int = 256,
+    flush_values: int = 4_000_000,
+) -> RunResult:
+    """Relax ``system`` and record every event of the run in ``store``.
+
+    Events are appended in atomic batches of up to ``flush_every`` steps (or
+    ``flush_values`` recorded η values); after each batch is committed, the
+    hook signals fire for its events, in order. ``hooks`` connects extra
+    receivers for this run only, e.g. ``{"gate_opened": fn}``.
+
+    Args:
+        system: the System to relax.
+        config: how to relax it (default :class:`RelaxConfig()`).
+        seed: the run's seed (used by ``eta0="uniform"`` and stochastic pieces).
+        store: where to record; default a fresh :class:`InMemoryStore`.
+        hooks: receivers for this run, keyed by signal name.
+        backend: the array backend (default numpy, float64).
+
+    Returns:
+        A :class:`RunResult` with the run id and the returned (best accepted) state.
+
+    >>> from entities import System, LandauModule, RelaxConfig
+    >>> s = System(id="one", modules=[LandauModule(id="m", a=-1.0, b=1.0)])
+    >>> r = relax(s, RelaxConfig(steps=500, step_size=0.1))
+    >>> (r.status, round(r.eta_of("m"), 4))   # η* = sqrt(-a / 2b)
+    ('converged', 0.7071)
+    """
+    config = config or RelaxConfig()
+    store = store if store is not None else InMemoryStore()
+    started = RunStarted(system=system, config=config, seed=seed, package_version=package_version(),
+                         system_digest=system.digest())
+    compiled = compile_system(system, backend)
+    run_id = store.new_run_id(started)
+    recorder = _Recorder(store, run_id, max(1, flush_every), max(1, flush_values))
+    connected = _connect(hooks or {}, run_id)
+    try:
+        recorder.add(started)
+        loop = relaxation(compiled, config, seed)
+        try:
+            while True:
+                recorder.add(next(loop))
+        except StopIteration as stop:
+            outcome = stop.value
+        recorder.flush()
+    except BaseException:
+        try:  # keep every whole event produced before the failure; the run stays incomplete
+            recorder.flush()
+        except Exception:
+            pass
+        raise
+    finally:
+        for sig, fn in connected:
+            sig.disconnect(fn, sender=run_id)
+    return RunResult(run_id, outcome.status, outcome.steps, outcome.energy, compiled.ids, outcome.eta,
+                     tuple(recorder.failures))
+
+
+def _connect(hook_map: HookMap, run_id: str):
+    connected = []
+    for name, fns in hook_map.items():
+        sig = hooks.get(name)
+        for fn in ([fns] if callable(fns) else list(fns)):
+            sig.connect(fn, sender=run_id)
+            connected.append((sig, fn))
+    return connected
