@@ -9,6 +9,7 @@ from ._couplings import (
     QuadraticCoupling,
     coupling_kinds,
 )
+from ._families import standard_system
 from ._errors import (
     CfcError,
     InvalidEntityError,
@@ -43,4 +44,5 @@ __all__ = [
     "coupling_kinds",
     "module_kinds",
     "softplus",
+    "standard_system",
 ]

@@ -4,16 +4,31 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ._errors import InvalidEntityError
 
 _ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
 
 
-class AbstractFrozen(BaseModel):
+class _NamingMeta(type(BaseModel)):  # type: ignore[misc]
+    """Turns a failed ``Cls(**fields)`` into :class:`InvalidEntityError`.
+
+    Done in the metaclass rather than ``__init__`` so that nested validation
+    (a System's modules) stays inside pydantic-core, which is much faster.
+    """
+
+    def __call__(cls, *args: Any, **kwargs: Any):
+        try:
+            return super().__call__(*args, **kwargs)
+        except ValidationError as exc:
+            raise _to_entity_error(cls.__name__, kwargs, exc) from None
+
+
+class AbstractFrozen(BaseModel, metaclass=_NamingMeta):
     """A frozen, strictly-keyed Pydantic model whose validation errors name the culprit.
 
     Every failure raises :class:`InvalidEntityError` with the class, the
@@ -22,17 +37,31 @@ class AbstractFrozen(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, validate_default=True)
 
-    @model_validator(mode="wrap")
     @classmethod
-    def _name_the_culprit(cls, data: Any, handler):
+    def model_validate(cls, obj: Any, **kwargs: Any):  # type: ignore[override]
         try:
-            return handler(data)
+            return super().model_validate(obj, **kwargs)
         except ValidationError as exc:
+            raise _to_entity_error(cls.__name__, obj, exc) from None
+
+    @classmethod
+    def model_validate_json(cls, json_data: Any, **kwargs: Any):  # type: ignore[override]
+        try:
+            return super().model_validate_json(json_data, **kwargs)
+        except ValidationError as exc:
+            try:
+                data = json.loads(json_data)
+            except ValueError:
+                data = None
             raise _to_entity_error(cls.__name__, data, exc) from None
 
+    def canonical_json(self) -> str:
+        """The model as JSON: fields in declaration order, dict keys sorted, exact floats."""
+        return self.model_dump_json()
+
     def digest(self) -> str:
-        """SHA-256 of the model's canonical JSON (sorted keys, exact floats)."""
-        return content_digest(self.model_dump(mode="json"))
+        """SHA-256 of :meth:`canonical_json`: equal content, equal digest."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
 
 
 class AbstractEntity(AbstractFrozen):
@@ -78,6 +107,7 @@ class KindRegistry:
     def __init__(self, family: str):
         self.family = family
         self._classes: dict[str, type[AbstractEntity]] = {}
+        self._adapter: tuple[tuple[str, ...], TypeAdapter[Any]] | None = None
 
     def register(self, cls: type[AbstractEntity]) -> None:
         field = cls.model_fields.get("kind")
@@ -98,19 +128,41 @@ class KindRegistry:
     def kinds(self) -> tuple[str, ...]:
         return tuple(sorted(self._classes))
 
-    def parse(self, item: Any, owner: str, field: str) -> AbstractEntity:
-        """Validate ``item`` (an entity or a dict with a ``kind`` tag) as one of the family."""
-        if isinstance(item, AbstractEntity):
-            if item.model_fields.get("kind") is None or type(item) is not self._classes.get(item.kind):  # type: ignore[attr-defined]
-                raise InvalidEntityError(owner, None, field, type(item).__name__, f"not a registered {self.family} kind")
-            return item
-        if not isinstance(item, dict):
-            raise InvalidEntityError(owner, None, field, item, f"expected a {self.family} entity or a dict")
-        kind = item.get("kind")
-        if kind not in self._classes:
-            raise InvalidEntityError(f"{owner}.{field}", item.get("id"), "kind", kind,
-                                     f"unknown {self.family} kind; known kinds: {', '.join(self.kinds())}")
-        return self._classes[kind].model_validate(item)
+    def adapter(self) -> TypeAdapter[Any]:
+        """A TypeAdapter for a list of this family, discriminated on ``kind`` (rebuilt when a kind is added)."""
+        key = tuple(self._classes)
+        if self._adapter is None or self._adapter[0] != key:
+            members = tuple(self._classes.values())
+            member = members[0] if len(members) == 1 else Annotated[Union[members], Field(discriminator="kind")]  # type: ignore[valid-type]
+            self._adapter = (key, TypeAdapter(list[member]))  # type: ignore[valid-type]
+        return self._adapter[1]
+
+    def parse_many(self, items: Any, owner: str, field: str) -> tuple[AbstractEntity, ...]:
+        """Validate a list of entities or ``kind``-tagged dicts as members of this family."""
+        if not isinstance(items, (list, tuple)):
+            raise InvalidEntityError(owner, None, field, items, "expected a list")
+        for n, item in enumerate(items):
+            if isinstance(item, AbstractEntity):
+                if self._classes.get(getattr(item, "kind", None)) is not type(item):
+                    raise InvalidEntityError(owner, getattr(item, "id", None), f"{field}.{n}", type(item).__name__,
+                                             f"not a registered {self.family} kind")
+            elif not isinstance(item, dict):
+                raise InvalidEntityError(owner, None, f"{field}.{n}", item, f"expected a {self.family} entity or a dict")
+            elif item.get("kind") not in self._classes:
+                raise InvalidEntityError(f"{owner}.{field}.{n}", item.get("id"), "kind", item.get("kind"),
+                                         f"unknown {self.family} kind; known kinds: {', '.join(self.kinds())}")
+        try:
+            return tuple(self.adapter().validate_python(list(items)))
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            n, rest = first["loc"][0], first["loc"][1:]
+            if len(self._classes) > 1:
+                rest = rest[1:]  # drop the union tag pydantic puts in the path
+            item = items[n]  # type: ignore[index]
+            cls = self._classes[item["kind"]]
+            more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+            raise InvalidEntityError(cls.__name__, item.get("id"), ".".join(map(str, rest)) or "(entity)",
+                                     first.get("input"), first["msg"] + more) from None
 
 
 def _to_entity_error(kind: str, data: Any, exc: ValidationError) -> InvalidEntityError:

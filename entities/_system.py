@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any, Literal
 
-from pydantic import Field, SerializeAsAny, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SerializeAsAny, field_validator, model_validator
 
 from ._base import AbstractEntity
 from ._couplings import AbstractCoupling, coupling_kinds
@@ -43,15 +43,24 @@ class System(AbstractEntity):
     @field_validator("modules", mode="before")
     @classmethod
     def _parse_modules(cls, items: Any) -> tuple[AbstractModule, ...]:
-        return tuple(module_kinds.parse(m, "System", f"modules.{n}") for n, m in enumerate(_seq(items, "modules")))
+        return module_kinds.parse_many(items, "System", "modules")  # type: ignore[return-value]
 
     @field_validator("couplings", mode="before")
     @classmethod
     def _parse_couplings(cls, items: Any) -> tuple[AbstractCoupling, ...]:
-        return tuple(coupling_kinds.parse(c, "System", f"couplings.{n}") for n, c in enumerate(_seq(items, "couplings")))
+        return coupling_kinds.parse_many(items, "System", "couplings")  # type: ignore[return-value]
+
+    @field_validator("family_weights", mode="after")
+    @classmethod
+    def _sorted_weights(cls, weights: dict[str, float]) -> dict[str, float]:
+        return dict(sorted(weights.items()))  # canonical order, so equal content has one digest
+
+    _graph_checked: bool = PrivateAttr(False)
 
     @model_validator(mode="after")
     def _check_graph(self) -> System:
+        if self._graph_checked:  # an already-validated System embedded in another model
+            return self
         kind_of: dict[str, str] = {}
         for entity in (*self.modules, *self.couplings):
             if entity.id in kind_of or entity.id == self.id:
@@ -73,6 +82,7 @@ class System(AbstractEntity):
                 raise InvalidEntityError("System", self.id, f"family_weights.{kind}", kind, "unknown kind")
             if w < 0:
                 raise InvalidEntityError("System", self.id, f"family_weights.{kind}", w, "must be >= 0")
+        self._graph_checked = True
         return self
 
     @cached_property
@@ -86,9 +96,3 @@ class System(AbstractEntity):
             if m.id == module_id:
                 return m
         raise KeyError(module_id)
-
-
-def _seq(items: Any, field: str):
-    if isinstance(items, (list, tuple)):
-        return items
-    raise InvalidEntityError("System", None, field, items, "expected a list")

@@ -97,6 +97,13 @@ class AbstractEventStore(abc.ABC):
             raise LogIntegrityError(f"run {run_id!r}: RunStarted may only be the first event")
         self._write(run_id, batch, new_run)
 
+    def module_ids(self, run_id: str) -> tuple[str, ...]:
+        """The run's module ids in η order."""
+        started = self.read(run_id, types=["RunStarted"])
+        if not started:
+            raise UnknownRunError(f"no run {run_id!r} in this store")
+        return started[0].event.system.module_ids  # type: ignore[union-attr]
+
     def is_complete(self, run_id: str) -> bool:
         return bool(self.read(run_id, types=["RunFinished"]))
 

@@ -63,9 +63,9 @@ def apply(state: RunState, rec: Recorded) -> RunState:
     return state
 
 
-def fold(records: Iterable[Recorded]) -> RunState:
-    """Fold a run's events, in seq order, into its state."""
-    state = _EMPTY
+def fold(records: Iterable[Recorded], state: RunState | None = None) -> RunState:
+    """Fold a run's events, in seq order, into its state (from ``state`` or from nothing)."""
+    state = state or _EMPTY
     for rec in records:
         state = apply(state, rec)
     return state
@@ -87,17 +87,17 @@ def replay(store: AbstractEventStore, run_id: str, step: int | None = None) -> R
     """
     if step is not None and step < 0:
         raise ValueError(f"step must be >= 0, got {step}")
-    light = [r for r in store.read(run_id, until_step=step) if not isinstance(r.event, EtaRecorded)] if step is not None \
-        else [r for r in store.read(run_id) if not isinstance(r.event, EtaRecorded)]
-    if not light:
-        raise UnknownRunError(f"no run {run_id!r} in this store")
+    start = replace(_EMPTY, run_id=run_id, ids=store.module_ids(run_id))
+    light = store.read(run_id, until_step=step, types=_LIGHT_TYPES)
     last_step = max((r.event.step for r in light if isinstance(r.event, StepCommitted)), default=-1)
     if step is not None and step > last_step:
         raise ValueError(f"run {run_id!r} has steps 0..{last_step}; step {step} does not exist")
-    frame_step = last_step if step is None else step
-    state = fold(light)
-    frame = store.latest_eta(run_id, frame_step)
+    state = fold(light, start)
+    frame = store.latest_eta(run_id, state.step)
     return replace(state, eta=frame.eta if frame is not None else state.eta)
+
+
+_LIGHT_TYPES = ("StepCommitted", "GateOpened", "GateClosed", "RunFinished")
 
 
 def rerun(store: AbstractEventStore, run_id: str, *, hooks: HookMap | None = None) -> RunResult:

@@ -1,0 +1,275 @@
+"""The DuckDB event store: the embedded default, a file such as ``runs.duckdb`` or ``:memory:``.
+
+Tables (append-only; the API offers no update or delete):
+
+- ``runs``: one row per run, written in the same transaction as its first batch.
+- ``run_modules``: the module ids of each run in η order (for ``v_eta`` and replay).
+- ``events``: every event but the η frames, payloads as JSON.
+- ``eta_frames``: one row per ``EtaRecorded`` event, η as a ``DOUBLE[]`` list.
+
+Each batch is one transaction with one Arrow INSERT per table, so a crash
+leaves a prefix of whole batches. Views ``v_*`` come from ``adapters/sql/v_*.sql``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import duckdb
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from entities import CfcError, LogIntegrityError, UnknownRunError
+from events import (
+    AbstractEventStore,
+    EtaRecorded,
+    Recorded,
+    RunInfo,
+    RunStarted,
+    current_version,
+    decode,
+    encode,
+    upcast,
+)
+
+STORE_SCHEMA_VERSION = 1
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS store_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id VARCHAR PRIMARY KEY, started BIGINT, system_id VARCHAR, system_digest VARCHAR,
+    seed BIGINT, n_modules INTEGER, package_version VARCHAR);
+CREATE TABLE IF NOT EXISTS run_modules (run_id VARCHAR, idx INTEGER, module_id VARCHAR, kind VARCHAR);
+CREATE TABLE IF NOT EXISTS events (
+    run_id VARCHAR, seq BIGINT, type VARCHAR, schema_version INTEGER, step INTEGER, payload JSON,
+    PRIMARY KEY (run_id, seq));
+CREATE TABLE IF NOT EXISTS eta_frames (
+    run_id VARCHAR, seq BIGINT, step INTEGER, schema_version INTEGER, eta DOUBLE[],
+    PRIMARY KEY (run_id, seq));
+"""
+
+
+class StoreBusyError(CfcError):
+    """Another process holds the database file."""
+
+
+def view_sql() -> dict[str, str]:
+    """Every view's SELECT, keyed by view name, read from the packaged ``.sql`` files."""
+    folder = resources.files("adapters") / "sql"
+    return {p.name[:-4]: p.read_text() for p in sorted(folder.iterdir(), key=lambda p: p.name)
+            if p.name.startswith("v_") and p.name.endswith(".sql")}
+
+
+class DuckDBStore(AbstractEventStore):
+    """An event store in a DuckDB database file (or ``":memory:"``).
+
+    Args:
+        path: the database file; created if missing.
+        read_only: open without writing (no schema creation); another
+            read-only process may open the same file at the same time.
+
+    >>> from adapters import DuckDBStore
+    >>> with DuckDBStore(":memory:") as store:
+    ...     store.query("SELECT count(*) AS n FROM v_runs")["n"][0]
+    0
+    """
+
+    def __init__(self, path: str | Path = "runs.duckdb", *, read_only: bool = False):
+        self.path = str(path)
+        self.read_only = read_only
+        try:
+            self._con = duckdb.connect(self.path, read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise StoreBusyError(
+                    f"{self.path} is open for writing in another process; wait for it to finish "
+                    f"(DuckDB allows one writer and no concurrent readers across processes)") from None
+            raise CfcError(f"cannot open {self.path}: {exc}") from None
+        self._lock = threading.RLock()
+        if not read_only:
+            self._create_schema()
+        self._next_seq: dict[str, int] = {}
+
+    # -- schema -------------------------------------------------------------------------------
+    def _create_schema(self) -> None:
+        with self._lock:
+            for stmt in filter(str.strip, _TABLES.split(";")):
+                self._con.execute(stmt)
+            row = self._con.execute("SELECT value FROM store_meta WHERE key = 'schema_version'").fetchone()
+            if row is None:
+                self._con.execute("INSERT INTO store_meta VALUES ('schema_version', ?)", [str(STORE_SCHEMA_VERSION)])
+            elif int(row[0]) > STORE_SCHEMA_VERSION:
+                raise CfcError(f"{self.path} was written by a newer version (store schema {row[0]}); upgrade the package")
+            pending = view_sql()
+            while pending:  # views may build on each other: create until no progress
+                failed = {}
+                for name, sql in pending.items():
+                    try:
+                        self._con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
+                    except duckdb.CatalogException:
+                        failed[name] = sql
+                if len(failed) == len(pending):
+                    raise CfcError(f"views do not build: {', '.join(failed)}")
+                pending = failed
+
+    # -- writing ------------------------------------------------------------------------------
+    def next_seq(self, run_id: str) -> int:
+        with self._lock:
+            if run_id not in self._next_seq:
+                row = self._con.execute(
+                    "SELECT max(seq) FROM (SELECT seq FROM events WHERE run_id = ? "
+                    "UNION ALL SELECT seq FROM eta_frames WHERE run_id = ?)", [run_id, run_id]).fetchone()
+                self._next_seq[run_id] = 0 if row[0] is None else int(row[0]) + 1
+            return self._next_seq[run_id]
+
+    def _write(self, run_id: str, batch: Sequence[Recorded], new_run: RunStarted | None) -> None:
+        if self.read_only:
+            raise CfcError(f"{self.path} is open read-only")
+        frames = [r for r in batch if isinstance(r.event, EtaRecorded)]
+        others = [r for r in batch if not isinstance(r.event, EtaRecorded)]
+        event_rows = pa.table({
+            "run_id": pa.array([run_id] * len(others), pa.string()),
+            "seq": pa.array([r.seq for r in others], pa.int64()),
+            "type": pa.array([r.event.type for r in others], pa.string()),
+            "schema_version": pa.array([r.event.schema_version for r in others], pa.int32()),
+            "step": pa.array([r.step for r in others], pa.int32()),
+            "payload": pa.array([encode(r.event) for r in others], pa.string()),
+        })
+        frame_rows = None
+        if frames:
+            sizes = np.array([r.event.eta.size for r in frames], dtype=np.int64)
+            offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32 if sizes.sum() < 2**31 else np.int64)
+            values = np.concatenate([r.event.eta for r in frames])
+            list_type = pa.ListArray if offsets.dtype == np.int32 else pa.LargeListArray
+            frame_rows = pa.table({
+                "run_id": pa.array([run_id] * len(frames), pa.string()),
+                "seq": pa.array([r.seq for r in frames], pa.int64()),
+                "step": pa.array([r.event.step for r in frames], pa.int32()),
+                "schema_version": pa.array([EtaRecorded.schema_version] * len(frames), pa.int32()),
+                "eta": list_type.from_arrays(pa.array(offsets), pa.array(values)),
+            })
+        with self._lock:
+            con = self._con
+            con.execute("BEGIN TRANSACTION")
+            try:
+                if new_run is not None:
+                    self._register_run(run_id, new_run)
+                if len(others):
+                    con.register("_cfc_events", event_rows)
+                    con.execute("INSERT INTO events SELECT * FROM _cfc_events")
+                    con.unregister("_cfc_events")
+                if frame_rows is not None:
+                    con.register("_cfc_frames", frame_rows)
+                    con.execute("INSERT INTO eta_frames SELECT * FROM _cfc_frames")
+                    con.unregister("_cfc_frames")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                self._next_seq.pop(run_id, None)
+                raise
+            self._next_seq[run_id] = batch[-1].seq + 1
+
+    def _register_run(self, run_id: str, started: RunStarted) -> None:
+        con = self._con
+        if con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone():
+            raise LogIntegrityError(f"run {run_id!r} already exists")
+        order = con.execute("SELECT coalesce(max(started), 0) + 1 FROM runs").fetchone()[0]
+        s = started.system
+        con.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [run_id, order, s.id, started.system_digest, started.seed, len(s.modules), started.package_version])
+        con.register("_cfc_modules", pa.table({
+            "run_id": pa.array([run_id] * len(s.modules), pa.string()),
+            "idx": pa.array(np.arange(len(s.modules), dtype=np.int32)),
+            "module_id": pa.array([m.id for m in s.modules], pa.string()),
+            "kind": pa.array([m.kind for m in s.modules], pa.string()),  # type: ignore[attr-defined]
+        }))
+        con.execute("INSERT INTO run_modules SELECT * FROM _cfc_modules")
+        con.unregister("_cfc_modules")
+
+    # -- reading ------------------------------------------------------------------------------
+    def read(self, run_id: str, *, until_step: int | None = None, types: Iterable[str] | None = None) -> list[Recorded]:
+        self._require(run_id)
+        wanted = None if types is None else list(types)
+        where, params = ["run_id = ?"], [run_id]
+        if until_step is not None:
+            where.append("(step IS NULL OR step <= ?) AND type <> 'RunFinished'")
+            params.append(until_step)
+        out: list[Recorded] = []
+        model_types = None if wanted is None else [t for t in wanted if t != EtaRecorded.type]
+        with self._lock:
+            if model_types is None or model_types:
+                sql = f"SELECT seq, type, schema_version, payload FROM events WHERE {' AND '.join(where)}"
+                if model_types is not None:
+                    sql += f" AND type IN ({', '.join('?' * len(model_types))})"
+                rows = self._con.execute(sql + " ORDER BY seq", params + (model_types or [])).fetchall()
+                out.extend(Recorded(run_id, seq, decode(t, v, p)) for seq, t, v, p in rows)
+            if wanted is None or EtaRecorded.type in wanted:
+                fwhere, fparams = ["run_id = ?"], [run_id]
+                if until_step is not None:
+                    fwhere.append("step <= ?")
+                    fparams.append(until_step)
+                frames = self._con.execute(
+                    f"SELECT seq, step, schema_version, eta FROM eta_frames WHERE {' AND '.join(fwhere)} ORDER BY seq",
+                    fparams).fetchnumpy()
+                for seq, step, version, eta in zip(frames["seq"], frames["step"], frames["schema_version"], frames["eta"]):
+                    out.append(Recorded(run_id, int(seq), _frame(int(step), int(version), eta)))
+        out.sort(key=lambda r: r.seq)
+        return out
+
+    def latest_eta(self, run_id: str, step: int) -> EtaRecorded | None:
+        self._require(run_id)
+        with self._lock:
+            row = self._con.execute(
+                "SELECT step, schema_version, eta FROM eta_frames WHERE run_id = ? AND step <= ? ORDER BY step DESC LIMIT 1",
+                [run_id, step]).fetchnumpy()
+        if len(row["step"]) == 0:
+            return None
+        return _frame(int(row["step"][0]), int(row["schema_version"][0]), row["eta"][0])
+
+    def module_ids(self, run_id: str) -> tuple[str, ...]:
+        self._require(run_id)
+        with self._lock:
+            rows = self._con.execute("SELECT module_id FROM run_modules WHERE run_id = ? ORDER BY idx", [run_id]).fetchall()
+        return tuple(r[0] for r in rows)
+
+    def runs(self) -> list[RunInfo]:
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT run_id, system_id, system_digest, seed, n_modules, status <> 'incomplete' FROM v_runs").fetchall()
+        return [RunInfo(*row) for row in rows]
+
+    def is_complete(self, run_id: str) -> bool:
+        with self._lock:
+            return self._con.execute("SELECT 1 FROM events WHERE run_id = ? AND type = 'RunFinished'",
+                                     [run_id]).fetchone() is not None
+
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pl.DataFrame:
+        """Run SQL (parameters bound, never formatted in) and return a Polars DataFrame.
+
+        A statement that returns no rows (DDL) gives an empty DataFrame.
+        """
+        with self._lock:
+            rel = self._con.sql(sql, params=params)
+            return rel.pl() if rel is not None else pl.DataFrame()
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+    def _require(self, run_id: str) -> None:
+        with self._lock:
+            if self._con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone() is None:
+                raise UnknownRunError(f"no run {run_id!r} in {self.path}")
+
+
+def _frame(step: int, version: int, eta: Any) -> EtaRecorded:
+    if version != EtaRecorded.schema_version:
+        upcast(EtaRecorded.type, version, {})  # raises for unknown versions; v1 is the only one so far
+    arr = np.asarray(eta, dtype=np.float64)
+    arr.setflags(write=False)
+    return EtaRecorded(step=step, eta=arr)
