@@ -17,6 +17,7 @@ from ._errors import (
     MissingDependencyError,
     SchemaVersionError,
     UnknownRunError,
+    UnknownStepError,
 )
 from ._modules import AbstractModule, GateModule, LandauModule, module_kinds, softplus
 from ._system import System
@@ -40,6 +41,7 @@ __all__ = [
     "SchemaVersionError",
     "System",
     "UnknownRunError",
+    "UnknownStepError",
     "content_digest",
     "coupling_kinds",
     "module_kinds",

@@ -5,6 +5,7 @@
     CfcError
     ├── InvalidEntityError      an entity, a System or a config failed validation
     ├── UnknownRunError         a run id the store does not hold
+    ├── UnknownStepError        a step a run never reached
     ├── SchemaVersionError      a stored event payload from an unknown (future) schema
     ├── LogIntegrityError       a batch would break the append-only, gap-free log
     └── MissingDependencyError  an optional dependency is not installed
@@ -42,6 +43,10 @@ class InvalidEntityError(CfcError):
 
 class UnknownRunError(CfcError):
     """The store holds no run with this id."""
+
+
+class UnknownStepError(CfcError):
+    """The run has no such step."""
 
 
 class SchemaVersionError(CfcError):

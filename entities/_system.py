@@ -56,6 +56,8 @@ class System(AbstractEntity):
         return dict(sorted(weights.items()))  # canonical order, so equal content has one digest
 
     _graph_checked: bool = PrivateAttr(False)
+    _json: str | None = PrivateAttr(None)
+    _digest: str | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _check_graph(self) -> System:
@@ -84,6 +86,27 @@ class System(AbstractEntity):
                 raise InvalidEntityError("System", self.id, f"family_weights.{kind}", w, "must be >= 0")
         self._graph_checked = True
         return self
+
+    def __eq__(self, other: object) -> bool:
+        # Compare content only: the private caches (digest, graph check) are not content.
+        if not isinstance(other, System):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in System.model_fields)
+
+    def __hash__(self) -> int:
+        return hash(self.digest())
+
+    def canonical_json(self) -> str:
+        """The System as canonical JSON (computed once; the System is frozen)."""
+        if self._json is None:
+            self._json = super().canonical_json()
+        return self._json
+
+    def digest(self) -> str:
+        """SHA-256 of :meth:`canonical_json` (computed once)."""
+        if self._digest is None:
+            self._digest = super().digest()
+        return self._digest
 
     @cached_property
     def module_ids(self) -> tuple[str, ...]:

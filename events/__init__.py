@@ -2,7 +2,7 @@
 
 from . import _hooks as hooks
 from ._hooks import HookFailure, HookSignal
-from ._store import AbstractEventStore, InMemoryStore, Recorded, RunInfo
+from ._store import AbstractEventStore, InMemoryStore, NullStore, Recorded, RunInfo
 from ._types import (
     EVENT_TYPES,
     AbstractEvent,
@@ -33,6 +33,7 @@ __all__ = [
     "HookSignal",
     "InMemoryStore",
     "ModelEvent",
+    "NullStore",
     "Recorded",
     "RunFinished",
     "RunInfo",

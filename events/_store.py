@@ -175,3 +175,37 @@ class InMemoryStore(AbstractEventStore):
         return [RunInfo(i.run_id, i.system_id, i.system_digest, i.seed, i.n_modules,
                         any(isinstance(r.event, RunFinished) for r in self._logs[i.run_id]))
                 for i in self._infos.values()]
+
+
+class NullStore(AbstractEventStore):
+    """Recording off: batches are checked and counted, then dropped.
+
+    Hooks still fire (after each batch is "committed" here), and the run
+    registry is kept so run ids stay unique; nothing can be read back.
+    """
+
+    def __init__(self) -> None:
+        self._next: dict[str, int] = {}
+        self._infos: dict[str, RunInfo] = {}
+        self._finished: set[str] = set()
+
+    def _write(self, run_id, batch, new_run):
+        if new_run is not None:
+            self._infos[run_id] = RunInfo(run_id, new_run.system.id, new_run.system_digest, new_run.seed,
+                                          len(new_run.system.modules), False)
+        self._next[run_id] = batch[-1].seq + 1
+        if isinstance(batch[-1].event, RunFinished):
+            self._finished.add(run_id)
+
+    def next_seq(self, run_id):
+        return self._next.get(run_id, 0)
+
+    def read(self, run_id, *, until_step=None, types=None):
+        raise UnknownRunError(f"run {run_id!r} was not recorded (NullStore keeps nothing)")
+
+    def is_complete(self, run_id):
+        return run_id in self._finished
+
+    def runs(self):
+        return [RunInfo(i.run_id, i.system_id, i.system_digest, i.seed, i.n_modules, i.run_id in self._finished)
+                for i in self._infos.values()]

@@ -7,7 +7,7 @@ from typing import Iterable
 
 import numpy as np
 
-from entities import UnknownRunError
+from entities import UnknownRunError, UnknownStepError
 from events import (
     AbstractEventStore,
     EtaRecorded,
@@ -86,12 +86,12 @@ def replay(store: AbstractEventStore, run_id: str, step: int | None = None) -> R
     True
     """
     if step is not None and step < 0:
-        raise ValueError(f"step must be >= 0, got {step}")
+        raise UnknownStepError(f"step must be >= 0, got {step}")
     start = replace(_EMPTY, run_id=run_id, ids=store.module_ids(run_id))
     light = store.read(run_id, until_step=step, types=_LIGHT_TYPES)
     last_step = max((r.event.step for r in light if isinstance(r.event, StepCommitted)), default=-1)
     if step is not None and step > last_step:
-        raise ValueError(f"run {run_id!r} has steps 0..{last_step}; step {step} does not exist")
+        raise UnknownStepError(f"run {run_id!r} has steps 0..{last_step}; step {step} does not exist")
     state = fold(light, start)
     frame = store.latest_eta(run_id, state.step)
     return replace(state, eta=frame.eta if frame is not None else state.eta)

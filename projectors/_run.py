@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Callable, Iterable, Mapping
@@ -46,15 +48,25 @@ class RunResult:
 
 
 class _Recorder:
-    """Assigns seqs, buffers events, appends whole batches, then dispatches hooks."""
+    """Assigns seqs, buffers events, appends whole batches, then dispatches hooks.
 
-    def __init__(self, store: AbstractEventStore, run_id: str, flush_every: int, flush_values: int):
+    With ``pipelined``, batches are appended by one background thread (a
+    store such as DuckDB releases the GIL while it writes, so recording
+    overlaps the next steps' computation). Batches still commit one after
+    another in seq order, and the hooks of a batch fire in this thread only
+    after its commit; if an append fails, the store's seq check refuses every
+    later batch, so the log keeps a gap-free prefix.
+    """
+
+    def __init__(self, store: AbstractEventStore, run_id: str, flush_every: int, flush_values: int, pipelined: bool):
         self.store, self.run_id = store, run_id
         self.flush_every, self.flush_values = flush_every, flush_values
         self.seq = store.next_seq(run_id)
         self.buffer: list[Recorded] = []
         self.steps = self.values = 0
         self.failures: list[HookFailure] = []
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cfc-writer") if pipelined else None
+        self.pending: deque[tuple[Future[None], list[Recorded]]] = deque()
 
     def add(self, event) -> None:
         self.buffer.append(Recorded(self.run_id, self.seq, event))
@@ -65,12 +77,23 @@ class _Recorder:
             if self.steps >= self.flush_every or self.values >= self.flush_values:
                 self.flush()
 
-    def flush(self) -> None:
+    def flush(self, wait: bool = False) -> None:
         batch, self.buffer = self.buffer, []
         self.steps = self.values = 0
         if batch:
-            self.store.append(self.run_id, batch)
-            self.failures.extend(hooks.dispatch(batch))
+            if self.pool is None:
+                self.store.append(self.run_id, batch)
+                self.failures.extend(hooks.dispatch(batch))
+            else:
+                self.pending.append((self.pool.submit(self.store.append, self.run_id, batch), batch))
+        while self.pending and (wait or self.pending[0][0].done()):
+            future, committed = self.pending.popleft()
+            future.result()  # re-raises a failed append here, in the caller's thread
+            self.failures.extend(hooks.dispatch(committed))
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
 
 
 def relax(
@@ -82,13 +105,15 @@ def relax(
     hooks: HookMap | None = None,
     backend: AbstractBackend | None = None,
     flush_every: int = 256,
-    flush_values: int = 4_000_000,
+    flush_values: int = 1 << 19,
+    pipelined: bool = True,
 ) -> RunResult:
     """Relax ``system`` and record every event of the run in ``store``.
 
     Events are appended in atomic batches of up to ``flush_every`` steps (or
-    ``flush_values`` recorded η values); after each batch is committed, the
-    hook signals fire for its events, in order. ``hooks`` connects extra
+    ``flush_values`` recorded η values), by a background writer unless
+    ``pipelined=False``; after each batch is committed, the hook signals fire
+    for its events, in order, in the calling thread. ``hooks`` connects extra
     receivers for this run only, e.g. ``{"gate_opened": fn}``.
 
     Args:
@@ -114,7 +139,7 @@ def relax(
                          system_digest=system.digest())
     compiled = compile_system(system, backend)
     run_id = store.new_run_id(started)
-    recorder = _Recorder(store, run_id, max(1, flush_every), max(1, flush_values))
+    recorder = _Recorder(store, run_id, max(1, flush_every), max(1, flush_values), pipelined)
     connected = _connect(hooks or {}, run_id)
     try:
         recorder.add(started)
@@ -124,14 +149,15 @@ def relax(
                 recorder.add(next(loop))
         except StopIteration as stop:
             outcome = stop.value
-        recorder.flush()
+        recorder.flush(wait=True)
     except BaseException:
         try:  # keep every whole event produced before the failure; the run stays incomplete
-            recorder.flush()
+            recorder.flush(wait=True)
         except Exception:
             pass
         raise
     finally:
+        recorder.close()
         for sig, fn in connected:
             sig.disconnect(fn, sender=run_id)
     return RunResult(run_id, outcome.status, outcome.steps, outcome.energy, compiled.ids, outcome.eta,

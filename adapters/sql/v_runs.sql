@@ -13,4 +13,4 @@ SELECT
     f.payload->>'$.final_digest' AS final_digest
 FROM runs AS r
 LEFT JOIN events AS f ON f.run_id = r.run_id AND f.type = 'RunFinished'
-ORDER BY r.started
+ORDER BY r.run_key
