@@ -9,7 +9,7 @@ from ._couplings import (
     QuadraticCoupling,
     coupling_kinds,
 )
-from ._families import standard_system
+from ._families import demo_system, standard_system
 from ._errors import (
     CfcError,
     InvalidEntityError,
@@ -44,6 +44,7 @@ __all__ = [
     "UnknownStepError",
     "content_digest",
     "coupling_kinds",
+    "demo_system",
     "module_kinds",
     "softplus",
     "standard_system",

@@ -20,8 +20,11 @@ class RelaxConfig(AbstractFrozen):
     rejected proposal is never kept: η stays, α halves (or the Armijo search
     restarts from α) and the step is recorded as rejected.
 
-    The run stops after ``steps`` proposals or when the projected-gradient
-    norm :math:`‖η - \mathrm{clip}(η - ∇𝓕(η))‖_2` falls below ``tol``.
+    The run stops after ``steps`` proposals (status ``max_steps``), when the
+    projected-gradient norm :math:`‖η - \mathrm{clip}(η - ∇𝓕(η))‖_2` falls
+    below ``tol`` (``converged``), or at the floating-point floor, when a
+    proposal leaves η bit-identical or α falls below ``min_step_size``
+    (``stalled``; that last proposal is recorded as not accepted).
 
     Args:
         steps: number of proposals (step 0 is the initial state).
@@ -31,6 +34,7 @@ class RelaxConfig(AbstractFrozen):
         backtrack_factor: α shrink factor ∈ (0, 1).
         max_backtracks: trials per step before the step is rejected.
         tol: stop when the projected-gradient norm is below this.
+        min_step_size: stop ("stalled") once α falls below this.
         eta0: ``"measured"`` (each module's ``initial_eta()``), ``"uniform"``
             (U[0, 1] from the run's seed) or an explicit list in module order.
 
@@ -46,4 +50,5 @@ class RelaxConfig(AbstractFrozen):
     backtrack_factor: float = Field(0.5, gt=0, lt=1)
     max_backtracks: int = Field(20, ge=0, le=200)
     tol: float = Field(1e-8, ge=0)
+    min_step_size: float = Field(1e-12, ge=0)
     eta0: Literal["measured", "uniform"] | tuple[float, ...] = "measured"

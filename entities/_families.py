@@ -36,3 +36,28 @@ def standard_system(n: int, seed: int = 0, *, edges_per_module: int = 3) -> Syst
     couplings = [{"kind": kinds[hinge[e]], "id": f"c{e}", "i": ids[src[e]], "j": ids[dst[e]], "weight": w[e]}
                  for e in range(m)]
     return System.model_validate({"id": f"standard-{n}-{seed}", "modules": modules, "couplings": couplings})
+
+
+def demo_system(seed: int = 0) -> System:
+    """A small seeded system in which a predicted benefit pulls a closed gate open.
+
+    Four Landau modules form a chain ``s0 → s1 → s2 → s3`` (quadratic
+    agreement plus a directed hinge). Two hazard gates start closed
+    (η₀ ≈ 0.27 < 0.5): ``repair`` has a gate-benefit coupling to ``s2`` whose
+    predicted benefit Δ = 0.3 outweighs its opening cost, so relaxation opens
+    it; ``idle`` has no benefit and stays closed.
+
+    >>> s = demo_system(seed=0)
+    >>> [m.id for m in s.modules]
+    ['s0', 's1', 's2', 's3', 'repair', 'idle']
+    """
+    rng = np.random.default_rng(seed)
+    a = rng.uniform(-1.0, -0.2, 4).tolist()
+    b = rng.uniform(0.8, 1.2, 4).tolist()
+    modules: list[dict] = [{"kind": "landau", "id": f"s{k}", "a": a[k], "b": b[k], "eta0": 0.1 + 0.2 * k} for k in range(4)]
+    modules += [{"kind": "gate", "id": "repair", "gain": 0.0, "cost": 0.1, "k": 10.0},
+                {"kind": "gate", "id": "idle", "gain": 0.0, "cost": 0.1, "k": 10.0}]
+    couplings = [{"kind": "quadratic", "id": f"q{k}", "i": f"s{k}", "j": f"s{k + 1}", "weight": 0.5} for k in range(3)]
+    couplings += [{"kind": "directed_hinge", "id": "h03", "i": "s3", "j": "s0", "weight": 1.0},
+                  {"kind": "gate_benefit", "id": "wormhole", "i": "repair", "j": "s2", "delta": 0.3, "weight": 1.0}]
+    return System.model_validate({"id": f"demo-{seed}", "modules": modules, "couplings": couplings})

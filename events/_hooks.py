@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from blinker import ANY, Signal
+from blinker.base import ANY_ID
 from blinker._utilities import make_id
 
 from ._store import Recorded
@@ -40,8 +41,15 @@ class HookSignal(Signal):
     def connect(self, receiver: Callable[..., Any], sender: Any = ANY, weak: bool = False):  # type: ignore[override]
         return super().connect(receiver, sender=sender, weak=weak)
 
+    def disconnect(self, receiver: Callable[..., Any], sender: Any = ANY) -> None:
+        super().disconnect(receiver, sender)
+        rid = make_id(receiver)
+        if not self._by_receiver.get(rid):  # no sender left: forget the receiver entirely
+            self.receivers.pop(rid, None)
+            self._by_receiver.pop(rid, None)
+
     def ordered_receivers(self, sender: Any) -> list[Callable[..., Any]]:
-        wanted = set(self._by_sender.get(make_id(ANY), ())) | set(self._by_sender.get(make_id(sender), ()))
+        wanted = set(self._by_sender.get(ANY_ID, ())) | set(self._by_sender.get(make_id(sender), ()))
         out = []
         for rid, receiver in list(self.receivers.items()):
             if rid in wanted:

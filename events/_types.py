@@ -40,7 +40,7 @@ class RunStarted(AbstractEvent):
     system_digest: str
 
 
-StepReason = Literal["initial", "decrease", "armijo", "energy_increase", "armijo_failed", "not_finite"]
+StepReason = Literal["initial", "decrease", "armijo", "energy_increase", "armijo_failed", "not_finite", "stalled"]
 
 
 class StepCommitted(AbstractEvent):
@@ -84,7 +84,7 @@ class RunFinished(AbstractEvent):
     """The run ended; ``final_digest`` identifies the returned state."""
 
     type: Literal["RunFinished"] = "RunFinished"
-    status: Literal["converged", "max_steps"]
+    status: Literal["converged", "max_steps", "stalled"]
     steps: int
     final_energy: float
     best_step: int

@@ -147,11 +147,13 @@ def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int) -> Generator[
     gate_events, gates_open = _gate_events(cs, host, np.zeros(len(cs.gate_ids), bool), 0)
     yield from gate_events
 
-    step, best_step = 0, 0
-    while step < config.steps and pg > config.tol:
+    step, best_step, stalled = 0, 0, False
+    while step < config.steps and pg > config.tol and not stalled:
         step += 1
         p = rule(cs, eta, energy, grad, alpha, config)
-        if p.accepted:
+        # At the floating-point floor a proposal no longer moves η, or only shrinks α: stop honestly.
+        stalled = (p.accepted and bool(be.xp.all(p.eta == eta))) or p.step_size < config.min_step_size
+        if p.accepted and not stalled:
             eta, energy, grad = p.eta, p.energy, p.grad
             pg = projected_gradient_norm(be, eta, grad)
             best_step = step
@@ -160,15 +162,15 @@ def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int) -> Generator[
         elif config.line_search == "none":
             alpha = p.step_size * 0.5
         yield StepCommitted(step=step, energy=energy, pg_norm=pg, step_size=p.step_size, backtracks=p.backtracks,
-                            accepted=p.accepted, reason=p.reason,
+                            accepted=p.accepted and not stalled, reason="stalled" if stalled else p.reason,
                             trial_energy=p.energy if math.isfinite(p.energy) else None)
-        if p.accepted:
+        if p.accepted and best_step == step:
             host = _readonly(be.to_numpy(eta))
             yield EtaRecorded(step=step, eta=host)
             if len(cs.gate_ids):
                 gate_events, gates_open = _gate_events(cs, host, gates_open, step)
                 yield from gate_events
 
-    status = "converged" if pg <= config.tol else "max_steps"
+    status = "converged" if pg <= config.tol else "stalled" if stalled else "max_steps"
     yield RunFinished(status=status, steps=step, final_energy=energy, best_step=best_step, final_digest=state_digest(host))
     return Outcome(eta=host, energy=energy, status=status, steps=step, best_step=best_step)

@@ -1,0 +1,72 @@
+"""Hooks fire after commit, in order, each receiver isolated and held strongly."""
+
+from __future__ import annotations
+
+import gc
+import logging
+
+from entities import RelaxConfig, demo_system
+from events import InMemoryStore, hooks
+from projectors import relax
+
+
+def test_a_lambda_receiver_keeps_working_after_garbage_collection(toy_system):
+    seen = []
+    hooks.gate_opened.connect(lambda run_id, event, seq: seen.append(event.gate_id))
+    try:
+        gc.collect()
+        relax(toy_system, RelaxConfig(steps=200, step_size=0.3))
+    finally:
+        hooks.gate_opened.receivers.clear()
+        hooks.gate_opened._by_sender.clear()
+        hooks.gate_opened._by_receiver.clear()
+    assert seen == ["gate"]
+
+
+def test_a_raising_receiver_is_reported_and_loses_nothing(toy_system, caplog):
+    calls = []
+
+    def broken(run_id, event, seq):
+        raise RuntimeError("receiver bug")
+
+    def after(run_id, event, seq):
+        calls.append(event.step)
+
+    store = InMemoryStore()
+    with caplog.at_level(logging.ERROR, logger="cfc.hooks"):
+        r = relax(toy_system, RelaxConfig(steps=20), store=store, hooks={"step_committed": [broken, after]})
+    assert calls == list(range(r.steps + 1))  # the receiver after the broken one still ran, in order
+    assert len(r.hook_failures) == r.steps + 1
+    assert isinstance(r.hook_failures[0].error, RuntimeError) and r.hook_failures[0].event_id == f"{r.run_id}/1"
+    assert "receiver bug" in caplog.text
+    assert r.status in ("converged", "max_steps") and store.is_complete(r.run_id)
+    assert len(store.read(r.run_id, types=["StepCommitted"])) == r.steps + 1
+
+
+def test_hooks_fire_after_their_events_are_committed_and_in_order(toy_system):
+    store = InMemoryStore()
+    seen = []
+
+    def check(run_id, event, seq):
+        committed = {rec.seq for rec in store.read(run_id)}
+        seen.append((seq, seq in committed))
+
+    relax(demo_system(0), RelaxConfig(steps=30), store=store, flush_every=4,
+          hooks={name: check for name in hooks.SIGNALS})
+    assert seen and all(ok for _, ok in seen)
+    assert [s for s, _ in seen] == sorted(s for s, _ in seen)
+
+
+def test_run_scoped_hooks_are_disconnected_after_the_run(toy_system):
+    calls = []
+    relax(toy_system, RelaxConfig(steps=3), hooks={"run_finished": lambda run_id, event, seq: calls.append(run_id)})
+    relax(toy_system, RelaxConfig(steps=3))
+    assert len(calls) == 1
+    assert not hooks.run_finished.receivers
+
+
+def test_unknown_hook_names_are_refused(toy_system):
+    import pytest
+
+    with pytest.raises(KeyError, match="gate_opened"):
+        relax(toy_system, RelaxConfig(steps=1), hooks={"gate_openned": print})

@@ -1,0 +1,58 @@
+"""Event schema versions: round trips, upcasting old payloads, refusing future ones."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from entities import SchemaVersionError
+from events import GateOpened, StepCommitted, decode, encode, register_upcaster, upcast
+from events import _types
+
+
+def test_events_round_trip_through_their_payload():
+    ev = StepCommitted(step=3, energy=-1.25, pg_norm=0.5, step_size=0.1, backtracks=2, accepted=False,
+                       reason="energy_increase", trial_energy=-1.0)
+    assert decode("StepCommitted", 1, encode(ev)) == ev
+
+
+def test_events_are_frozen():
+    ev = GateOpened(gate_id="g", step=1, eta=0.7)
+    with pytest.raises(Exception):
+        ev.eta = 0.1  # type: ignore[misc]
+
+
+def test_a_future_schema_version_fails_loudly():
+    payload = encode(GateOpened(gate_id="g", step=1, eta=0.7))
+    with pytest.raises(SchemaVersionError, match="newer"):
+        decode("GateOpened", 2, payload)
+    with pytest.raises(SchemaVersionError, match="unknown event type"):
+        decode("GateExploded", 1, payload)
+
+
+def test_old_payloads_pass_through_their_upcasters(monkeypatch):
+    # Pretend GateOpened is at version 3: v1 called the field "gate", v2 stored η in percent.
+    monkeypatch.setattr(GateOpened, "schema_version", 3)
+    monkeypatch.setattr(_types, "_UPCASTERS", dict(_types._UPCASTERS))
+
+    @register_upcaster("GateOpened", 1)
+    def rename(p):
+        p["gate_id"] = p.pop("gate")
+        return p
+
+    @register_upcaster("GateOpened", 2)
+    def percent(p):
+        p["eta"] = p["eta"] / 100
+        return p
+
+    v1 = {"type": "GateOpened", "gate": "g", "step": 4, "eta": 70.0}
+    assert decode("GateOpened", 1, json.dumps(v1)) == GateOpened(gate_id="g", step=4, eta=0.7)
+    assert upcast("GateOpened", 3, {"x": 1}) == {"x": 1}
+
+
+def test_a_missing_upcaster_is_an_error(monkeypatch):
+    monkeypatch.setattr(GateOpened, "schema_version", 2)
+    monkeypatch.setattr(_types, "_UPCASTERS", {})
+    with pytest.raises(SchemaVersionError, match="no upcaster"):
+        decode("GateOpened", 1, encode(GateOpened(gate_id="g", step=1, eta=0.7)))

@@ -1,0 +1,43 @@
+"""Pin each layer's public names, so an accidental addition or removal is a visible change."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+PUBLIC = {
+    "events": {
+        "EVENT_TYPES", "AbstractEvent", "AbstractEventStore", "Event", "EtaRecorded", "GateClosed", "GateOpened",
+        "HookFailure", "HookSignal", "InMemoryStore", "ModelEvent", "NullStore", "Recorded", "RunFinished", "RunInfo",
+        "RunStarted", "StepCommitted", "current_version", "decode", "encode", "hooks", "register_upcaster", "upcast",
+    },
+    "projectors": {
+        "STEP_RULES", "AbstractBackend", "CompiledSystem", "CouplingGroup", "ModuleGroup", "NumpyBackend", "Outcome",
+        "Proposal", "RunResult", "RunState", "StreamDifference", "apply", "compile_system", "energy",
+        "energy_and_gradient", "first_difference", "fold", "hessian_diagonal", "initial_eta", "package_version",
+        "projected_gradient_norm", "relax", "relaxation", "replay", "rerun", "state_digest", "step_armijo", "step_fixed",
+    },
+    "adapters": {"DuckDBStore", "StoreBusyError", "view_sql"},
+}
+CORE_ENTITIES = {
+    "AbstractCoupling", "AbstractEntity", "AbstractFrozen", "AbstractModule", "CfcError", "DirectedHingeCoupling",
+    "GateBenefitCoupling", "GateModule", "InvalidEntityError", "KindRegistry", "LandauModule", "LogIntegrityError",
+    "MissingDependencyError", "QuadraticCoupling", "RelaxConfig", "SchemaVersionError", "System", "UnknownRunError",
+    "UnknownStepError", "content_digest", "coupling_kinds", "demo_system", "module_kinds", "softplus", "standard_system",
+}
+
+
+@pytest.mark.parametrize("package", sorted(PUBLIC))
+def test_public_api_is_pinned(package):
+    module = importlib.import_module(package)
+    assert set(module.__all__) == PUBLIC[package]
+    assert all(hasattr(module, name) for name in module.__all__)
+
+
+def test_entities_export_the_core_vocabulary():
+    import entities
+
+    assert CORE_ENTITIES <= set(entities.__all__)
+    assert all(hasattr(entities, name) for name in entities.__all__)
+    assert list(entities.__all__) == sorted(entities.__all__)
