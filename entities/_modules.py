@@ -96,11 +96,17 @@ def softplus(x: float) -> float:
 
 
 class GateModule(AbstractModule):
-    r"""A hazard gate: η is the probability that the gate opens in one unit of time.
+    r"""A gate: η is the probability that the gate opens in one unit of time.
 
-    Measurement: :math:`λ = \mathrm{softplus}(k\,(gain - cost))`,
-    :math:`η_0 = 1 - e^{-λ}`. Energy: :math:`f(η) = aη^2 + bη^4` (minimum at 0,
-    so opening is expensive unless a coupling pays for it).
+    Measurement of the net gain :math:`x = k\,(gain - cost)`, by ``measurement``:
+
+    - ``"hazard"`` (default): :math:`λ = \mathrm{softplus}(x)`, :math:`η_0 = 1 - e^{-λ}`;
+    - ``"logistic"``: :math:`η_0 = σ(x)`;
+    - ``"straight_through"``: the hard decision :math:`η_0 = 1` if the hazard
+      probability reaches ``st_threshold``, else 0.
+
+    Energy: :math:`f(η) = aη^2 + bη^4` (minimum at 0, so opening is expensive
+    unless a coupling pays for it).
 
     .. math::
         f'(η) = 2aη + 4bη^3, \qquad f''(η) = 2a + 12bη^2
@@ -108,8 +114,10 @@ class GateModule(AbstractModule):
     The gate counts as open while ``η >= threshold``.
 
     >>> g = GateModule(id="g", gain=0.0, cost=0.1, k=10.0)
-    >>> round(g.initial_eta(), 6)
-    0.268941
+    >>> round(g.initial_eta(), 6), round(g.evolve(measurement="logistic").initial_eta(), 6)
+    (0.268941, 0.268941)
+    >>> GateModule(id="g", gain=0.2, measurement="straight_through").initial_eta()
+    1.0
     """
 
     kind: Literal["gate"] = "gate"
@@ -120,6 +128,8 @@ class GateModule(AbstractModule):
     a: float = Field(0.1, ge=0)
     b: float = Field(0.1, ge=0)
     threshold: float = Field(0.5, gt=0, le=1)
+    measurement: Literal["hazard", "logistic", "straight_through"] = "hazard"
+    st_threshold: float = Field(0.5, ge=0, le=1)
 
     @staticmethod
     def energy_grad(xp, eta, p):
@@ -136,8 +146,14 @@ class GateModule(AbstractModule):
         return softplus(self.k * (gain - self.cost))
 
     def measure(self, gain: float) -> float:
-        """η = 1 − e^(−λ(gain)), the probability of opening within one unit of time."""
-        return -math.expm1(-self.hazard(gain))
+        """η₀ for an observed ``gain``, by this gate's ``measurement`` (see the class)."""
+        x = self.k * (gain - self.cost)
+        if self.measurement == "logistic":
+            return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+        soft = -math.expm1(-softplus(x))
+        if self.measurement == "straight_through":
+            return 1.0 if soft >= self.st_threshold else 0.0
+        return soft
 
     def initial_eta(self) -> float:
         return self.measure(self.gain)

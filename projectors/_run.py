@@ -143,6 +143,7 @@ def relax(
     connected = _connect(hooks or {}, run_id)
     try:
         recorder.add(started)
+        recorder.flush()  # register the run now, so a pipelined writer stores the System while we relax
         loop = relaxation(compiled, config, seed)
         try:
             while True:

@@ -15,12 +15,10 @@ from entities import (
     GateModule,
     InvalidEntityError,
     LandauModule,
-    LogisticGateModule,
     NashModule,
     PolynomialModule,
     RelaxConfig,
     SequenceModule,
-    StraightThroughGateModule,
     System,
     apc_basis,
 )
@@ -59,8 +57,6 @@ MODULE_FIELDS = {
                                        "col_payoffs": st.just(((3.0, 5.0), (0.0, 1.0)))}),
     CompressionModule: st.fixed_dictionaries({"a": nonneg, "b": nonneg, "target": st.floats(0.0, 1.0)}),
     PolynomialModule: _polynomial(),
-    LogisticGateModule: st.fixed_dictionaries({"a": nonneg, "b": nonneg}),
-    StraightThroughGateModule: st.fixed_dictionaries({"a": nonneg, "b": nonneg}),
 }
 
 COUPLING_FIELDS = {
@@ -154,8 +150,8 @@ SMOKE = {
     "polynomial": ([PolynomialModule(id="x", coeffs=(0.0, 1.0, 0.5), eta0=0.9),
                     PolynomialModule(id="y", basis="apc", coeffs=(0.0, 1.0), eta0=0.8,
                                      apc_basis=tuple(map(tuple, apc_basis(np.linspace(-1, 1, 9), 2).tolist())))], []),
-    "logistic_gate": ([LogisticGateModule(id="x", gain=0.3, a=1.0)], []),
-    "straight_through_gate": ([StraightThroughGateModule(id="x", gain=0.3, a=1.0)], []),
+    "logistic_gate": ([GateModule(id="x", gain=0.3, a=1.0, measurement="logistic")], []),
+    "straight_through_gate": ([GateModule(id="x", gain=0.3, a=1.0, measurement="straight_through")], []),
     "asymmetric_hinge": ([_landau("x", 0.1), _landau("y", 0.9)],
                          [AsymmetricHingeCoupling(id="e", i="x", j="y", alpha=1.0, beta=2.0, weight=5.0)]),
     "damped_gate_benefit": ([GateModule(id="g"), _landau("y", 0.5)],
@@ -202,8 +198,9 @@ BAD = [
     (PolynomialModule, {"coeffs": (1.0,) * 14}, "coeffs", "1.0"),
     (PolynomialModule, {"coeffs": (1.0,), "basis": "apc"}, "apc_basis", "None"),
     (PolynomialModule, {"coeffs": (1.0, 2.0), "basis": "apc", "apc_basis": ((1.0,),)}, "apc_basis", "1 rows"),
-    (LogisticGateModule, {"k": 0.0}, "k", "0.0"),
-    (StraightThroughGateModule, {"st_threshold": 2.0}, "st_threshold", "2.0"),
+    (GateModule, {"k": 0.0, "measurement": "logistic"}, "k", "0.0"),
+    (GateModule, {"st_threshold": 2.0, "measurement": "straight_through"}, "st_threshold", "2.0"),
+    (GateModule, {"measurement": "psychic"}, "measurement", "psychic"),
     (AsymmetricHingeCoupling, {"i": "a", "j": "b", "alpha": -1}, "alpha", "-1"),
     (DampedGateBenefitCoupling, {"i": "a", "j": "b", "eta_power": 0.5}, "eta_power", "0.5"),
     (DampedGateBenefitCoupling, {"i": "a", "j": "b", "negative_scale": -3}, "negative_scale", "-3"),
@@ -236,9 +233,9 @@ def test_prisoners_dilemma_needs_the_pd_ordering():
 
 
 def test_gate_variants_measure_like_their_names():
-    logistic = LogisticGateModule(id="g", gain=0.1, cost=0.05, k=10.0)
+    logistic = GateModule(id="g", gain=0.1, cost=0.05, k=10.0, measurement="logistic")
     assert logistic.initial_eta() == pytest.approx(1 / (1 + np.exp(-0.5)))
-    assert LogisticGateModule(id="g", gain=-1e6).initial_eta() == 0.0  # no overflow
-    hard = StraightThroughGateModule(id="g", gain=0.0, cost=0.1, k=10.0, st_threshold=0.25)
+    assert GateModule(id="g", gain=-1e6, measurement="logistic").initial_eta() == 0.0  # no overflow
+    hard = GateModule(id="g", gain=0.0, cost=0.1, k=10.0, st_threshold=0.25, measurement="straight_through")
     assert hard.initial_eta() == 1.0  # soft hazard η = 0.2689 ≥ 0.25
     assert hard.evolve(st_threshold=0.3).initial_eta() == 0.0
