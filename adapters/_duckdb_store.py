@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS events (
     run_id VARCHAR, seq BIGINT, type VARCHAR, schema_version INTEGER, step INTEGER, payload VARCHAR,
     PRIMARY KEY (run_id, seq));
 CREATE TABLE IF NOT EXISTS eta_frames (
-    run_id VARCHAR, seq BIGINT, step INTEGER, schema_version INTEGER, PRIMARY KEY (run_id, seq));
+    run_id VARCHAR, seq BIGINT, step INTEGER, schema_version INTEGER, n INTEGER, PRIMARY KEY (run_id, seq));
 CREATE TABLE IF NOT EXISTS eta_values (run_key INTEGER, step INTEGER, idx INTEGER, eta DOUBLE);
 """
 
@@ -152,6 +152,7 @@ class DuckDBStore(AbstractEventStore):
             "seq": pa.array([r.seq for r in frames], pa.int64()),
             "step": pa.array([r.event.step for r in frames], pa.int32()),
             "schema_version": pa.array([EtaRecorded.schema_version] * len(frames), pa.int32()),
+            "n": pa.array([r.event.eta.size for r in frames], pa.int32()),
         })
         with self._lock:
             con = self._con
@@ -159,6 +160,7 @@ class DuckDBStore(AbstractEventStore):
             try:
                 if new_run is not None:
                     self._register_run(run_id, new_run)
+                self._register_added_modules(run_id, [r.event for r in others if r.event.type == "ModuleAdded"])
                 if frames:
                     con.register("_cfc_values", self._value_rows(run_id, frames))
                     con.execute("INSERT INTO eta_values SELECT * FROM _cfc_values")
@@ -180,16 +182,27 @@ class DuckDBStore(AbstractEventStore):
 
     def _value_rows(self, run_id: str, frames: Sequence[Recorded]) -> pa.Table:
         key = self._run_key(run_id)
-        n = frames[0].event.eta.size
-        if any(r.event.eta.size != n for r in frames):
-            raise LogIntegrityError(f"run {run_id!r}: η frames of different sizes in one batch")
+        sizes = np.fromiter((r.event.eta.size for r in frames), dtype=np.int64, count=len(frames))
         steps = np.fromiter((r.event.step for r in frames), dtype=np.int32, count=len(frames))
+        if np.all(sizes == sizes[0]):  # the common case: one System size for the whole batch
+            idx = np.tile(np.arange(sizes[0], dtype=np.int32), len(frames))
+        else:  # expansion grew the System inside this batch
+            idx = np.concatenate([np.arange(k, dtype=np.int32) for k in sizes])
         return pa.table({
-            "run_key": pa.array(np.full(n * len(frames), key, dtype=np.int32)),
-            "step": pa.array(np.repeat(steps, n)),
-            "idx": pa.array(np.tile(np.arange(n, dtype=np.int32), len(frames))),
+            "run_key": pa.array(np.full(int(sizes.sum()), key, dtype=np.int32)),
+            "step": pa.array(np.repeat(steps, sizes)),
+            "idx": pa.array(idx),
             "eta": pa.array(np.concatenate([r.event.eta for r in frames])),
         })
+
+    def _register_added_modules(self, run_id: str, added: list) -> None:
+        if not added:
+            return
+        key = self._run_key(run_id)
+        start = self._con.execute("SELECT count(*) FROM run_modules WHERE run_key = ?", [key]).fetchall()[0][0]
+        for k, ev in enumerate(added):
+            self._con.execute("INSERT INTO run_modules VALUES (?, ?, ?, ?)",
+                              [key, start + k, ev.module["id"], ev.module["kind"]])
 
     def _run_key(self, run_id: str) -> int:
         if run_id not in self._keys:
@@ -247,21 +260,21 @@ class DuckDBStore(AbstractEventStore):
             where, params = where + " AND step = ?", params + [only_step]
         elif until_step is not None:
             where, params = where + " AND step <= ?", params + [until_step]
-        meta = self._con.execute(f"SELECT seq, step, schema_version FROM eta_frames WHERE {where} ORDER BY seq",
+        meta = self._con.execute(f"SELECT seq, step, schema_version, n FROM eta_frames WHERE {where} ORDER BY seq",
                                  params).fetchall()
         if not meta:
             return []
         key = self._run_key(run_id)
         lo, hi = min(m[1] for m in meta), max(m[1] for m in meta)
-        values = self._con.execute(
+        values = np.asarray(self._con.execute(
             "SELECT eta FROM eta_values WHERE run_key = ? AND step BETWEEN ? AND ? ORDER BY step, idx",
-            [key, lo, hi]).fetchnumpy()["eta"]
-        n = self._n_modules(run_id)
-        if values.size != n * len(meta):
-            raise LogIntegrityError(f"run {run_id!r}: {values.size} η values for {len(meta)} frames of {n}")
-        grid = np.asarray(values, dtype=np.float64).reshape(len(meta), n)
-        return [Recorded(run_id, int(seq), _frame(int(step), int(version), grid[k]))
-                for k, (seq, step, version) in enumerate(meta)]
+            [key, lo, hi]).fetchnumpy()["eta"], dtype=np.float64)
+        sizes = [m[3] for m in meta]
+        if values.size != sum(sizes):
+            raise LogIntegrityError(f"run {run_id!r}: {values.size} η values for frames of sizes {sizes}")
+        bounds = np.cumsum([0] + sizes)
+        return [Recorded(run_id, int(seq), _frame(int(step), int(version), values[bounds[k]:bounds[k + 1]]))
+                for k, (seq, step, version, _) in enumerate(meta)]
 
     def _full_payload(self, event_type: str, payload: str) -> str | dict[str, Any]:
         if event_type != "RunStarted":
@@ -283,9 +296,6 @@ class DuckDBStore(AbstractEventStore):
                 return None
             (frame,) = self._frames(run_id, None, only_step=int(rows[0][0]))
         return frame.event  # type: ignore[return-value]
-
-    def _n_modules(self, run_id: str) -> int:
-        return int(self._con.execute("SELECT n_modules FROM runs WHERE run_id = ?", [run_id]).fetchall()[0][0])
 
     def module_ids(self, run_id: str) -> tuple[str, ...]:
         self._require(run_id)

@@ -1,7 +1,7 @@
 """Entities: versioned, frozen Pydantic models and each kind's energy formulas."""
 
 from ._base import AbstractEntity, AbstractFrozen, KindRegistry, content_digest
-from ._config import RelaxConfig
+from ._config import Candidate, ExpansionConfig, RelaxConfig, Revision
 from ._couplings import (
     AbstractCoupling,
     DirectedHingeCoupling,
@@ -50,11 +50,13 @@ __all__ = [
     "AbstractFrozen",
     "AbstractModule",
     "AsymmetricHingeCoupling",
+    "Candidate",
     "CfcError",
     "CompressionModule",
     "ConnectivityModule",
     "DampedGateBenefitCoupling",
     "DirectedHingeCoupling",
+    "ExpansionConfig",
     "GateBenefitCoupling",
     "GateModule",
     "InvalidEntityError",
@@ -67,6 +69,7 @@ __all__ = [
     "PolynomialModule",
     "QuadraticCoupling",
     "RelaxConfig",
+    "Revision",
     "SchemaVersionError",
     "SequenceModule",
     "System",

@@ -2,11 +2,76 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SerializeAsAny, field_validator, model_validator
 
 from ._base import AbstractFrozen
+from ._couplings import AbstractCoupling, coupling_kinds
+from ._errors import InvalidEntityError
+from ._modules import AbstractModule, module_kinds
+
+
+class Revision(AbstractFrozen):
+    """Change fields of one entity at the start of ``step`` (an ``EntityRevised`` event).
+
+    The entity is re-validated through ``evolve`` (its version goes up by one);
+    ``id`` and ``kind`` cannot change.
+
+    >>> Revision(step=10, entity_id="q", changes={"weight": 2.0}).step
+    10
+    """
+
+    step: int = Field(ge=1)
+    entity_id: str
+    changes: dict[str, Any] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check_changes(self) -> Revision:
+        for key in ("id", "kind", "version"):
+            if key in self.changes:
+                raise InvalidEntityError("Revision", None, f"changes.{key}", self.changes[key], "cannot be revised")
+        return self
+
+
+class Candidate(AbstractFrozen):
+    """One module offered for expansion, with the couplings that tie it to the System."""
+
+    module: SerializeAsAny[AbstractModule]
+    couplings: tuple[SerializeAsAny[AbstractCoupling], ...] = ()
+
+    @field_validator("module", mode="before")
+    @classmethod
+    def _parse_module(cls, item: Any) -> AbstractModule:
+        return module_kinds.parse_many([item], "Candidate", "module")[0]  # type: ignore[return-value]
+
+    @field_validator("couplings", mode="before")
+    @classmethod
+    def _parse_couplings(cls, items: Any) -> tuple[AbstractCoupling, ...]:
+        return coupling_kinds.parse_many(items, "Candidate", "couplings")  # type: ignore[return-value]
+
+
+class ExpansionConfig(AbstractFrozen):
+    r"""Energy-gated expansion (equation 4 of the seed): admit a module only if it pays for itself.
+
+    Every ``every`` steps the next candidate is evaluated: its η starts at
+    its ``initial_eta()`` and is relaxed for ``local_steps`` projected-gradient
+    steps of size ``local_step_size`` with every existing η held fixed; then
+
+    .. math::
+        ΔF_{new} = 𝓕(η, η_{new}) + γ - 𝓕(η)
+
+    (γ the System's ``complexity_cost``). The candidate is admitted when
+    :math:`ΔF_{new} < -τ` (``ModuleAdded``), else refused (``ExpansionRejected``).
+    ``candidates`` are offered in order; a proposer passed to ``relax`` may
+    offer them instead.
+    """
+
+    every: int = Field(10, ge=1)
+    tau: float = Field(0.0, ge=0)
+    local_steps: int = Field(50, ge=0)
+    local_step_size: float = Field(0.1, gt=0)
+    candidates: tuple[Candidate, ...] = ()
 
 
 class RelaxConfig(AbstractFrozen):
@@ -37,6 +102,8 @@ class RelaxConfig(AbstractFrozen):
         min_step_size: stop ("stalled") once α falls below this.
         eta0: ``"measured"`` (each module's ``initial_eta()``), ``"uniform"``
             (U[0, 1] from the run's seed) or an explicit list in module order.
+        revisions: entity changes applied at given steps (``EntityRevised``).
+        expansion: energy-gated expansion (``ModuleAdded`` / ``ExpansionRejected``).
 
     >>> RelaxConfig(steps=10).line_search
     'none'
@@ -52,3 +119,5 @@ class RelaxConfig(AbstractFrozen):
     tol: float = Field(1e-8, ge=0)
     min_step_size: float = Field(1e-12, ge=0)
     eta0: Literal["measured", "uniform"] | tuple[float, ...] = "measured"
+    revisions: tuple[Revision, ...] = ()
+    expansion: ExpansionConfig | None = None

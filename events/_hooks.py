@@ -81,6 +81,9 @@ eta_recorded = SIGNALS["eta_recorded"]
 gate_opened = SIGNALS["gate_opened"]
 gate_closed = SIGNALS["gate_closed"]
 run_finished = SIGNALS["run_finished"]
+entity_revised = SIGNALS["entity_revised"]
+module_added = SIGNALS["module_added"]
+expansion_rejected = SIGNALS["expansion_rejected"]
 
 
 def get(name: str) -> HookSignal:

@@ -98,11 +98,12 @@ class AbstractEventStore(abc.ABC):
         self._write(run_id, batch, new_run)
 
     def module_ids(self, run_id: str) -> tuple[str, ...]:
-        """The run's module ids in η order."""
-        started = self.read(run_id, types=["RunStarted"])
-        if not started:
+        """The run's module ids in η order, modules added by expansion included (at the end)."""
+        records = self.read(run_id, types=["RunStarted", "ModuleAdded"])
+        if not records:
             raise UnknownRunError(f"no run {run_id!r} in this store")
-        return started[0].event.system.module_ids  # type: ignore[union-attr]
+        ids = records[0].event.system.module_ids  # type: ignore[union-attr]
+        return ids + tuple(r.event.module["id"] for r in records[1:])  # type: ignore[union-attr]
 
     def is_complete(self, run_id: str) -> bool:
         return bool(self.read(run_id, types=["RunFinished"]))

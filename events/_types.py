@@ -80,6 +80,45 @@ class GateClosed(AbstractEvent):
     eta: float
 
 
+class EntityRevised(AbstractEvent):
+    """An entity's fields changed at the start of ``step``; ``entity`` is the new version, whole."""
+
+    type: Literal["EntityRevised"] = "EntityRevised"
+    step: int
+    entity_id: str
+    version: int
+    changes: dict[str, Any]
+    entity: dict[str, Any]
+
+
+class ModuleAdded(AbstractEvent):
+    """Expansion admitted ``module`` (with ``couplings``) at ``step``: it lowered 𝓕 by more than τ.
+
+    ``eta`` is the new module's η after its local relaxation; ``parent_id`` the
+    existing module whose coupling to it contributed the largest benefit
+    (most negative coupling energy), if any.
+    """
+
+    type: Literal["ModuleAdded"] = "ModuleAdded"
+    step: int
+    module: dict[str, Any]
+    couplings: list[dict[str, Any]]
+    delta_f: float
+    tau: float
+    eta: float
+    parent_id: str | None
+
+
+class ExpansionRejected(AbstractEvent):
+    """Expansion refused a candidate at ``step``: ΔF_new ≥ −τ."""
+
+    type: Literal["ExpansionRejected"] = "ExpansionRejected"
+    step: int
+    module_id: str
+    delta_f: float
+    tau: float
+
+
 class RunFinished(AbstractEvent):
     """The run ended; ``final_digest`` identifies the returned state."""
 
@@ -114,12 +153,13 @@ class EtaRecorded:
     __hash__ = None  # type: ignore[assignment]
 
 
-ModelEvent = Annotated[Union[RunStarted, StepCommitted, GateOpened, GateClosed, RunFinished], Field(discriminator="type")]
-Event = Union[RunStarted, StepCommitted, GateOpened, GateClosed, RunFinished, EtaRecorded]
+_MODEL_CLASSES = (RunStarted, StepCommitted, GateOpened, GateClosed, EntityRevised, ModuleAdded, ExpansionRejected,
+                  RunFinished)
+ModelEvent = Annotated[Union[_MODEL_CLASSES], Field(discriminator="type")]  # type: ignore[valid-type]
+Event = Union[RunStarted, StepCommitted, GateOpened, GateClosed, EntityRevised, ModuleAdded, ExpansionRejected,
+              RunFinished, EtaRecorded]
 
-_MODEL_EVENTS: dict[str, type[AbstractEvent]] = {
-    cls.model_fields["type"].default: cls for cls in (RunStarted, StepCommitted, GateOpened, GateClosed, RunFinished)
-}
+_MODEL_EVENTS: dict[str, type[AbstractEvent]] = {cls.model_fields["type"].default: cls for cls in _MODEL_CLASSES}
 EVENT_TYPES: tuple[str, ...] = (*_MODEL_EVENTS, EtaRecorded.type)
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(ModelEvent)
 

@@ -58,13 +58,14 @@ class CompiledSystem:
     gate_index: np.ndarray
     gate_threshold: np.ndarray
     constant: float  # γ · N
+    position: Mapping[str, int]  # module id → index in η
 
     @property
     def n(self) -> int:
         return len(self.ids)
 
     def index_of(self, module_id: str) -> int:
-        return self.ids.index(module_id)
+        return self.position[module_id]
 
 
 def compile_system(system: System, backend: AbstractBackend | None = None) -> CompiledSystem:
@@ -102,18 +103,24 @@ def compile_system(system: System, backend: AbstractBackend | None = None) -> Co
             params={p: be.asarray([getattr(c, p) for c in members]) for p in cls.params},
             weight=be.asarray([c.weight * fw.get(c.kind, 1.0) for c in members]),
         ))
-    edge_index = be.asarray(np.concatenate([be.to_numpy(g.i) for g in couplings] + [be.to_numpy(g.j) for g in couplings])
-                            if couplings else np.zeros(0, np.int64), "int64")
-
     gates = [m for m in system.modules if isinstance(m, GateModule)]
     return CompiledSystem(
         system=system, backend=be, ids=ids, modules=tuple(modules), couplings=tuple(couplings),
-        edge_index=edge_index,
+        edge_index=edge_index_of(be, couplings),
         gate_ids=tuple(g.id for g in gates),
         gate_index=np.array([position[g.id] for g in gates], dtype=np.int64),
         gate_threshold=np.array([g.threshold for g in gates], dtype=np.float64),
         constant=system.complexity_cost * len(ids),
+        position=position,
     )
+
+
+def edge_index_of(be: AbstractBackend, couplings) -> Any:
+    """Endpoint indices for the single scatter-add: every group's ``i``, then every group's ``j``."""
+    if not couplings:
+        return be.asarray(np.zeros(0, np.int64), "int64")
+    return be.asarray(np.concatenate([be.to_numpy(g.i) for g in couplings] + [be.to_numpy(g.j) for g in couplings]),
+                      "int64")
 
 
 def energy_and_gradient(cs: CompiledSystem, eta) -> tuple[float, Any]:

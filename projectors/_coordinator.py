@@ -17,10 +17,23 @@ from typing import Any, Callable, Generator
 
 import numpy as np
 
-from entities import InvalidEntityError, RelaxConfig
-from events import EtaRecorded, Event, GateClosed, GateOpened, RunFinished, StepCommitted
+from entities import Candidate, InvalidEntityError, RelaxConfig
+from events import (
+    EntityRevised,
+    EtaRecorded,
+    Event,
+    ExpansionRejected,
+    GateClosed,
+    GateOpened,
+    ModuleAdded,
+    RunFinished,
+    StepCommitted,
+)
 
 from ._compile import CompiledSystem, energy_and_gradient
+from ._structure import evaluate_candidate, revise
+
+Proposer = Callable[[int, tuple[str, ...], np.ndarray], "Candidate | None"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,7 @@ class Outcome:
     status: str
     steps: int
     best_step: int
+    ids: tuple[str, ...]
 
 
 def projected_gradient_norm(backend, eta, grad) -> float:
@@ -126,12 +140,46 @@ def _gate_events(cs: CompiledSystem, eta: np.ndarray, was_open: np.ndarray, step
     return events, now_open
 
 
-def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int) -> Generator[Event, None, Outcome]:
+def _structural_changes(cs: CompiledSystem, config: RelaxConfig, step: int, eta, energy: float,
+                        offers, proposer: Proposer | None):
+    """Apply the revisions and the expansion offer due at ``step``; yields events, returns the new state."""
+    events: list[Event] = []
+    for rev in config.revisions:
+        if rev.step == step:
+            cs, entity = revise(cs, rev.entity_id, rev.changes)
+            events.append(EntityRevised(step=step, entity_id=rev.entity_id, version=entity.version,
+                                        changes=rev.changes, entity=entity.model_dump(mode="json")))
+    grew = False
+    exp = config.expansion
+    if exp is not None and step % exp.every == 0:
+        host = cs.backend.to_numpy(eta)
+        candidate = proposer(step, cs.ids, host) if proposer is not None else next(offers, None)
+        if candidate is not None:
+            if events:  # a revision this step changed the objective: ΔF is measured against the new one
+                energy = energy_and_gradient(cs, eta)[0]
+            ev = evaluate_candidate(cs, eta, energy, candidate, exp)
+            if ev.admitted(exp.tau):
+                cs, eta, grew = ev.compiled, ev.eta, True
+                events.append(ModuleAdded(step=step, module=candidate.module.model_dump(mode="json"),
+                                          couplings=[c.model_dump(mode="json") for c in candidate.couplings],
+                                          delta_f=ev.delta_f, tau=exp.tau, eta=float(cs.backend.to_numpy(eta)[-1]),
+                                          parent_id=ev.parent_id))
+            else:
+                events.append(ExpansionRejected(step=step, module_id=candidate.module.id, delta_f=ev.delta_f, tau=exp.tau))
+    return cs, eta, events, grew
+
+
+def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int,
+               proposer: Proposer | None = None) -> Generator[Event, None, Outcome]:
     """Relax ``cs`` under ``config``, yielding every event; returns the :class:`Outcome`.
 
-    Events per step: one ``StepCommitted`` (accepted or not), then, when the
-    state changed, one ``EtaRecorded`` and any ``GateOpened``/``GateClosed``.
-    Step 0 records the initial state; gates open at step 0 emit ``GateOpened``.
+    Events per step: revisions and expansion due at that step
+    (``EntityRevised``, ``ModuleAdded``/``ExpansionRejected``), one
+    ``StepCommitted`` (accepted or not), then, when the state changed, one
+    ``EtaRecorded`` and any ``GateOpened``/``GateClosed``. Step 0 records the
+    initial state; gates open at step 0 emit ``GateOpened``. Whenever the
+    objective changes, the reference energy is re-evaluated under the new
+    objective before the step's acceptance test.
     """
     be = cs.backend
     rule = STEP_RULES[config.line_search]
@@ -148,8 +196,19 @@ def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int) -> Generator[
     yield from gate_events
 
     step, best_step, stalled = 0, 0, False
+    offers = iter(config.expansion.candidates if config.expansion is not None else ())
     while step < config.steps and pg > config.tol and not stalled:
         step += 1
+        changed = False
+        if config.revisions or config.expansion is not None:
+            cs, eta, changes, grew = _structural_changes(cs, config, step, eta, energy, offers, proposer)
+            yield from changes
+            if changes:
+                energy, grad = energy_and_gradient(cs, eta)  # the objective changed: a new reference energy
+                pg = projected_gradient_norm(be, eta, grad)
+                changed = grew
+                if grew:
+                    gates_open = np.append(gates_open, np.zeros(len(cs.gate_ids) - len(gates_open), bool))
         p = rule(cs, eta, energy, grad, alpha, config)
         # At the floating-point floor a proposal no longer moves η, or only shrinks α: stop honestly.
         stalled = (p.accepted and bool(be.xp.all(p.eta == eta))) or p.step_size < config.min_step_size
@@ -164,7 +223,7 @@ def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int) -> Generator[
         yield StepCommitted(step=step, energy=energy, pg_norm=pg, step_size=p.step_size, backtracks=p.backtracks,
                             accepted=p.accepted and not stalled, reason="stalled" if stalled else p.reason,
                             trial_energy=p.energy if math.isfinite(p.energy) else None)
-        if p.accepted and best_step == step:
+        if (p.accepted and best_step == step) or changed:
             host = _readonly(be.to_numpy(eta))
             yield EtaRecorded(step=step, eta=host)
             if len(cs.gate_ids):
@@ -173,4 +232,4 @@ def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int) -> Generator[
 
     status = "converged" if pg <= config.tol else "stalled" if stalled else "max_steps"
     yield RunFinished(status=status, steps=step, final_energy=energy, best_step=best_step, final_digest=state_digest(host))
-    return Outcome(eta=host, energy=energy, status=status, steps=step, best_step=best_step)
+    return Outcome(eta=host, energy=energy, status=status, steps=step, best_step=best_step, ids=cs.ids)

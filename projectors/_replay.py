@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
 from entities import UnknownRunError, UnknownStepError
 from events import (
     AbstractEventStore,
+    EntityRevised,
     EtaRecorded,
     GateClosed,
     GateOpened,
+    ModuleAdded,
     Recorded,
     RunFinished,
     RunStarted,
@@ -34,6 +36,12 @@ class RunState:
     open_gates: frozenset[str]
     accepted_steps: int
     status: str | None  # RunFinished's status, None while the run is (or was left) unfinished
+    revised: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # entity id → its latest revised version
+
+    def version_of(self, entity_id: str) -> int | None:
+        """The entity's version after a revision in this run, ``None`` if it was never revised so far."""
+        entity = self.revised.get(entity_id)
+        return None if entity is None else int(entity["version"])
 
     def eta_of(self, module_id: str) -> float:
         return float(self.eta[self.ids.index(module_id)])
@@ -58,6 +66,10 @@ def apply(state: RunState, rec: Recorded) -> RunState:
         return replace(state, open_gates=state.open_gates | {ev.gate_id})
     if isinstance(ev, GateClosed):
         return replace(state, open_gates=state.open_gates - {ev.gate_id})
+    if isinstance(ev, ModuleAdded):
+        return replace(state, ids=state.ids + (ev.module["id"],))
+    if isinstance(ev, EntityRevised):
+        return replace(state, revised={**state.revised, ev.entity_id: ev.entity})
     if isinstance(ev, RunFinished):
         return replace(state, status=ev.status)
     return state
@@ -87,7 +99,7 @@ def replay(store: AbstractEventStore, run_id: str, step: int | None = None) -> R
     """
     if step is not None and step < 0:
         raise UnknownStepError(f"step must be >= 0, got {step}")
-    start = replace(_EMPTY, run_id=run_id, ids=store.module_ids(run_id))
+    start = replace(_EMPTY, run_id=run_id, ids=store.module_ids(run_id)[: store.run_info(run_id).n_modules])
     light = store.read(run_id, until_step=step, types=_LIGHT_TYPES)
     last_step = max((r.event.step for r in light if isinstance(r.event, StepCommitted)), default=-1)
     if step is not None and step > last_step:
@@ -97,7 +109,7 @@ def replay(store: AbstractEventStore, run_id: str, step: int | None = None) -> R
     return replace(state, eta=frame.eta if frame is not None else state.eta)
 
 
-_LIGHT_TYPES = ("StepCommitted", "GateOpened", "GateClosed", "RunFinished")
+_LIGHT_TYPES = ("StepCommitted", "GateOpened", "GateClosed", "ModuleAdded", "EntityRevised", "RunFinished")
 
 
 def rerun(store: AbstractEventStore, run_id: str, *, hooks: HookMap | None = None) -> RunResult:

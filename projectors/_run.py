@@ -10,12 +10,13 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from entities import RelaxConfig, System
+from entities import InvalidEntityError, RelaxConfig, System
 from events import AbstractEventStore, EtaRecorded, HookFailure, InMemoryStore, Recorded, RunStarted, hooks
 
 from ._backend import AbstractBackend
 from ._compile import compile_system
-from ._coordinator import relaxation
+from ._coordinator import Proposer, relaxation
+from ._structure import check_candidates
 
 HookMap = Mapping[str, Callable[..., Any] | Iterable[Callable[..., Any]]]
 
@@ -107,6 +108,7 @@ def relax(
     flush_every: int = 256,
     flush_values: int = 1 << 19,
     pipelined: bool = True,
+    proposer: Proposer | None = None,
 ) -> RunResult:
     """Relax ``system`` and record every event of the run in ``store``.
 
@@ -123,6 +125,10 @@ def relax(
         store: where to record; default a fresh :class:`InMemoryStore`.
         hooks: receivers for this run, keyed by signal name.
         backend: the array backend (default numpy, float64).
+        proposer: ``fn(step, ids, eta) -> Candidate | None`` offering expansion
+            candidates instead of ``config.expansion.candidates`` (needs
+            ``config.expansion`` for its schedule and τ). Code is not recorded
+            in the log: re-running such a run needs the same proposer.
 
     Returns:
         A :class:`RunResult` with the run id and the returned (best accepted) state.
@@ -134,6 +140,10 @@ def relax(
     ('converged', 0.7071)
     """
     config = config or RelaxConfig()
+    if config.expansion is not None:
+        check_candidates(system, config.expansion.candidates)
+    if proposer is not None and config.expansion is None:
+        raise InvalidEntityError("RelaxConfig", None, "expansion", None, "a proposer needs an expansion schedule")
     store = store if store is not None else InMemoryStore()
     started = RunStarted(system=system, config=config, seed=seed, package_version=package_version(),
                          system_digest=system.digest())
@@ -144,7 +154,7 @@ def relax(
     try:
         recorder.add(started)
         recorder.flush()  # register the run now, so a pipelined writer stores the System while we relax
-        loop = relaxation(compiled, config, seed)
+        loop = relaxation(compiled, config, seed, proposer)
         try:
             while True:
                 recorder.add(next(loop))
@@ -161,7 +171,7 @@ def relax(
         recorder.close()
         for sig, fn in connected:
             sig.disconnect(fn, sender=run_id)
-    return RunResult(run_id, outcome.status, outcome.steps, outcome.energy, compiled.ids, outcome.eta,
+    return RunResult(run_id, outcome.status, outcome.steps, outcome.energy, outcome.ids, outcome.eta,
                      tuple(recorder.failures))
 
 

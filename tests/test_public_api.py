@@ -8,7 +8,8 @@ import pytest
 
 PUBLIC = {
     "events": {
-        "EVENT_TYPES", "AbstractEvent", "AbstractEventStore", "Event", "EtaRecorded", "GateClosed", "GateOpened",
+        "EVENT_TYPES", "AbstractEvent", "AbstractEventStore", "EntityRevised", "Event", "EtaRecorded",
+        "ExpansionRejected", "GateClosed", "GateOpened", "ModuleAdded",
         "HookFailure", "HookSignal", "InMemoryStore", "ModelEvent", "NullStore", "Recorded", "RunFinished", "RunInfo",
         "RunStarted", "StepCommitted", "current_version", "decode", "encode", "hooks", "register_upcaster", "upcast",
     },
@@ -22,7 +23,7 @@ PUBLIC = {
 }
 CORE_ENTITIES = {
     "AbstractCoupling", "AbstractEntity", "AbstractFrozen", "AbstractModule", "CfcError", "DirectedHingeCoupling",
-    "GateBenefitCoupling", "GateModule", "InvalidEntityError", "KindRegistry", "LandauModule", "LogIntegrityError",
+    "Candidate", "ExpansionConfig", "Revision", "GateBenefitCoupling", "GateModule", "InvalidEntityError", "KindRegistry", "LandauModule", "LogIntegrityError",
     "MissingDependencyError", "QuadraticCoupling", "RelaxConfig", "SchemaVersionError", "System", "UnknownRunError",
     "UnknownStepError", "content_digest", "coupling_kinds", "demo_system", "module_kinds", "softplus", "standard_system",
 }

@@ -1,0 +1,147 @@
+"""Entity revisions and energy-gated expansion mid-run: events, replay, re-run, the objective."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from entities import (
+    Candidate,
+    ExpansionConfig,
+    GateBenefitCoupling,
+    InvalidEntityError,
+    LandauModule,
+    QuadraticCoupling,
+    RelaxConfig,
+    Revision,
+    System,
+)
+from events import InMemoryStore
+from projectors import compile_system, energy, first_difference, relax, replay, rerun
+
+
+def _events(store, run_id, *types):
+    return [r.event for r in store.read(run_id, types=list(types))]
+
+
+def _lonely(gamma: float = 0.0) -> System:
+    return System(id="base", modules=[LandauModule(id="m", a=-1.0, b=1.0, eta0=0.7)], complexity_cost=gamma)
+
+
+NEWCOMER = Candidate(module=LandauModule(id="n", a=-1.0, b=1.0, eta0=0.5))
+
+
+@pytest.mark.parametrize(("tau", "admitted"), [(0.14, True), (0.16, False)])
+def test_expansion_admits_exactly_when_delta_f_is_below_minus_tau(tau, admitted):
+    # The newcomer's well bottoms out at −a²/4b = −0.25; with γ = 0.1 its ΔF is about −0.15.
+    store = InMemoryStore()
+    cfg = RelaxConfig(steps=3, tol=0.0, expansion=ExpansionConfig(every=2, tau=tau, local_steps=200, candidates=(NEWCOMER,)))
+    r = relax(_lonely(0.1), cfg, store=store)
+    added, refused = _events(store, r.run_id, "ModuleAdded"), _events(store, r.run_id, "ExpansionRejected")
+    delta_f = (added or refused)[0].delta_f
+    assert delta_f == pytest.approx(-0.15, abs=1e-6)
+    assert (len(added), len(refused)) == ((1, 0) if admitted else (0, 1))
+    assert (delta_f < -tau) is admitted
+    assert r.ids == (("m", "n") if admitted else ("m",))
+
+
+def test_module_added_records_the_true_energy_change():
+    store = InMemoryStore()
+    cfg = RelaxConfig(steps=4, tol=0.0, expansion=ExpansionConfig(every=2, local_steps=30, candidates=(NEWCOMER,)))
+    r = relax(_lonely(0.05), cfg, store=store)
+    (added,) = _events(store, r.run_id, "ModuleAdded")
+    before = replay(store, r.run_id, 1)
+    grown = System(id="base", modules=[LandauModule(id="m", a=-1.0, b=1.0, eta0=0.7), NEWCOMER.module], complexity_cost=0.05)
+    expected = energy(compile_system(grown), np.append(before.eta, added.eta)) - before.energy
+    assert added.delta_f == pytest.approx(expected, rel=1e-12)
+
+
+def test_replay_and_rerun_reproduce_added_modules(store):
+    cand = Candidate(module=LandauModule(id="n", a=-0.8, b=1.0),
+                     couplings=(QuadraticCoupling(id="mn", i="m", j="n", weight=0.5),))
+    cfg = RelaxConfig(steps=12, tol=0.0, expansion=ExpansionConfig(every=5, candidates=(cand,)))
+    r = relax(_lonely(), cfg, store=store, flush_every=3)
+    assert r.ids == ("m", "n")
+    assert replay(store, r.run_id, 4).ids == ("m",) and replay(store, r.run_id, 4).eta.size == 1
+    at5 = replay(store, r.run_id, 5)
+    assert at5.ids == ("m", "n") and at5.eta.size == 2
+    assert replay(store, r.run_id).eta.tobytes() == r.eta.tobytes()
+    assert first_difference(store, r.run_id, rerun(store, r.run_id).run_id) is None
+
+
+def test_parent_is_the_module_whose_coupling_pays_most():
+    base = System(id="b", modules=[LandauModule(id="m", a=-1.0, eta0=0.9), LandauModule(id="k", a=-1.0, eta0=0.1)])
+    cand = Candidate(module=LandauModule(id="n", a=-1.0),
+                     couplings=(QuadraticCoupling(id="kn", i="k", j="n", weight=0.1),))
+    store = InMemoryStore()
+    relax(base, RelaxConfig(steps=2, tol=0.0, expansion=ExpansionConfig(every=1, candidates=(cand,))), store=store)
+    (added,) = _events(store, store.runs()[0].run_id, "ModuleAdded")
+    assert added.parent_id is None  # a quadratic coupling costs energy: nobody pays
+    from entities import GateModule
+
+    gated = System(id="g", modules=[LandauModule(id="m", a=-1.0), GateModule(id="gate", gain=1.0)])
+    cand = Candidate(module=LandauModule(id="n", a=-1.0),
+                     couplings=(GateBenefitCoupling(id="pull", i="gate", j="n", delta=0.4),))
+    relax(gated, RelaxConfig(steps=2, tol=0.0, expansion=ExpansionConfig(every=1, candidates=(cand,))), store=store)
+    (added,) = _events(store, store.runs()[1].run_id, "ModuleAdded")
+    assert added.parent_id == "gate"
+
+
+def test_a_proposer_offers_candidates_from_the_live_state():
+    seen = []
+
+    def propose(step, ids, eta):
+        seen.append((step, ids, float(eta[0])))
+        return Candidate(module=LandauModule(id=f"p{step}", a=-1.0)) if step == 4 else None
+
+    r = relax(_lonely(), RelaxConfig(steps=6, tol=0.0, expansion=ExpansionConfig(every=2)), proposer=propose)
+    assert [s for s, _, _ in seen] == [2, 4, 6] and seen[2][1] == ("m", "p4")
+    assert r.ids == ("m", "p4")
+
+
+def test_invalid_candidates_fail_before_the_run_starts():
+    bad = Candidate(module=LandauModule(id="n"), couplings=(QuadraticCoupling(id="x", i="n", j="ghost"),))
+    store = InMemoryStore()
+    with pytest.raises(InvalidEntityError, match="ghost"):
+        relax(_lonely(), RelaxConfig(expansion=ExpansionConfig(candidates=(bad,))), store=store)
+    assert store.runs() == []
+    with pytest.raises(InvalidEntityError, match="expansion"):
+        relax(_lonely(), RelaxConfig(), proposer=lambda step, ids, eta: None)
+
+
+def test_a_revision_is_an_event_and_replay_shows_both_versions(store):
+    system = System(id="pair", modules=[LandauModule(id="x", a=-2.0, eta0=0.95), LandauModule(id="y", a=1.0, eta0=0.05)],
+                    couplings=[QuadraticCoupling(id="xy", i="x", j="y", weight=0.1)])
+    cfg = RelaxConfig(steps=20, tol=0.0, revisions=(Revision(step=8, entity_id="xy", changes={"weight": 5.0}),))
+    r = relax(system, cfg, store=store)
+    (rev,) = _events(store, r.run_id, "EntityRevised")
+    assert (rev.step, rev.entity_id, rev.version, rev.entity["weight"]) == (8, "xy", 2, 5.0)
+    assert replay(store, r.run_id, 7).version_of("xy") is None
+    assert replay(store, r.run_id, 8).version_of("xy") == 2 and replay(store, r.run_id, 8).revised["xy"]["weight"] == 5.0
+    # the energy at step 7 is under the old objective; step 8's reference is re-evaluated under the new one
+    steps = {s.step: s for s in _events(store, r.run_id, "StepCommitted")}
+    revised = system.evolve(couplings=[QuadraticCoupling(id="xy", i="x", j="y", weight=5.0, version=2)])
+    old_state = replay(store, r.run_id, 7).eta
+    assert steps[7].energy == energy(compile_system(system), old_state)
+    reference = energy(compile_system(revised), old_state)
+    assert reference > steps[7].energy + 1.0  # the revision raised the objective at the same state...
+    assert steps[8].accepted and steps[7].energy < steps[8].energy < reference  # ...and step 8 still descends it
+    assert first_difference(store, r.run_id, rerun(store, r.run_id).run_id) is None
+
+
+def test_revisions_are_validated():
+    system = _lonely()
+    with pytest.raises(InvalidEntityError, match="'b'"):
+        relax(system, RelaxConfig(steps=5, tol=0.0, revisions=(Revision(step=2, entity_id="m", changes={"b": -1.0}),)))
+    with pytest.raises(InvalidEntityError, match="changes.id"):
+        Revision(step=2, entity_id="m", changes={"id": "other"})
+    with pytest.raises(InvalidEntityError, match="no such entity"):
+        relax(system, RelaxConfig(steps=5, tol=0.0, revisions=(Revision(step=2, entity_id="ghost", changes={"a": 1.0}),)))
+
+
+def test_system_level_revision_changes_the_complexity_cost():
+    store = InMemoryStore()
+    cfg = RelaxConfig(steps=4, tol=0.0, revisions=(Revision(step=2, entity_id="base", changes={"complexity_cost": 1.0}),))
+    r = relax(_lonely(), cfg, store=store)
+    steps = {s.step: s.energy for s in _events(store, r.run_id, "StepCommitted")}
+    assert steps[2] - steps[1] == pytest.approx(1.0, abs=0.05)
