@@ -40,7 +40,27 @@ def _well_at_one_curvature(eta, a, b):
     return 2 * a + 12 * b * u * u
 
 
-class SequenceModule(AbstractModule):
+class AbstractWellAtOneModule(AbstractModule):
+    r"""Modules whose energy is a Landau well at η = 1: :math:`f = α(1-η)^2 + β(1-η)^4` (α, β ≥ 0).
+
+    .. math::
+        f'(η) = -2α(1-η) - 4β(1-η)^3, \qquad f''(η) = 2α + 12β(1-η)^2
+    """
+
+    params: ClassVar[tuple[str, ...]] = ("alpha", "beta")
+    alpha: float = Field(1.0, ge=0)
+    beta: float = Field(1.0, ge=0)
+
+    @staticmethod
+    def energy_grad(xp, eta, p):
+        return _well_at_one(eta, p["alpha"], p["beta"])
+
+    @staticmethod
+    def hessian_diagonal(xp, eta, p):
+        return _well_at_one_curvature(eta, p["alpha"], p["beta"])
+
+
+class SequenceModule(AbstractWellAtOneModule):
     r"""Monotonicity of a sequence, a Landau well at η = 1: :math:`f = α(1-η)^2 + β(1-η)^4`.
 
     .. math::
@@ -59,9 +79,6 @@ class SequenceModule(AbstractModule):
     """
 
     kind: Literal["sequence"] = "sequence"
-    params: ClassVar[tuple[str, ...]] = ("alpha", "beta")
-    alpha: float = Field(1.0, ge=0)
-    beta: float = Field(1.0, ge=0)
     observation: tuple[float, ...] | None = None
     mode: Literal["exact", "sampled"] = "exact"
     samples: int = Field(512, ge=1)
@@ -75,13 +92,6 @@ class SequenceModule(AbstractModule):
                                      "needs at least 2 values")
         return self
 
-    @staticmethod
-    def energy_grad(xp, eta, p):
-        return _well_at_one(eta, p["alpha"], p["beta"])
-
-    @staticmethod
-    def hessian_diagonal(xp, eta, p):
-        return _well_at_one_curvature(eta, p["alpha"], p["beta"])
 
     def measure(self, values: Any, *, mode: Literal["exact", "sampled"] | None = None,
                 samples: int | None = None, seed: int | None = None) -> float:
@@ -95,7 +105,7 @@ class SequenceModule(AbstractModule):
         return self.eta0 if self.observation is None else self.measure(self.observation)
 
 
-class ConnectivityModule(AbstractModule):
+class ConnectivityModule(AbstractWellAtOneModule):
     r"""Connectivity of a graph, a Landau well at η = 1: :math:`f = α(1-η)^2 + β(1-η)^4`.
 
     .. math::
@@ -114,22 +124,12 @@ class ConnectivityModule(AbstractModule):
     """
 
     kind: Literal["connectivity"] = "connectivity"
-    params: ClassVar[tuple[str, ...]] = ("alpha", "beta")
-    alpha: float = Field(1.0, ge=0)
-    beta: float = Field(1.0, ge=0)
     grid_n: int | None = Field(None, ge=1, le=4096)
     bond_p: float = Field(0.5, ge=0, le=1)
     shortcut_fraction: float = Field(0.0, ge=0)
     seed: int = Field(0, ge=0)
     eta0: float = Field(0.5, ge=0, le=1)
 
-    @staticmethod
-    def energy_grad(xp, eta, p):
-        return _well_at_one(eta, p["alpha"], p["beta"])
-
-    @staticmethod
-    def hessian_diagonal(xp, eta, p):
-        return _well_at_one_curvature(eta, p["alpha"], p["beta"])
 
     def graph(self) -> nx.Graph | None:
         """The observed graph, regenerated from the seed (``None`` without ``grid_n``)."""
