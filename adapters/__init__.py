@@ -1,5 +1,29 @@
-"""Adapters: the DuckDB event store and its SQL views, and the command-line interface."""
+"""Adapters: the DuckDB event store and its SQL views, Parquet export, plots, progress mirroring, the torch backend, the CLI."""
+
+from projectors import register_backend
 
 from ._duckdb_store import DuckDBStore, StoreBusyError, view_sql
+from ._export import ExportError, export_runs, import_runs
+from ._plots import plot_energy, plot_eta_heatmap, plot_gate_timeline
+from ._progress import ProgressMirror, follow_lines
+from ._torch_backend import TorchBackend, torch_backend
+from ._attention import EnergyRegularizedAttention, attention_ablation
 
-__all__ = ["DuckDBStore", "StoreBusyError", "view_sql"]
+register_backend("torch", torch_backend)  # lazy: torch is imported when a torch backend is built
+
+__all__ = [
+    "DuckDBStore",
+    "EnergyRegularizedAttention",
+    "ExportError",
+    "ProgressMirror",
+    "StoreBusyError",
+    "TorchBackend",
+    "attention_ablation",
+    "export_runs",
+    "follow_lines",
+    "import_runs",
+    "plot_energy",
+    "plot_eta_heatmap",
+    "plot_gate_timeline",
+    "view_sql",
+]

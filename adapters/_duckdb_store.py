@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import json
 import threading
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import duckdb
 import numpy as np
@@ -323,6 +324,20 @@ class DuckDBStore(AbstractEventStore):
         with self._lock:
             rel = self._con.sql(sql, params=params)
             return rel.pl() if rel is not None else pl.DataFrame()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Hold the store for one multi-statement transaction (rolled back if anything raises)."""
+        with self._lock:
+            self._con.execute("BEGIN TRANSACTION")
+            try:
+                yield
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                self._next_seq.clear()
+                self._keys.clear()
+                raise
+            self._con.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:

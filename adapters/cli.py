@@ -20,9 +20,12 @@ from rich.table import Table
 
 from entities import CfcError, RelaxConfig, System, demo_system
 from events import hooks
-from projectors import first_difference, relax, replay, rerun
+from projectors import RunDiff, diff_runs, first_difference, relax, replay, rerun
 
 from ._duckdb_store import DuckDBStore
+from ._export import export_runs, import_runs
+from ._plots import plot_energy, plot_eta_heatmap, plot_gate_timeline
+from ._progress import follow_lines
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Relax energy-based micro-module systems and query every step with SQL.")
@@ -181,12 +184,140 @@ def sql(
         console.print(f"... {len(df) - limit} more row(s); raise --limit to see them")
 
 
+@app.command("diff")
+def diff_cmd(
+    run_a: str,
+    run_b: str,
+    db: Db = DEFAULT_DB,
+    tol: Annotated[float, typer.Option(min=0.0, help="Largest |η_a − η_b| (and energy gap) counted as equal.")] = 1e-9,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the diff as JSON.")] = False,
+) -> None:
+    """Compare two runs: config, System, seed, first η divergence, energies, gate events."""
+    with _open(db) as store:
+        diff = diff_runs(store, run_a, run_b, tol=tol)
+    if as_json:
+        print(diff.to_json(indent=2))
+    else:
+        _print_diff(diff)
+
+
+def _print_diff(d: RunDiff) -> None:
+    console.print(f"[bold]diff {d.run_a} (A) → {d.run_b} (B)[/bold]  tol {d.tol:g}")
+    if d.is_empty:
+        console.print("no difference: same config, System, seed, η trajectory, energies and gate events")
+        return
+    pairs = [("config", k, a, b) for k, (a, b) in d.config.items()]
+    pairs += [("seed", "seed", *d.seed)] if d.seed else []
+    pairs += [("system", k, a, b) for k, (a, b) in d.system.items()]
+    pairs += [(f"entity {e}", k, a, b) for e, changed in d.entities.items() for k, (a, b) in changed.items()]
+    pairs += [(f"entity {e}", "(only in A)", "present", "") for e in d.only_in_a]
+    pairs += [(f"entity {e}", "(only in B)", "", "present") for e in d.only_in_b]
+    if pairs:
+        console.print(_table(pl.DataFrame([tuple(map(_show, row)) for row in pairs], orient="row",
+                                          schema=["where", "field", "A", "B"]), "what differs"))
+    if d.first_divergence is None:
+        console.print("η: the trajectories agree within tol over the common modules")
+    else:
+        console.print(f"η: first divergence at step {d.first_divergence} (max |η_a − η_b| = {d.max_eta_gap:.3g})")
+    if d.first_energy_difference is not None:
+        k = d.first_energy_difference
+        rows = [r for r in d.energy if k - 2 <= r[0] <= k + 3] + ([d.energy[-1]] if d.energy[-1][0] > k + 3 else [])
+        console.print(_table(pl.DataFrame([(s, _show(a), _show(b)) for s, a, b in rows], orient="row",
+                                          schema=["step", "energy A", "energy B"]),
+                             f"energy: first difference at step {k}"))
+    gates = [(*g, "A only") for g in d.gates_only_in_a] + [(*g, "B only") for g in d.gates_only_in_b]
+    if gates:
+        console.print(_table(pl.DataFrame(sorted(gates, key=lambda g: (g[1], g[0])), orient="row",
+                                          schema=["gate", "step", "event", "in"]), "gate events in one run only"))
+
+
+def _show(value: object) -> str:
+    return "" if value is None else f"{value:.9g}" if isinstance(value, float) else str(value)
+
+
+@app.command("export")
+def export_cmd(
+    to: Annotated[Path, typer.Option("--to", help="Folder to write the Parquet files into.")],
+    run_ids: Annotated[Optional[list[str]], typer.Argument(help="Runs to export (default: every run).")] = None,
+    db: Db = DEFAULT_DB,
+) -> None:
+    """Write runs to Parquet files (one per table) that `cfc import` reads into another database."""
+    with _open(db) as store:
+        done = export_runs(store, to, run_ids or None)
+    console.print(f"exported {len(done)} run(s) to {to}: {', '.join(done) or 'none'}", soft_wrap=True)
+
+
+@app.command("import")
+def import_cmd(
+    folder: Annotated[Path, typer.Argument(help="A folder written by `cfc export`.")],
+    db: Db = DEFAULT_DB,
+) -> None:
+    """Append the runs of an export folder to DB (refused if DB already has one of them)."""
+    with _open(db, write=True) as store:
+        done = import_runs(store, folder)
+    console.print(f"imported {len(done)} run(s) into {db}: {', '.join(done) or 'none'}", soft_wrap=True)
+
+
+@app.command("plot")
+def plot_cmd(
+    run_ids: Annotated[list[str], typer.Argument(help="Runs to draw (one for eta and gates).")],
+    metric: Annotated[str, typer.Option(help="energy, eta or gates.")] = "energy",
+    out: Annotated[Path, typer.Option("-o", "--out", help="PNG file to write.")] = Path("plot.png"),
+    db: Db = DEFAULT_DB,
+) -> None:
+    """Draw energy by step (several runs), an η heatmap or a gate timeline (one run) to a PNG."""
+    if metric not in ("energy", "eta", "gates"):
+        raise CfcError(f"unknown metric {metric!r}; choose energy, eta or gates")
+    if metric != "energy" and len(run_ids) != 1:
+        raise CfcError(f"--metric {metric} draws one run; got {len(run_ids)}")
+    with _open(db) as store:
+        if metric == "energy":
+            plot_energy(store, run_ids, out)
+        elif metric == "eta":
+            plot_eta_heatmap(store, run_ids[0], out)
+        else:
+            plot_gate_timeline(store, run_ids[0], out)
+    console.print(f"wrote {out}", soft_wrap=True)
+
+
+@app.command()
+def follow(
+    path: Annotated[Path, typer.Argument(help="The JSON-lines file a ProgressMirror writes.")],
+    timeout: Annotated[Optional[float], typer.Option(min=0.0, help="Give up after this many seconds.")] = None,
+    run: Annotated[Optional[str], typer.Option(help="Stop at this run's end (default: the first run that ends).")] = None,
+    every: Annotated[int, typer.Option(min=1, help="Print one step line in this many.")] = 1,
+) -> None:
+    """Print a run's steps and gate events as a ProgressMirror writes them; stop when the run finishes."""
+    for ev in follow_lines(path, timeout=timeout):
+        kind, rid = ev.get("type"), ev.get("run_id")
+        if run is not None and rid != run:
+            continue
+        if kind == "RunStarted":
+            console.print(f"[bold]run {rid}[/bold]  system {ev['system_id']} ({ev['n_modules']} modules)  "
+                          f"seed {ev['seed']}  up to {ev['steps']} steps")
+        elif kind == "StepCommitted" and ev["step"] % every == 0:
+            mark = "" if ev["accepted"] else f"  rejected ({ev['reason']})"
+            console.print(f"step {ev['step']:>6}  energy {ev['energy']:.9g}  |pg| {ev['pg_norm']:.3g}  "
+                          f"α {ev['step_size']:.3g}{mark}")
+        elif kind in ("GateOpened", "GateClosed"):
+            console.print(f"step {ev['step']:>6}  gate {ev['gate_id']!r} {kind[4:].lower()} (η = {ev['eta']:.3f})")
+        elif kind == "RunFinished":
+            console.print(f"run {rid} finished: [bold]{ev['status']}[/bold] after {ev['steps']} steps, "
+                          f"final energy {ev['final_energy']:.9g}")
+            return
+    console.print(f"no end of run in {path} after {timeout:g} s" if timeout is not None else f"{path} ended",
+                  soft_wrap=True)
+    raise typer.Exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``cfc`` console script."""
     command = typer.main.get_command(app)
     args = list(argv if argv is not None else sys.argv[1:]) or ["--help"]
     try:
-        command.main(args=args, prog_name="cfc", standalone_mode=False)
+        code = command.main(args=args, prog_name="cfc", standalone_mode=False)
+        if isinstance(code, int):  # a typer.Exit(n) inside a command comes back as its return value
+            return code
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:

@@ -1,24 +1,42 @@
-"""The array backend: the few operations the energy terms and solvers need beyond ``xp``."""
+"""The array backend: the few operations the energy terms and solvers need beyond ``xp``.
+
+Backends are selected by name through a small registry: ``make_backend("numpy")``
+is built in; ``adapters`` registers ``"torch"`` when it is imported (lazily:
+torch itself is imported only when a torch backend is constructed).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
+
+from entities import InvalidEntityError
+
+FLOAT_DTYPES = ("float64", "float32")
 
 
 class AbstractBackend:
     """What compiled energy terms run on.
 
-    ``xp`` is an array namespace offering the element-wise functions the kind
-    formulas use (``where``, ``exp``, arithmetic); the methods below cover what
-    numpy and torch spell differently.
+    ``xp`` is an array namespace offering the functions the kind formulas and
+    the compiled evaluation use (``where``, ``zeros_like``, ``sum``,
+    ``concatenate``, ``sqrt``, ``all``, arithmetic, slicing and fancy-index
+    assignment); the methods below cover what numpy and torch spell
+    differently.
+
+    ``dtype`` is the backend's floating precision (``"float64"`` or
+    ``"float32"``): :meth:`asarray` turns every floating request into it, so
+    parameters, weights and η share one precision; ``"int64"`` index arrays
+    stay integers.
     """
 
     name: str
     xp: Any
+    dtype: Any
 
-    def asarray(self, values: Any, dtype: str = "float64") -> Any:  # pragma: no cover - abstract
+    def asarray(self, values: Any, dtype: str | None = None) -> Any:  # pragma: no cover - abstract
+        """``values`` as a backend array: ``"int64"`` for indices, else the backend's float dtype."""
         raise NotImplementedError
 
     def to_numpy(self, array: Any) -> np.ndarray:  # pragma: no cover - abstract
@@ -35,28 +53,90 @@ class AbstractBackend:
         return float(scalar)
 
 
+def check_dtype(backend: str, dtype: Any) -> str:
+    """The name of a supported floating dtype, or a clear error."""
+    name = dtype if isinstance(dtype, str) else str(dtype).removeprefix("torch.")  # a torch.dtype
+    if name not in FLOAT_DTYPES and not isinstance(dtype, str):
+        try:
+            name = np.dtype(dtype).name  # np.float32, np.dtype("float32")
+        except TypeError:
+            pass
+    if name not in FLOAT_DTYPES:
+        raise InvalidEntityError(backend, None, "dtype", dtype, f"must be one of {', '.join(FLOAT_DTYPES)}")
+    return name
+
+
 class NumpyBackend(AbstractBackend):
-    """The default backend: numpy, float64 unless asked otherwise.
+    """The default backend: numpy, float64 unless asked otherwise (``dtype="float32"``).
 
     >>> import numpy as np
     >>> NumpyBackend().scatter_add(np.array([0, 2, 0]), np.array([1.0, 2.0, 3.0]), 3)
     array([4., 0., 2.])
+    >>> NumpyBackend("float32").asarray([0.5]).dtype
+    dtype('float32')
     """
 
     name = "numpy"
     xp = np
 
-    def __init__(self, dtype: str = "float64"):
-        self.dtype = np.dtype(dtype)
+    def __init__(self, dtype: str = "float64", device: str = "cpu"):
+        if device != "cpu":
+            raise InvalidEntityError("NumpyBackend", None, "device", device, "numpy runs on the CPU only (device='cpu')")
+        self.dtype = np.dtype(check_dtype("NumpyBackend", dtype))
+
+    def __repr__(self) -> str:
+        return f"NumpyBackend(dtype={str(self.dtype)!r})"
 
     def asarray(self, values, dtype=None):
-        return np.asarray(values, dtype=dtype or self.dtype)
+        wanted = np.dtype(dtype) if dtype is not None else self.dtype
+        return np.asarray(values, dtype=self.dtype if wanted.kind == "f" else wanted)
 
     def to_numpy(self, array):
         return np.asarray(array)
 
     def scatter_add(self, index, values, n):
-        return np.bincount(index, weights=values, minlength=n)
+        out = np.bincount(index, weights=values, minlength=n)  # bincount always sums in float64
+        return out if out.dtype == self.dtype else out.astype(self.dtype)
 
     def clip01(self, array):
         return np.clip(array, 0.0, 1.0)
+
+
+BackendFactory = Callable[..., AbstractBackend]
+_BACKENDS: dict[str, BackendFactory] = {"numpy": NumpyBackend}
+
+
+def register_backend(name: str, factory: BackendFactory) -> None:
+    """Make ``make_backend(name, **options)`` call ``factory(**options)``.
+
+    Registering a name again replaces its factory (so re-importing a module
+    that registers is harmless).
+    """
+    if not name or not isinstance(name, str):
+        raise InvalidEntityError("backend", None, "name", name, "must be a non-empty string")
+    _BACKENDS[name] = factory
+
+
+def backend_names() -> tuple[str, ...]:
+    """The registered backend names, sorted."""
+    return tuple(sorted(_BACKENDS))
+
+
+def make_backend(name: str = "numpy", **options: Any) -> AbstractBackend:
+    """Build the backend registered as ``name`` (options such as ``device``, ``dtype``).
+
+    >>> make_backend("numpy", dtype="float32").dtype
+    dtype('float32')
+    >>> try:
+    ...     make_backend("cupy")
+    ... except InvalidEntityError as e:
+    ...     print(e.reason.split(";")[0])
+    unknown backend
+    """
+    try:
+        factory = _BACKENDS[name]
+    except KeyError:
+        raise InvalidEntityError("backend", None, "name", name,
+                                 f"unknown backend; known: {', '.join(backend_names())}"
+                                 + ("" if "torch" in _BACKENDS else " (torch is registered by `import adapters`)")) from None
+    return factory(**options)

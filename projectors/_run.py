@@ -13,7 +13,7 @@ import numpy as np
 from entities import InvalidEntityError, RelaxConfig, System
 from events import AbstractEventStore, EtaRecorded, HookFailure, InMemoryStore, Recorded, RunStarted, hooks
 
-from ._backend import AbstractBackend
+from ._backend import AbstractBackend, make_backend
 from ._compile import compile_system
 from ._coordinator import Proposer, relaxation
 from ._structure import check_candidates
@@ -124,7 +124,11 @@ def relax(
         seed: the run's seed (used by ``eta0="uniform"`` and stochastic pieces).
         store: where to record; default a fresh :class:`InMemoryStore`.
         hooks: receivers for this run, keyed by signal name.
-        backend: the array backend (default numpy, float64).
+        backend: an array backend object; default: built by name from the
+            config, ``make_backend(config.backend, device=config.device,
+            dtype=config.dtype)`` (numpy, float64 unless configured). An
+            object passed here is not recorded: the log keeps the config's
+            fields, and a re-run builds its backend from them.
         proposer: ``fn(step, ids, eta) -> Candidate | None`` offering expansion
             candidates instead of ``config.expansion.candidates`` (needs
             ``config.expansion`` for its schedule and τ). Code is not recorded
@@ -147,6 +151,8 @@ def relax(
     store = store if store is not None else InMemoryStore()
     started = RunStarted(system=system, config=config, seed=seed, package_version=package_version(),
                          system_digest=system.digest())
+    if backend is None:
+        backend = make_backend(config.backend, device=config.device, dtype=config.dtype)
     compiled = compile_system(system, backend)
     run_id = store.new_run_id(started)
     recorder = _Recorder(store, run_id, max(1, flush_every), max(1, flush_values), pipelined)

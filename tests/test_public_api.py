@@ -15,11 +15,14 @@ PUBLIC = {
     },
     "projectors": {
         "STEP_RULES", "AbstractBackend", "CompiledSystem", "CouplingGroup", "ModuleGroup", "NumpyBackend", "Outcome",
-        "Proposal", "RunResult", "RunState", "StreamDifference", "apply", "compile_system", "energy",
+        "Proposal", "RunDiff", "RunResult", "RunState", "StreamDifference", "apply", "backend_names", "make_backend", "register_backend", "compile_system", "diff_runs", "energy",
         "energy_and_gradient", "first_difference", "fold", "hessian_diagonal", "initial_eta", "package_version",
         "projected_gradient_norm", "relax", "relaxation", "replay", "rerun", "state_digest", "step_armijo", "step_fixed",
     },
-    "adapters": {"DuckDBStore", "StoreBusyError", "view_sql"},
+    "adapters": {
+        "DuckDBStore", "EnergyRegularizedAttention", "ExportError", "TorchBackend", "attention_ablation", "ProgressMirror", "StoreBusyError", "export_runs", "follow_lines", "import_runs",
+        "plot_energy", "plot_eta_heatmap", "plot_gate_timeline", "view_sql",
+    },
 }
 CORE_ENTITIES = {
     "AbstractCoupling", "AbstractEntity", "AbstractFrozen", "AbstractModule", "CfcError", "DirectedHingeCoupling",

@@ -1,0 +1,154 @@
+"""Export runs to Parquet files and import them into another DuckDB store.
+
+An export folder holds one Parquet file per store table, filtered to the
+exported runs, and a ``manifest.json`` naming the runs and the store schema
+version. ``run_key`` (a store's compact integer per run) is local to a file:
+import gives each run a fresh key in the target store.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+from entities import CfcError, UnknownRunError
+
+from ._duckdb_store import STORE_SCHEMA_VERSION, DuckDBStore
+
+MANIFEST = "manifest.json"
+FORMAT = "cfc-export"
+
+# Each table's rows of the selected runs: by run_id, through run_key, or by the runs' system digests.
+_SELECT = {
+    "runs": "SELECT * FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY run_key",
+    "systems": "SELECT * FROM systems WHERE system_digest IN "
+               "(SELECT system_digest FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[])))",
+    "run_modules": "SELECT m.* FROM run_modules AS m JOIN runs AS r ON r.run_key = m.run_key "
+                   "WHERE r.run_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY m.run_key, m.idx",
+    "events": "SELECT * FROM events WHERE run_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY run_id, seq",
+    "eta_frames": "SELECT * FROM eta_frames WHERE run_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY run_id, seq",
+    "eta_values": "SELECT v.* FROM eta_values AS v JOIN runs AS r ON r.run_key = v.run_key "
+                  "WHERE r.run_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY v.run_key, v.step, v.idx",
+}
+
+
+class ExportError(CfcError):
+    """An export folder is missing, incomplete, from a newer version, or clashes with the target store."""
+
+
+def export_runs(store: DuckDBStore, path_dir: str | Path, run_ids: Sequence[str] | None = None) -> list[str]:
+    """Write the runs (default: every run) to Parquet files in ``path_dir``, one per table.
+
+    Args:
+        store: the store to read.
+        path_dir: the folder to write (created if missing; files of an earlier export are replaced).
+        run_ids: the runs to export; each must exist.
+
+    Returns:
+        The exported run ids, in the store's order.
+
+    >>> import tempfile
+    >>> from adapters import DuckDBStore
+    >>> with DuckDBStore(":memory:") as store, tempfile.TemporaryDirectory() as folder:
+    ...     export_runs(store, folder)
+    []
+    """
+    known = store.query("SELECT run_id FROM runs ORDER BY run_key")["run_id"].to_list()
+    if run_ids is None:
+        wanted = known
+    else:
+        missing = [r for r in run_ids if r not in set(known)]
+        if missing:
+            raise UnknownRunError(f"no run {missing[0]!r} in {store.path}")
+        chosen = set(run_ids)
+        wanted = [r for r in known if r in chosen]
+    folder = Path(path_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    for table, select in _SELECT.items():
+        store.query(f"COPY ({select}) TO ? (FORMAT parquet)", [wanted, str(folder / f"{table}.parquet")])
+    (folder / MANIFEST).write_text(json.dumps(
+        {"format": FORMAT, "store_schema_version": STORE_SCHEMA_VERSION, "runs": wanted}, indent=2))
+    return wanted
+
+
+def import_runs(store: DuckDBStore, path_dir: str | Path) -> list[str]:
+    """Append the runs of an export folder to ``store``, in one transaction.
+
+    Each run gets a fresh ``run_key``; Systems the store already holds are kept once.
+
+    Args:
+        store: the target store (opened for writing).
+        path_dir: a folder written by :func:`export_runs`.
+
+    Returns:
+        The imported run ids.
+
+    Raises:
+        ExportError: the folder is not an export, comes from a newer store schema, or holds a run id
+            that ``store`` already has (nothing is imported then).
+
+    >>> import tempfile
+    >>> from adapters import DuckDBStore
+    >>> from entities import LandauModule, RelaxConfig, System
+    >>> from projectors import relax
+    >>> with DuckDBStore(":memory:") as a, DuckDBStore(":memory:") as b, tempfile.TemporaryDirectory() as folder:
+    ...     run = relax(System(id="s", modules=[LandauModule(id="m")]), RelaxConfig(steps=3), store=a).run_id
+    ...     _ = export_runs(a, folder)
+    ...     import_runs(b, folder) == [run]
+    True
+    """
+    if store.read_only:
+        raise ExportError(f"{store.path} is open read-only; cannot import into it")
+    folder = Path(path_dir)
+    manifest = _manifest(folder)
+    files = {table: str(folder / f"{table}.parquet") for table in _SELECT}
+    with store.transaction():  # all or nothing, and no other thread of this process writes in between
+        exported = store.query("SELECT run_id FROM read_parquet(?) ORDER BY run_key", [files["runs"]])["run_id"].to_list()
+        if sorted(exported) != sorted(manifest["runs"]):
+            raise ExportError(f"{folder}: runs.parquet does not match {MANIFEST}; the export is incomplete")
+        clash = store.query("SELECT run_id FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY run_key",
+                            [exported])["run_id"].to_list()
+        if clash:
+            raise ExportError(f"run {clash[0]!r} already exists in {store.path}; "
+                              f"{len(clash)} of the {len(exported)} exported run(s) clash, nothing imported")
+        _copy_in(store, files)
+    return exported
+
+
+def _manifest(folder: Path) -> dict:
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise ExportError(f"{folder} is not a cfc export (no {MANIFEST}); write one with `cfc export --to DIR`")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ExportError(f"{path}: not valid JSON: {exc}") from None
+    if manifest.get("format") != FORMAT:
+        raise ExportError(f"{path}: not a {FORMAT} manifest")
+    if int(manifest.get("store_schema_version", 0)) > STORE_SCHEMA_VERSION:
+        raise ExportError(f"{folder} was written by a newer version (store schema "
+                          f"{manifest['store_schema_version']}); upgrade the package")
+    missing = [t for t in _SELECT if not (folder / f"{t}.parquet").is_file()]
+    if missing:
+        raise ExportError(f"{folder}: {missing[0]}.parquet is missing; the export is incomplete")
+    return manifest
+
+
+def _copy_in(store: DuckDBStore, files: dict[str, str]) -> None:
+    # Fresh keys follow the target's largest, in the exported runs' order.
+    store.query("CREATE OR REPLACE TEMP TABLE _cfc_keymap AS "
+                "SELECT run_key AS old_key, (SELECT coalesce(max(run_key), 0) FROM runs) "
+                "+ row_number() OVER (ORDER BY run_key) AS new_key FROM read_parquet(?)", [files["runs"]])
+    try:
+        store.query("INSERT INTO systems BY NAME SELECT * FROM read_parquet(?) "
+                    "WHERE system_digest NOT IN (SELECT system_digest FROM systems)", [files["systems"]])
+        store.query("INSERT INTO runs BY NAME SELECT t.* REPLACE (k.new_key::INTEGER AS run_key) "
+                    "FROM read_parquet(?) AS t JOIN _cfc_keymap AS k ON k.old_key = t.run_key", [files["runs"]])
+        for table in ("run_modules", "eta_values"):
+            store.query(f"INSERT INTO {table} BY NAME SELECT t.* REPLACE (k.new_key::INTEGER AS run_key) "
+                        "FROM read_parquet(?) AS t JOIN _cfc_keymap AS k ON k.old_key = t.run_key", [files[table]])
+        for table in ("events", "eta_frames"):
+            store.query(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?)", [files[table]])
+    finally:
+        store.query("DROP TABLE IF EXISTS _cfc_keymap")

@@ -1,0 +1,19 @@
+-- One row per run: how it ended, its energy drop, ΔF90 and step and gate counts. final_energy is
+-- the energy of the returned state (RunFinished; NULL while a run is incomplete), energy_drop is
+-- e0 − final_energy (positive when the energy fell), gates_opened the number of GateOpened events.
+-- Columns: run_id, status, steps, e0, final_energy, energy_drop, delta_f90, accepted_steps, rejected_steps, gates_opened
+SELECT
+    r.run_id,
+    r.status,
+    r.steps,
+    d.e0,
+    r.final_energy,
+    d.e0 - r.final_energy AS energy_drop,
+    d.delta_f90,
+    coalesce(s.accepted_steps, 0) AS accepted_steps,
+    coalesce(s.rejected_steps, 0) AS rejected_steps,
+    g.opened AS gates_opened
+FROM v_runs AS r
+LEFT JOIN v_delta_f90 AS d ON d.run_id = r.run_id
+LEFT JOIN v_step_stats AS s ON s.run_id = r.run_id
+LEFT JOIN v_gating_metrics AS g ON g.run_id = r.run_id
