@@ -4,6 +4,8 @@ from ._base import AbstractEntity, AbstractFrozen, KindRegistry, content_digest
 from ._config import Candidate, ExpansionConfig, RelaxConfig, Revision
 from ._couplings import (
     AbstractCoupling,
+    AsymmetricHingeCoupling,
+    DampedGateBenefitCoupling,
     DirectedHingeCoupling,
     GateBenefitCoupling,
     QuadraticCoupling,
@@ -35,10 +37,8 @@ from ._measures import (
 from ._modules import AbstractModule, GateModule, LandauModule, module_kinds, softplus
 from ._system import System
 from ._vocabulary import (
-    AsymmetricHingeCoupling,
     CompressionModule,
     ConnectivityModule,
-    DampedGateBenefitCoupling,
     NashModule,
     PolynomialModule,
     SequenceModule,

@@ -119,3 +119,85 @@ class GateBenefitCoupling(AbstractCoupling):
     @staticmethod
     def hessian_diagonal(xp, eta_i, eta_j, p):
         return 0 * eta_i, 0 * eta_j
+
+
+class AsymmetricHingeCoupling(AbstractCoupling):
+    r"""A scaled one-sided bound: :math:`φ = \max(0, βη_j - αη_i)^2`.
+
+    With :math:`g = \max(0, βη_j - αη_i)`: :math:`∂_iφ = -2αg`,
+    :math:`∂_jφ = 2βg`; the Hessian diagonal is :math:`(2α^2, 2β^2)` on the
+    active set (g > 0), else 0. α = β = 1 is the directed hinge.
+
+    >>> import numpy as np
+    >>> p = {"alpha": np.array([1.0]), "beta": np.array([2.0])}
+    >>> AsymmetricHingeCoupling.energy_grad(np, np.array([0.5]), np.array([0.5]), p)
+    (array([0.25]), array([-1.]), array([2.]))
+    """
+
+    kind: Literal["asymmetric_hinge"] = "asymmetric_hinge"
+    params: ClassVar[tuple[str, ...]] = ("alpha", "beta")
+    alpha: float = Field(1.0, ge=0)
+    beta: float = Field(1.0, ge=0)
+
+    @staticmethod
+    def energy_grad(xp, eta_i, eta_j, p):
+        alpha, beta = p["alpha"], p["beta"]
+        gap = beta * eta_j - alpha * eta_i
+        g = xp.where(gap > 0, gap, 0 * gap)
+        return g * g, -2 * alpha * g, 2 * beta * g
+
+    @staticmethod
+    def hessian_diagonal(xp, eta_i, eta_j, p):
+        alpha, beta = p["alpha"], p["beta"]
+        active = beta * eta_j - alpha * eta_i > 0
+        zero = 0 * eta_i
+        return xp.where(active, 2 * alpha * alpha + zero, zero), xp.where(active, 2 * beta * beta + zero, zero)
+
+
+class DampedGateBenefitCoupling(AbstractCoupling):
+    r"""A damped, sign-scaled benefit on gate ``i``: :math:`φ = -d\,η_i^p\,s(Δ)\,Δ`.
+
+    :math:`s(Δ)` is ``positive_scale`` for Δ ≥ 0, else ``negative_scale``;
+    d = ``damping``, p = ``eta_power`` ≥ 1. With :math:`c = d\,s(Δ)\,Δ`:
+
+    .. math::
+        ∂_iφ = -c\,p\,η_i^{p-1}, \qquad ∂_jφ = 0, \qquad
+        ∂^2_iφ = -c\,p(p-1)\,η_i^{p-2}, \qquad ∂^2_jφ = 0
+
+    At η_i = 0 the curvature is taken as 0 for p < 2 (it is 0 for p = 1 and
+    unbounded for 1 < p < 2), so nothing is ever NaN or infinite.
+
+    >>> import numpy as np
+    >>> p = {k: np.array([v]) for k, v in dict(delta=-0.5, damping=1.0, eta_power=2.0,
+    ...      positive_scale=1.0, negative_scale=0.5).items()}
+    >>> DampedGateBenefitCoupling.energy_grad(np, np.array([0.5]), np.array([0.3]), p)
+    (array([0.0625]), array([0.25]), array([0.]))
+    """
+
+    kind: Literal["damped_gate_benefit"] = "damped_gate_benefit"
+    params: ClassVar[tuple[str, ...]] = ("delta", "damping", "eta_power", "positive_scale", "negative_scale")
+    source_kinds: ClassVar[frozenset[str] | None] = frozenset({"gate"})
+    delta: float = 0.0
+    damping: float = Field(1.0, ge=0)
+    eta_power: float = Field(1.0, ge=1)
+    positive_scale: float = Field(1.0, ge=0)
+    negative_scale: float = Field(1.0, ge=0)
+
+    @staticmethod
+    def _pull(xp, p):
+        delta = p["delta"]
+        return p["damping"] * xp.where(delta >= 0, p["positive_scale"], p["negative_scale"]) * delta
+
+    @staticmethod
+    def energy_grad(xp, eta_i, eta_j, p):
+        c, power = DampedGateBenefitCoupling._pull(xp, p), p["eta_power"]
+        e = xp.where(eta_i > 0, eta_i, 0 * eta_i)  # 0^p and 0^(p-1) are finite for p >= 1
+        return -c * e ** power, -c * power * e ** (power - 1), 0 * eta_j
+
+    @staticmethod
+    def hessian_diagonal(xp, eta_i, eta_j, p):
+        c, power = DampedGateBenefitCoupling._pull(xp, p), p["eta_power"]
+        positive = eta_i > 0
+        safe = xp.where(positive, eta_i, 1 + 0 * eta_i)  # never raise 0 to a negative power
+        at_zero = xp.where(power == 2, 1 + 0 * eta_i, 0 * eta_i)  # 0^(p-2): 1 for p = 2, else 0 (guarded)
+        return -c * power * (power - 1) * xp.where(positive, safe ** (power - 2), at_zero), 0 * eta_j
