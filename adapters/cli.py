@@ -73,10 +73,10 @@ def _summary(store: DuckDBStore, run_id: str) -> None:
         console.print(f"energy  {e[0]:.6g} → {e[-1]:.6g}   {_sparkline(e)}")
         marks = sorted({0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, len(e) - 1} & set(range(len(e))))
         console.print(_table(energy.filter(pl.col("step").is_in(marks)), "energy trace"))
-    steps = store.query("SELECT count(*) FILTER (WHERE accepted AND step > 0) AS accepted, "
-                        "count(*) FILTER (WHERE NOT accepted) AS rejected, sum(backtracks) AS backtracks "
-                        "FROM v_steps WHERE run_id = ?", [run_id]).row(0, named=True)
-    console.print(f"steps   accepted {steps['accepted']}  rejected {steps['rejected']}  backtracks {steps['backtracks']}")
+    steps = store.query("SELECT accepted_steps, rejected_steps, total_backtracks FROM v_step_stats WHERE run_id = ?",
+                        [run_id]).row(0, named=True)
+    console.print(f"steps   accepted {steps['accepted_steps']}  rejected {steps['rejected_steps']}  "
+                  f"backtracks {steps['total_backtracks']}")
     gates = store.query("SELECT step, gate_id, event, eta FROM v_gate_events WHERE run_id = ? ORDER BY step, gate_id", [run_id])
     console.print(_table(gates, "gate events") if not gates.is_empty() else "gate events: none")
 

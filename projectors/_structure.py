@@ -151,7 +151,7 @@ def evaluate_candidate(cs: CompiledSystem, eta, energy: float, candidate: Candid
     only if 𝓕 decreases (else the step halves). γ enters through the extended
     System's ``complexity_cost · (N + 1)``.
     """
-    be, xp = cs.backend, cs.backend.xp
+    be = cs.backend
     new_cs = extend(cs, candidate)
     n = cs.n
     ext = be.asarray(np.append(be.to_numpy(eta), candidate.module.initial_eta()))
@@ -166,7 +166,6 @@ def evaluate_candidate(cs: CompiledSystem, eta, energy: float, candidate: Candid
         else:
             step *= 0.5
     parent = _parent(new_cs, ext, candidate)
-    del xp
     return CandidateEvaluation(candidate, e_new - energy, new_cs, ext, e_new, parent)
 
 

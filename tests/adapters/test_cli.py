@@ -7,19 +7,13 @@ import re
 import pytest
 
 from adapters import DuckDBStore
-from adapters.cli import main
 
-
-def _run(capsys, *args):
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture
-def demo_db(tmp_path, capsys):
+def demo_db(tmp_path, cli):
     db = tmp_path / "runs.duckdb"
-    code, out, err = _run(capsys, "demo", "--db", str(db))
+    code, out, err = cli("demo", "--db", str(db))
     assert code == 0, err
     run_id = re.search(r"run (\S+-\d+)", out).group(1)
     return db, run_id, out
@@ -35,17 +29,17 @@ def test_demo_relaxes_the_demo_system_and_summarises_it(demo_db):
         assert ("repair", "opened") in gates and not any(g == "idle" for g, _ in gates)
 
 
-def test_runs_show_replay_sql_and_rerun(demo_db, capsys):
+def test_runs_show_replay_sql_and_rerun(demo_db, cli):
     db, run_id, _ = demo_db
-    code, out, _ = _run(capsys, "runs", "--db", str(db))
+    code, out, _ = cli("runs", "--db", str(db))
     assert code == 0 and "1 run(s)" in out and "demo-0" in out
-    code, out, _ = _run(capsys, "show", run_id, "--db", str(db))
+    code, out, _ = cli("show", run_id, "--db", str(db))
     assert code == 0 and "status converged" in out
-    code, out, _ = _run(capsys, "replay", run_id, "--step", "5", "--db", str(db))
+    code, out, _ = cli("replay", run_id, "--step", "5", "--db", str(db))
     assert code == 0 and f"run {run_id} at step 5" in out and "open gates: repair" in out
-    code, out, _ = _run(capsys, "sql", "SELECT count(*) AS n FROM v_gate_events", "--db", str(db))
+    code, out, _ = cli("sql", "SELECT count(*) AS n FROM v_gate_events", "--db", str(db))
     assert code == 0 and " 1 " in out
-    code, out, _ = _run(capsys, "rerun", run_id, "--db", str(db))
+    code, out, _ = cli("rerun", run_id, "--db", str(db))
     assert code == 0 and "identical" in out
 
 
@@ -60,20 +54,20 @@ def test_runs_show_replay_sql_and_rerun(demo_db, capsys):
         (["demo", "--steps", "-1"], "Invalid value for '--steps'"),
     ],
 )
-def test_bad_arguments_give_one_clear_line(demo_db, capsys, args, message):
+def test_bad_arguments_give_one_clear_line(demo_db, cli, args, message):
     db, run_id, _ = demo_db
     args = [run_id if a == "RUN" else a for a in args]
-    code, out, err = _run(capsys, *args, "--db", str(db))
+    code, out, err = cli(*args, "--db", str(db))
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-def test_missing_database_is_explained(tmp_path, capsys):
-    code, _, err = _run(capsys, "runs", "--db", str(tmp_path / "none.duckdb"))
+def test_missing_database_is_explained(tmp_path, cli):
+    code, _, err = cli("runs", "--db", str(tmp_path / "none.duckdb"))
     assert code == 2 and "no database at" in err
 
 
-def test_run_a_system_from_a_toml_file(tmp_path, capsys):
+def test_run_a_system_from_a_toml_file(tmp_path, cli):
     cfg = tmp_path / "system.toml"
     cfg.write_text("""
 seed = 4
@@ -101,10 +95,10 @@ delta = 0.4
 steps = 50
 line_search = "armijo"
 """)
-    code, out, err = _run(capsys, "run", str(cfg), "--db", str(tmp_path / "r.duckdb"))
+    code, out, err = cli("run", str(cfg), "--db", str(tmp_path / "r.duckdb"))
     assert code == 0, err
     assert "system from-toml (2 modules)  seed 4" in out
     bad = tmp_path / "bad.toml"
     bad.write_text('[system]\nid = "b"\n[[system.modules]]\nkind = "landau"\nid = "x"\nb = -1\n')
-    code, _, err = _run(capsys, "run", str(bad), "--db", str(tmp_path / "r.duckdb"))
+    code, _, err = cli("run", str(bad), "--db", str(tmp_path / "r.duckdb"))
     assert code == 2 and "LandauModule 'x': field 'b' = -1" in err
