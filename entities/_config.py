@@ -10,6 +10,23 @@ from ._base import AbstractFrozen
 from ._couplings import AbstractCoupling, coupling_kinds
 from ._errors import InvalidEntityError
 from ._modules import AbstractModule, module_kinds
+from ._solvers import (
+    AcceleratedConfig,
+    AdapterConfig,
+    AdmmConfig,
+    CoordinateConfig,
+    DiagnosticsConfig,
+    DirectionConfig,
+    EarlyStopConfig,
+    FreeEnergyConfig,
+    HomotopyConfig,
+    NoiseConfig,
+    ProximalConfig,
+    StabilityConfig,
+    WarmStart,
+)
+
+Solver = Literal["projected_gradient", "accelerated", "coordinate", "adaptive", "proximal", "admm", "lbfgsb"]
 
 
 class Revision(AbstractFrozen):
@@ -75,9 +92,29 @@ class ExpansionConfig(AbstractFrozen):
 
 
 class RelaxConfig(AbstractFrozen):
-    r"""Projected gradient descent on the box :math:`[0, 1]^N`.
+    r"""How to relax a System on the box :math:`[0, 1]^N`: a solver and the pieces of its loop.
 
-    Each step proposes :math:`η' = \mathrm{clip}(η - α ∇𝓕(η), 0, 1)` and accepts
+    ``solver`` picks how steps are proposed (every solver honours ``steps``,
+    records step 0, commits one ``StepCommitted`` per step and returns the
+    best accepted state):
+
+    - ``"projected_gradient"`` (default), shaped by ``direction`` and ``line_search``;
+    - ``"accelerated"``: FISTA-style with restart (``accelerated``);
+    - ``"coordinate"``: Gauss–Southwell coordinate descent (``coordinate``);
+    - ``"adaptive"``: projected gradient that switches to a coordinate step on stalls;
+    - ``"proximal"``: operator splitting with closed-form edge proxes (``proximal``);
+    - ``"admm"``: ADMM on quadratic and hinge edges (``admm``);
+    - ``"lbfgsb"``: scipy's L-BFGS-B with bounds, as a reference (needs scipy).
+
+    The other pieces, each off when ``None``: ``stability`` (step cap from a
+    Lipschitz bound on the box), ``homotopy`` (term-scale ramps), ``noise``,
+    ``free_energy`` (relax U − T·S), ``early_stop``, ``diagnostics``,
+    ``adapter`` (term-weight adapter), ``warm_start`` (an amortizer's
+    proposal); ``monotone="strict"`` raises if an accepted step ever raises U;
+    ``record_terms_every`` records per-kind energies and gradient norms
+    (``TermsRecorded``) every that many steps (0: never).
+
+    For the gradient solvers, each step proposes :math:`η' = \mathrm{clip}(η - α ∇𝓕(η), 0, 1)` and accepts
     it only if the energy does not increase (``line_search="none"``), or if it
     satisfies the projected Armijo condition
     :math:`𝓕(η') ≤ 𝓕(η) - c ⟨∇𝓕(η), η - η'⟩`, shrinking α by
@@ -125,7 +162,7 @@ class RelaxConfig(AbstractFrozen):
     'float32'
     """
 
-    solver: Literal["projected_gradient"] = "projected_gradient"
+    solver: Solver = "projected_gradient"
     steps: int = Field(200, ge=0, le=10_000_000)
     step_size: float = Field(0.05, gt=0)
     line_search: Literal["none", "armijo"] = "none"
@@ -140,3 +177,18 @@ class RelaxConfig(AbstractFrozen):
     backend: str = Field("numpy", min_length=1)
     device: str = Field("cpu", min_length=1)
     dtype: Literal["float64", "float32"] = "float64"
+    direction: DirectionConfig = DirectionConfig()
+    accelerated: AcceleratedConfig = AcceleratedConfig()
+    coordinate: CoordinateConfig = CoordinateConfig()
+    proximal: ProximalConfig = ProximalConfig()
+    admm: AdmmConfig = AdmmConfig()
+    stability: StabilityConfig | None = None
+    homotopy: HomotopyConfig | None = None
+    noise: NoiseConfig | None = None
+    free_energy: FreeEnergyConfig | None = None
+    early_stop: EarlyStopConfig | None = None
+    diagnostics: DiagnosticsConfig | None = None
+    adapter: AdapterConfig | None = None
+    warm_start: WarmStart | None = None
+    monotone: Literal["off", "strict"] = "off"
+    record_terms_every: int = Field(0, ge=0)

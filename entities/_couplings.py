@@ -43,6 +43,15 @@ class AbstractCoupling(AbstractEntity):
     def hessian_diagonal(xp, eta_i, eta_j, p: Mapping[str, Any]):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    @staticmethod
+    def curvature_bound(xp, one, p: Mapping[str, Any]):  # pragma: no cover - abstract
+        r"""Upper bounds on :math:`|∂_i^2φ|, |∂_j^2φ|, |∂_i∂_jφ|` over the box, element-wise.
+
+        Returns ``None`` where no finite bound exists (the kind has unbounded
+        curvature on the box), so no global Lipschitz constant holds.
+        """
+        raise NotImplementedError
+
 
 class QuadraticCoupling(AbstractCoupling):
     r"""Agreement: :math:`φ = (η_i - η_j)^2`.
@@ -66,6 +75,10 @@ class QuadraticCoupling(AbstractCoupling):
     def hessian_diagonal(xp, eta_i, eta_j, p):
         two = 2.0 + 0 * eta_i
         return two, two
+
+    @staticmethod
+    def curvature_bound(xp, one, p):
+        return 2 * one, 2 * one, 2 * one
 
 
 class DirectedHingeCoupling(AbstractCoupling):
@@ -91,6 +104,10 @@ class DirectedHingeCoupling(AbstractCoupling):
     def hessian_diagonal(xp, eta_i, eta_j, p):
         h = xp.where(eta_j > eta_i, 2.0 + 0 * eta_i, 0 * eta_i)
         return h, h
+
+    @staticmethod
+    def curvature_bound(xp, one, p):
+        return 2 * one, 2 * one, 2 * one
 
 
 class GateBenefitCoupling(AbstractCoupling):
@@ -119,6 +136,10 @@ class GateBenefitCoupling(AbstractCoupling):
     @staticmethod
     def hessian_diagonal(xp, eta_i, eta_j, p):
         return 0 * eta_i, 0 * eta_j
+
+    @staticmethod
+    def curvature_bound(xp, one, p):
+        return 0 * one, 0 * one, 0 * one
 
 
 class AsymmetricHingeCoupling(AbstractCoupling):
@@ -152,6 +173,11 @@ class AsymmetricHingeCoupling(AbstractCoupling):
         active = beta * eta_j - alpha * eta_i > 0
         zero = 0 * eta_i
         return xp.where(active, 2 * alpha * alpha + zero, zero), xp.where(active, 2 * beta * beta + zero, zero)
+
+    @staticmethod
+    def curvature_bound(xp, one, p):
+        alpha, beta = p["alpha"] * one, p["beta"] * one
+        return 2 * alpha * alpha, 2 * beta * beta, 2 * alpha * beta
 
 
 class DampedGateBenefitCoupling(AbstractCoupling):
@@ -201,3 +227,11 @@ class DampedGateBenefitCoupling(AbstractCoupling):
         safe = xp.where(positive, eta_i, 1 + 0 * eta_i)  # never raise 0 to a negative power
         at_zero = xp.where(power == 2, 1 + 0 * eta_i, 0 * eta_i)  # 0^(p-2): 1 for p = 2, else 0 (guarded)
         return -c * power * (power - 1) * xp.where(positive, safe ** (power - 2), at_zero), 0 * eta_j
+
+    @staticmethod
+    def curvature_bound(xp, one, p):
+        r""":math:`|c|p(p-1)` for p = 1 or p ≥ 2 (largest at η = 1); unbounded near η = 0 for 1 < p < 2 (``None``)."""
+        c, power = DampedGateBenefitCoupling._pull(xp, p) * one, p["eta_power"] * one
+        if bool(xp.any((power > 1) & (power < 2))):
+            return None
+        return xp.abs(c) * power * (power - 1), 0 * one, 0 * one

@@ -64,3 +64,7 @@ class MissingDependencyError(CfcError, ImportError):
 def _short(value: Any, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class MonotonicityError(CfcError):
+    """``RelaxConfig(monotone="strict")``: an accepted step raised the energy U."""

@@ -44,9 +44,19 @@ class AbstractModule(AbstractEntity):
         """Return ``f''(η)`` element-wise."""
         raise NotImplementedError
 
+    @staticmethod
+    def curvature_bound(xp, one, p: Mapping[str, Any]):  # pragma: no cover - abstract
+        r"""An upper bound on :math:`\max_{η∈[0,1]} |f''(η)|`, element-wise (``one``: ones, one per module)."""
+        raise NotImplementedError
+
     def initial_eta(self) -> float:  # pragma: no cover - abstract
         """η at which relaxation starts when the run does not prescribe one."""
         raise NotImplementedError
+
+
+def quartic_curvature_bound(xp, c2, c4, d2_max):
+    """max |2·c2 + 12·c4·d²| over d² ∈ [0, d2_max]: the quartic well's f'' is monotone in d², so an endpoint."""
+    return xp.maximum(xp.abs(2 * c2), xp.abs(2 * c2 + 12 * c4 * d2_max))
 
 
 class LandauModule(AbstractModule):
@@ -85,6 +95,10 @@ class LandauModule(AbstractModule):
     @staticmethod
     def hessian_diagonal(xp, eta, p):
         return 2 * p["a"] + 12 * p["b"] * eta * eta
+
+    @staticmethod
+    def curvature_bound(xp, one, p):
+        return quartic_curvature_bound(xp, p["a"] * one, p["b"] * one, 1.0)
 
     def initial_eta(self) -> float:
         return self.eta0
@@ -140,6 +154,10 @@ class GateModule(AbstractModule):
     @staticmethod
     def hessian_diagonal(xp, eta, p):
         return 2 * p["a"] + 12 * p["b"] * eta * eta
+
+    @staticmethod
+    def curvature_bound(xp, one, p):
+        return quartic_curvature_bound(xp, p["a"] * one, p["b"] * one, 1.0)
 
     def hazard(self, gain: float) -> float:
         """λ = softplus(k · (gain − cost)) ≥ 0."""

@@ -23,7 +23,7 @@ from ._measures import (
     monotonicity,
     nash_eta,
 )
-from ._modules import AbstractModule
+from ._modules import AbstractModule, quartic_curvature_bound
 
 
 def _well_at_one(eta, a, b):
@@ -57,6 +57,10 @@ class AbstractWellAtOneModule(AbstractModule):
     @staticmethod
     def hessian_diagonal(xp, eta, p):
         return _well_at_one_curvature(eta, p["alpha"], p["beta"])
+
+    @staticmethod
+    def curvature_bound(xp, one, p):
+        return quartic_curvature_bound(xp, p["alpha"] * one, p["beta"] * one, 1.0)
 
 
 class SequenceModule(AbstractWellAtOneModule):
@@ -193,6 +197,10 @@ class NashModule(AbstractModule):
     def hessian_diagonal(xp, eta, p):
         return _well_at_one_curvature(eta, p["a"], p["b"])
 
+    @staticmethod
+    def curvature_bound(xp, one, p):
+        return quartic_curvature_bound(xp, p["a"] * one, p["b"] * one, 1.0)
+
     def measure(self, p_row: float, p_col: float) -> float:
         """η at the mixes ``(p_row, p_col)``."""
         return nash_eta(self.row_payoffs, self.col_payoffs, p_row, p_col)
@@ -233,6 +241,11 @@ class CompressionModule(AbstractModule):
     def hessian_diagonal(xp, eta, p):
         d = eta - p["target"]
         return 2 * p["a"] + 12 * p["b"] * d * d
+
+    @staticmethod
+    def curvature_bound(xp, one, p):
+        t = p["target"] * one
+        return quartic_curvature_bound(xp, p["a"] * one, p["b"] * one, xp.maximum(t * t, (1 - t) * (1 - t)))
 
     def initial_eta(self) -> float:
         return self.eta0
@@ -313,6 +326,13 @@ class PolynomialModule(AbstractModule):
     @staticmethod
     def hessian_diagonal(xp, eta, p):
         return 4 * PolynomialModule._horner(eta, p["monomial"])[2]
+
+    @staticmethod
+    def curvature_bound(xp, one, p):
+        r""":math:`4 Σ_p p(p-1)|m_p|` bounds :math:`|f''|` since :math:`|ξ| ≤ 1`."""
+        m = p["monomial"]
+        k = xp.arange(m.shape[-1], dtype=m.dtype)
+        return 4 * xp.sum(xp.abs(m) * (k * (k - 1)), -1) * one
 
     def initial_eta(self) -> float:
         return self.eta0

@@ -38,9 +38,16 @@ class RunStarted(AbstractEvent):
     seed: int
     package_version: str
     system_digest: str
+    parent_run_id: str | None = None
+    parent_step: int | None = None
+
+    schema_version: ClassVar[int] = 2  # v2: parent_run_id, parent_step (forks)
 
 
-StepReason = Literal["initial", "decrease", "armijo", "energy_increase", "armijo_failed", "not_finite", "stalled"]
+StepReason = Literal[
+    "initial", "decrease", "armijo", "energy_increase", "armijo_failed", "not_finite", "stalled",
+    "accelerated", "restart", "coordinate", "no_coordinate_decrease", "prox", "admm", "above_best", "lbfgsb",
+]
 
 
 class StepCommitted(AbstractEvent):
@@ -60,6 +67,9 @@ class StepCommitted(AbstractEvent):
     accepted: bool
     reason: StepReason
     trial_energy: float | None = None
+    diagnostics: dict[str, float] = {}
+
+    schema_version: ClassVar[int] = 2  # v2: diagnostics
 
 
 class GateOpened(AbstractEvent):
@@ -119,11 +129,109 @@ class ExpansionRejected(AbstractEvent):
     tau: float
 
 
+class WarmStartProposed(AbstractEvent):
+    """An amortizer proposed the starting state and an active set (recorded in the config's ``warm_start``)."""
+
+    type: Literal["WarmStartProposed"] = "WarmStartProposed"
+    source: str
+    signature: str | None
+    active: list[str]
+    active_steps: int
+    confidence: float | None
+
+
+class StabilityBounded(AbstractEvent):
+    """A Lipschitz bound L on the box was computed (at the start and whenever the objective changed)."""
+
+    type: Literal["StabilityBounded"] = "StabilityBounded"
+    step: int
+    lipschitz: float
+    step_cap: float
+
+
+class CouplingsCapped(AbstractEvent):
+    """Every coupling weight was scaled by ``scale`` so that L falls to ``target``."""
+
+    type: Literal["CouplingsCapped"] = "CouplingsCapped"
+    step: int
+    scale: float
+    target: float
+    lipschitz_before: float
+    lipschitz_after: float
+
+
+class MarginWarning(AbstractEvent):
+    """The contraction margin 2/L − α fell below the configured threshold."""
+
+    type: Literal["MarginWarning"] = "MarginWarning"
+    step: int
+    margin: float
+    threshold: float
+    lipschitz: float
+    step_size: float
+
+
+class ObjectiveScaled(AbstractEvent):
+    """Homotopy changed the term scales (keys: ``kind:<kind>`` or ``entity:<id>``); the objective changed."""
+
+    type: Literal["ObjectiveScaled"] = "ObjectiveScaled"
+    step: int
+    scales: dict[str, float]
+
+
+class HomotopyBackedOff(AbstractEvent):
+    """Rejected steps during the ramp: every homotopy start was lowered."""
+
+    type: Literal["HomotopyBackedOff"] = "HomotopyBackedOff"
+    step: int
+    starts: dict[str, float]
+
+
+class WeightsAdapted(AbstractEvent):
+    """A weight adapter changed the per-kind term weights; ``weights`` are the new ones, in full."""
+
+    type: Literal["WeightsAdapted"] = "WeightsAdapted"
+    step: int
+    adapter: str
+    weights: dict[str, float]
+    previous: dict[str, float]
+    details: dict[str, float] = {}
+
+
+class SolverSwitched(AbstractEvent):
+    """The adaptive solver ran a step with ``solver`` instead of its default."""
+
+    type: Literal["SolverSwitched"] = "SolverSwitched"
+    step: int
+    solver: str
+    reason: str
+
+
+class EscapeDetected(AbstractEvent):
+    """A noisy step moved far, against the gradient's direction, and still lowered the energy."""
+
+    type: Literal["EscapeDetected"] = "EscapeDetected"
+    step: int
+    noise: float
+    displacement: float
+    cosine: float
+    drop: float
+
+
+class TermsRecorded(AbstractEvent):
+    """Per-kind weighted energy and gradient norm at ``step`` (see ``RelaxConfig.record_terms_every``)."""
+
+    type: Literal["TermsRecorded"] = "TermsRecorded"
+    step: int
+    energy: dict[str, float]
+    grad_norm: dict[str, float]
+
+
 class RunFinished(AbstractEvent):
     """The run ended; ``final_digest`` identifies the returned state."""
 
     type: Literal["RunFinished"] = "RunFinished"
-    status: Literal["converged", "max_steps", "stalled"]
+    status: Literal["converged", "max_steps", "stalled", "early_stopped"]
     steps: int
     final_energy: float
     best_step: int
@@ -154,10 +262,12 @@ class EtaRecorded:
 
 
 _MODEL_CLASSES = (RunStarted, StepCommitted, GateOpened, GateClosed, EntityRevised, ModuleAdded, ExpansionRejected,
-                  RunFinished)
+                  WarmStartProposed, StabilityBounded, CouplingsCapped, MarginWarning, ObjectiveScaled,
+                  HomotopyBackedOff, WeightsAdapted, SolverSwitched, EscapeDetected, TermsRecorded, RunFinished)
 ModelEvent = Annotated[Union[_MODEL_CLASSES], Field(discriminator="type")]  # type: ignore[valid-type]
 Event = Union[RunStarted, StepCommitted, GateOpened, GateClosed, EntityRevised, ModuleAdded, ExpansionRejected,
-              RunFinished, EtaRecorded]
+              WarmStartProposed, StabilityBounded, CouplingsCapped, MarginWarning, ObjectiveScaled, HomotopyBackedOff,
+              WeightsAdapted, SolverSwitched, EscapeDetected, TermsRecorded, RunFinished, EtaRecorded]
 
 _MODEL_EVENTS: dict[str, type[AbstractEvent]] = {cls.model_fields["type"].default: cls for cls in _MODEL_CLASSES}
 EVENT_TYPES: tuple[str, ...] = (*_MODEL_EVENTS, EtaRecorded.type)
@@ -213,3 +323,13 @@ def decode(event_type: str, version: int, payload: str | dict[str, Any]) -> Abst
     data = upcast(event_type, version, data)
     data["type"] = event_type
     return _ADAPTER.validate_python(data)
+
+
+@register_upcaster("RunStarted", 1)
+def _run_started_v1(payload: dict[str, Any]) -> dict[str, Any]:
+    return payload | {"parent_run_id": None, "parent_step": None}
+
+
+@register_upcaster("StepCommitted", 1)
+def _step_committed_v1(payload: dict[str, Any]) -> dict[str, Any]:
+    return payload | {"diagnostics": {}}

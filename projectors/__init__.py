@@ -10,34 +10,39 @@ from ._compile import (
     energy_and_gradient,
     hessian_diagonal,
 )
-from ._coordinator import (
-    STEP_RULES,
-    Outcome,
-    Proposal,
-    initial_eta,
-    projected_gradient_norm,
-    relaxation,
-    state_digest,
-    step_armijo,
-    step_fixed,
-)
+from ._adapters import AbstractWeightAdapter, AdaptContext, phase_metrics
+from ._amortizers import AbstractAmortizer, CachedAmortizer, TopKAmortizer
+from ._coordinator import Outcome, initial_eta, projected_gradient_norm, relaxation, state_digest
+from ._objective import Evaluation, LipschitzRows, Objective, lipschitz_rows, term_breakdown
+from ._solvers import SOLVERS, AbstractSolver, Proposal, State, StepContext, register_solver
 from ._diff import RunDiff, diff_runs
 from ._replay import RunState, StreamDifference, apply, first_difference, fold, replay, rerun
 from ._run import RunResult, package_version, relax
 
 __all__ = [
-    "STEP_RULES",
+    "SOLVERS",
+    "AbstractAmortizer",
     "AbstractBackend",
+    "AbstractSolver",
+    "AbstractWeightAdapter",
+    "AdaptContext",
+    "CachedAmortizer",
     "CompiledSystem",
     "CouplingGroup",
+    "Evaluation",
+    "LipschitzRows",
     "ModuleGroup",
     "NumpyBackend",
+    "Objective",
     "Outcome",
     "Proposal",
     "RunDiff",
     "RunResult",
     "RunState",
+    "State",
+    "StepContext",
     "StreamDifference",
+    "TopKAmortizer",
     "apply",
     "backend_names",
     "compile_system",
@@ -48,15 +53,17 @@ __all__ = [
     "fold",
     "hessian_diagonal",
     "initial_eta",
+    "lipschitz_rows",
     "make_backend",
     "package_version",
+    "phase_metrics",
     "projected_gradient_norm",
     "register_backend",
+    "register_solver",
     "relax",
     "relaxation",
     "replay",
     "rerun",
     "state_digest",
-    "step_armijo",
-    "step_fixed",
+    "term_breakdown",
 ]

@@ -1,11 +1,14 @@
-"""The coordinator: one relaxation loop shared by every way of proposing a step.
+"""The coordinator: one relaxation loop shared by every solver.
 
-    read state → propose a step → accept or reject on the fixed objective
-               → emit events → apply them
+    read state → (structure, homotopy, weights changed? re-evaluate the reference)
+               → the solver proposes → noise → accept or reject on the fixed objective
+               → emit events → apply them → adapt weights
 
 The loop is a generator of events; whoever drives it (``relax``) records them.
-The state it ends on is always the best accepted one: acceptance requires
-the energy not to increase, and a rejected proposal never replaces the state.
+The state it ends on is always the best accepted one: acceptance requires the
+objective not to increase, and a rejected proposal never replaces the state.
+Every piece of the loop is off unless configured, and each one that acts
+emits an event (or a named entry in the step's ``diagnostics``).
 """
 
 from __future__ import annotations
@@ -17,36 +20,45 @@ from typing import Any, Callable, Generator
 
 import numpy as np
 
-from entities import Candidate, InvalidEntityError, RelaxConfig
+from entities import Candidate, InvalidEntityError, MonotonicityError, RelaxConfig
 from events import (
+    CouplingsCapped,
     EntityRevised,
+    EscapeDetected,
     EtaRecorded,
     Event,
     ExpansionRejected,
     GateClosed,
     GateOpened,
+    HomotopyBackedOff,
+    MarginWarning,
     ModuleAdded,
+    ObjectiveScaled,
     RunFinished,
+    SolverSwitched,
+    StabilityBounded,
     StepCommitted,
+    TermsRecorded,
+    WarmStartProposed,
+    WeightsAdapted,
 )
 
+from ._adapters import AbstractWeightAdapter, AdaptContext, make_adapter
 from ._compile import CompiledSystem, energy_and_gradient
+from ._objective import (
+    Objective,
+    configured_weights,
+    coupling_cap_scale,
+    coupling_kinds_of,
+    lipschitz_rows,
+    step_cap,
+    term_breakdown,
+)
+from ._pieces import Homotopy, Noise, Watch
+from ._solvers import Proposal, State, StepContext, make_solver
 from ._structure import evaluate_candidate, revise
 
 Proposer = Callable[[int, tuple[str, ...], np.ndarray], "Candidate | None"]
-
-
-@dataclass(frozen=True)
-class Proposal:
-    """What one step proposes and whether the acceptance rule took it."""
-
-    eta: Any
-    energy: float
-    grad: Any
-    step_size: float
-    backtracks: int
-    accepted: bool
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -68,55 +80,22 @@ def projected_gradient_norm(backend, eta, grad) -> float:
     return backend.to_float(xp.sqrt(xp.sum(r * r)))
 
 
-def step_fixed(cs: CompiledSystem, eta, energy: float, grad, alpha: float, config: RelaxConfig) -> Proposal:
-    """η' = clip(η − α∇𝓕); accepted iff 𝓕(η') ≤ 𝓕(η), else rejected and α halves."""
-    trial = cs.backend.clip01(eta - alpha * grad)
-    e_trial, g_trial = energy_and_gradient(cs, trial)
-    if e_trial <= energy:
-        return Proposal(trial, e_trial, g_trial, alpha, 0, True, "decrease")
-    reason = "energy_increase" if math.isfinite(e_trial) else "not_finite"
-    return Proposal(trial, e_trial, g_trial, alpha, 0, False, reason)
-
-
-def step_armijo(cs: CompiledSystem, eta, energy: float, grad, alpha: float, config: RelaxConfig) -> Proposal:
-    r"""Projected Armijo backtracking.
-
-    Tries :math:`η'(s) = \mathrm{clip}(η - s∇𝓕)` for :math:`s = α, βα, β^2α, …`
-    and accepts the first with :math:`𝓕(η') ≤ 𝓕(η) - c⟨∇𝓕(η), η - η'⟩`. The
-    inner product is the decrease the projected step predicts (it is ≥ 0). If
-    ``max_backtracks`` reductions all fail, the step is rejected: no failed
-    step is ever taken.
-    """
-    xp, be = cs.backend.xp, cs.backend
-    s = alpha
-    for k in range(config.max_backtracks + 1):
-        trial = be.clip01(eta - s * grad)
-        predicted = be.to_float(xp.sum(grad * (eta - trial)))
-        e_trial, g_trial = energy_and_gradient(cs, trial)
-        if e_trial <= energy - config.armijo_c * predicted:
-            return Proposal(trial, e_trial, g_trial, s, k, True, "armijo")
-        if k < config.max_backtracks:
-            s *= config.backtrack_factor
-    return Proposal(trial, e_trial, g_trial, s, config.max_backtracks, False, "armijo_failed")
-
-
-STEP_RULES: dict[str, Callable[..., Proposal]] = {"none": step_fixed, "armijo": step_armijo}
-
-
 def initial_eta(cs: CompiledSystem, config: RelaxConfig, seed: int) -> np.ndarray:
-    """The starting state: measured, uniform from the seed, or given."""
-    if config.eta0 == "measured":
+    """The starting state: the warm start's, measured, uniform from the seed, or given."""
+    given = config.warm_start.eta0 if config.warm_start is not None else config.eta0
+    field = "warm_start.eta0" if config.warm_start is not None else "eta0"
+    if given == "measured":
         eta = np.array([m.initial_eta() for m in cs.system.modules], dtype=np.float64)
-    elif config.eta0 == "uniform":
+    elif given == "uniform":
         eta = np.random.default_rng(seed).uniform(0.0, 1.0, cs.n)
     else:
-        eta = np.asarray(config.eta0, dtype=np.float64)
+        eta = np.asarray(given, dtype=np.float64)
         if eta.shape != (cs.n,):
-            raise InvalidEntityError("RelaxConfig", None, "eta0", f"{len(eta)} values",
+            raise InvalidEntityError("RelaxConfig", None, field, f"{len(eta)} values",
                                      f"needs one value per module ({cs.n})")
         if not np.all((eta >= 0) & (eta <= 1)):
             bad = int(np.flatnonzero(~((eta >= 0) & (eta <= 1)))[0])
-            raise InvalidEntityError("RelaxConfig", None, f"eta0.{bad}", float(eta[bad]), "must lie in [0, 1]")
+            raise InvalidEntityError("RelaxConfig", None, f"{field}.{bad}", float(eta[bad]), "must lie in [0, 1]")
     return eta
 
 
@@ -169,67 +148,273 @@ def _structural_changes(cs: CompiledSystem, config: RelaxConfig, step: int, eta,
     return cs, eta, events, grew
 
 
-def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int,
-               proposer: Proposer | None = None) -> Generator[Event, None, Outcome]:
+class _Weights:
+    """The per-kind term weights, the homotopy scales and the coupling cap, folded into one :class:`Objective`."""
+
+    def __init__(self, cs: CompiledSystem, config: RelaxConfig):
+        self.configured = configured_weights(cs)
+        self.weights = dict(self.configured)
+        self.cap = 1.0
+        self.ramp: dict[str, float] = {}
+        self.temperature = config.free_energy.temperature if config.free_energy is not None else None
+        self.objective = self.build(cs)
+
+    def build(self, cs: CompiledSystem) -> Objective:
+        for k, w in configured_weights(cs).items():  # kinds that arrived by expansion start as configured
+            self.configured.setdefault(k, w)
+            self.weights.setdefault(k, w)
+        couplings = coupling_kinds_of(cs)
+        kinds, entities = Homotopy.split(self.ramp, couplings)
+        multipliers = {}
+        for k, w0 in self.configured.items():
+            m = (self.weights[k] / w0 if w0 > 0 else 1.0) * kinds.get(k, 1.0) * (self.cap if k in couplings else 1.0)
+            if m != 1.0:
+                multipliers[k] = m
+        self.objective = Objective(cs, multipliers, entities, self.temperature)
+        return self.objective
+
+
+def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Proposer | None = None,
+               adapter: AbstractWeightAdapter | None = None) -> Generator[Event, None, Outcome]:
     """Relax ``cs`` under ``config``, yielding every event; returns the :class:`Outcome`.
 
-    Events per step: revisions and expansion due at that step
-    (``EntityRevised``, ``ModuleAdded``/``ExpansionRejected``), one
-    ``StepCommitted`` (accepted or not), then, when the state changed, one
-    ``EtaRecorded`` and any ``GateOpened``/``GateClosed``. Step 0 records the
-    initial state; gates open at step 0 emit ``GateOpened``. Whenever the
-    objective changes, the reference energy is re-evaluated under the new
-    objective before the step's acceptance test.
+    Events per step, in order: revisions and expansion due at that step
+    (``EntityRevised``, ``ModuleAdded``/``ExpansionRejected``), objective
+    changes (``ObjectiveScaled``, ``StabilityBounded``), one
+    ``StepCommitted`` (accepted or not, with the pieces' ``diagnostics``),
+    ``MarginWarning`` when the contraction margin is below its threshold,
+    then, when the state changed, one ``EtaRecorded``, any
+    ``GateOpened``/``GateClosed`` and ``EscapeDetected``; ``TermsRecorded``
+    when due; ``WeightsAdapted`` when an adapter changed the weights (in
+    effect from the next step). Step 0 records the initial state (after
+    ``WarmStartProposed``, ``CouplingsCapped`` and ``StabilityBounded`` when
+    configured). Whenever the objective changes, the reference is
+    re-evaluated under the new objective before the step's acceptance test.
     """
     be = cs.backend
-    rule = STEP_RULES[config.line_search]
+    solver = make_solver(config, be)
+    adapter = adapter if adapter is not None else make_adapter(config.adapter) if config.adapter is not None else None
+    homotopy = Homotopy(config.homotopy) if config.homotopy is not None else None
+    noise = Noise(config.noise, seed) if config.noise is not None else None
+    eps = config.free_energy.epsilon if config.free_energy is not None else 0.0
+    ws = config.warm_start
+    active_steps = ws.active_steps if ws is not None and ws.active else 0
+    mask = None
+    if active_steps:
+        unknown = sorted(set(ws.active) - set(cs.ids))
+        if unknown:
+            raise InvalidEntityError("RelaxConfig", None, "warm_start.active", unknown[0], "is not a module of the System")
+        host_mask = np.zeros(cs.n)
+        host_mask[[cs.index_of(i) for i in ws.active]] = 1.0
+        mask = be.asarray(host_mask)
+
+    weights = _Weights(cs, config)
+    if homotopy is not None:
+        weights.ramp = homotopy.scales(0)
     eta = be.asarray(initial_eta(cs, config, seed))
-    energy, grad = energy_and_gradient(cs, eta)
-    if not math.isfinite(energy):
-        raise InvalidEntityError("System", cs.system.id, "modules", "initial state", f"energy is not finite ({energy})")
-    pg = projected_gradient_norm(be, eta, grad)
-    alpha = config.step_size
-    yield StepCommitted(step=0, energy=energy, pg_norm=pg, step_size=alpha, backtracks=0, accepted=True, reason="initial")
-    host = _readonly(be.to_numpy(eta))
+    if ws is not None:
+        yield WarmStartProposed(source=ws.source, signature=ws.signature, active=list(ws.active),
+                                active_steps=ws.active_steps, confidence=ws.confidence)
+
+    def bound(step: int) -> Generator[Event, None, float]:
+        """The stability guard's step cap under the current objective (``inf`` without a guard)."""
+        if config.stability is None:
+            return math.inf
+        rows = lipschitz_rows(weights.objective.cs)
+        cap = step_cap(rows.lipschitz, config.stability.cap_fraction)
+        nonlocal lipschitz
+        lipschitz = rows.lipschitz
+        yield StabilityBounded(step=step, lipschitz=rows.lipschitz, step_cap=cap)
+        return cap
+
+    lipschitz = math.nan
+    objective = weights.build(cs)
+    if config.stability is not None and config.stability.coupling_target is not None:
+        full = weights.ramp
+        weights.ramp = {}  # cap the full-strength objective, not the ramp's start
+        rows = lipschitz_rows(weights.build(cs).cs)
+        weights.cap = coupling_cap_scale(rows, coupling_kinds_of(cs), config.stability.coupling_target)
+        weights.ramp = full
+        if weights.cap < 1.0:
+            after = lipschitz_rows(weights.build(cs).cs).lipschitz
+            yield CouplingsCapped(step=0, scale=weights.cap, target=config.stability.coupling_target,
+                                  lipschitz_before=rows.lipschitz, lipschitz_after=after)
+        objective = weights.build(cs)
+    cap = yield from bound(0)
+
+    state = State.at(objective, eta)
+    if not math.isfinite(state.value):
+        raise InvalidEntityError("System", cs.system.id, "modules", "initial state", f"energy is not finite ({state.value})")
+    solver.reset(objective, state, 0, mask)
+    pg = projected_gradient_norm(be, state.eta, state.grad)
+    diag0 = {"free_energy": state.value} if weights.temperature is not None else {}
+    yield StepCommitted(step=0, energy=state.energy, pg_norm=pg, step_size=config.step_size, backtracks=0,
+                        accepted=True, reason="initial", diagnostics=diag0)
+    host = _readonly(be.to_numpy(state.eta))
     yield EtaRecorded(step=0, eta=host)
     gate_events, gates_open = _gate_events(cs, host, np.zeros(len(cs.gate_ids), bool), 0)
     yield from gate_events
+    if config.record_terms_every:
+        yield _terms(objective, state.eta, 0)
 
-    step, best_step, stalled = 0, 0, False
+    watch = Watch(config.diagnostics, state.energy) if config.diagnostics is not None else None
+    if watch is not None:
+        watch.observe(host, state.energy)
+    energies = [state.energy]
+    pending_weights = False
+    accepted_count = calm = 0
+    last_backtracks, drop_ratio = 0, 0.0
+    step, best_step, stalled, early = 0, 0, False, False
     offers = iter(config.expansion.candidates if config.expansion is not None else ())
-    while step < config.steps and pg > config.tol and not stalled:
+    while step < config.steps and pg > config.tol and not stalled and not early:
         step += 1
-        changed = False
+        changed_objective = pending_weights
+        pending_weights = False
+        grew = False
         if config.revisions or config.expansion is not None:
-            cs, eta, changes, grew = _structural_changes(cs, config, step, eta, energy, offers, proposer)
+            cs, eta_new, changes, grew = _structural_changes(cs, config, step, state.eta, state.energy, offers, proposer)
             yield from changes
             if changes:
-                energy, grad = energy_and_gradient(cs, eta)  # the objective changed: a new reference energy
-                pg = projected_gradient_norm(be, eta, grad)
-                changed = grew
+                state = State(eta_new, state.value, state.grad, state.energy)
+                changed_objective = True
                 if grew:
                     gates_open = np.append(gates_open, np.zeros(len(cs.gate_ids) - len(gates_open), bool))
-        p = rule(cs, eta, energy, grad, alpha, config)
+                    if mask is not None:
+                        mask = be.asarray(np.append(be.to_numpy(mask), np.ones(cs.n - len(mask))))
+        if homotopy is not None and (homotopy.ramping(step - 1) or changed_objective):
+            scales = homotopy.scales(step)
+            if scales != weights.ramp:
+                weights.ramp = scales
+                changed_objective = True
+                yield ObjectiveScaled(step=step, scales=scales)
+        mask_ends = mask is not None and step == active_steps + 1
+        if mask_ends:
+            mask = None
+        if changed_objective:
+            objective = weights.build(cs)
+            state = State.at(objective, state.eta)  # the reference under the new objective
+            cap = yield from bound(step)
+        if changed_objective or mask_ends:
+            solver.reset(objective, state, step - 1, mask)
+
+        ctx = StepContext(step, objective, state, state.value - eps, cap, mask)
+        p = solver.propose(ctx)
+        noise_norm = 0.0
+        if noise is not None:
+            p, noise_norm = _add_noise(noise, step, objective, state, p, ctx, last_backtracks, drop_ratio)
+        accepted = p.accepted and p.value <= ctx.threshold
         # At the floating-point floor a proposal no longer moves η, or only shrinks α: stop honestly.
-        stalled = (p.accepted and bool(be.xp.all(p.eta == eta))) or p.step_size < config.min_step_size
-        if p.accepted and not stalled:
-            eta, energy, grad = p.eta, p.energy, p.grad
-            pg = projected_gradient_norm(be, eta, grad)
+        stalled = (accepted and bool(be.xp.all(p.eta == state.eta))) or p.step_size < config.min_step_size
+        accepted = accepted and not stalled
+        if accepted and config.monotone == "strict" and p.energy > state.energy + 1e-12 * max(1.0, abs(state.energy)):
+            raise MonotonicityError(
+                f"step {step}: the accepted proposal ({p.reason}, solver {config.solver!r}) raised the energy U "
+                f"from {state.energy!r} to {p.energy!r}"
+                + (f" while lowering U − T·S to {p.value!r}" if weights.temperature is not None else ""))
+        solver.feedback(p, accepted, state)
+        previous = state
+        diagnostics = dict(p.diagnostics)
+        if accepted:
+            state = p.as_state()
+            pg = projected_gradient_norm(be, state.eta, state.grad)
             best_step = step
-            if config.line_search == "armijo":
-                alpha = min(config.step_size, p.step_size / config.backtrack_factor)
-        elif config.line_search == "none":
-            alpha = p.step_size * 0.5
-        yield StepCommitted(step=step, energy=energy, pg_norm=pg, step_size=p.step_size, backtracks=p.backtracks,
-                            accepted=p.accepted and not stalled, reason="stalled" if stalled else p.reason,
-                            trial_energy=p.energy if math.isfinite(p.energy) else None)
-        if (p.accepted and best_step == step) or changed:
-            host = _readonly(be.to_numpy(eta))
+            drop_ratio = max(previous.energy - state.energy, 0.0) / max(abs(previous.energy), 1e-12)
+        elif homotopy is not None and homotopy.ramping(step) and homotopy.rejected():
+            yield HomotopyBackedOff(step=step, starts=dict(homotopy.starts))
+        elif changed_objective:
+            pg = projected_gradient_norm(be, state.eta, state.grad)
+        last_backtracks = p.backtracks
+        if noise is not None:
+            diagnostics["noise"] = noise_norm
+        if weights.temperature is not None:
+            diagnostics["free_energy"] = state.value
+        if config.stability is not None:
+            diagnostics["margin"] = (2 / lipschitz if lipschitz > 0 else math.inf) - p.step_size
+        host = _readonly(be.to_numpy(state.eta)) if accepted or grew else host
+        if watch is not None and accepted:
+            diagnostics.update(watch.observe(host, state.energy))
+        yield StepCommitted(step=step, energy=state.energy, pg_norm=pg, step_size=p.step_size, backtracks=p.backtracks,
+                            accepted=accepted, reason="stalled" if stalled else p.reason,
+                            trial_energy=p.energy if math.isfinite(p.energy) else None,
+                            diagnostics={k: v for k, v in diagnostics.items() if math.isfinite(v)})
+        warn = config.stability.warn_margin if config.stability is not None else None
+        if warn is not None and diagnostics["margin"] < warn:
+            yield MarginWarning(step=step, margin=diagnostics["margin"], threshold=warn, lipschitz=lipschitz,
+                                step_size=p.step_size)
+        if accepted or grew:
             yield EtaRecorded(step=step, eta=host)
             if len(cs.gate_ids):
                 gate_events, gates_open = _gate_events(cs, host, gates_open, step)
                 yield from gate_events
+        if accepted and watch is not None:
+            escape = watch.escape(noise_norm, previous, state, be)
+            if escape is not None:
+                yield EscapeDetected(step=step, **escape)
+        if config.record_terms_every and step % config.record_terms_every == 0:
+            yield _terms(objective, state.eta, step)
+        if not accepted:
+            continue
+        accepted_count += 1
+        energies.append(state.energy)
+        if config.early_stop is not None:
+            calm = calm + 1 if abs(previous.energy - state.energy) < config.early_stop.delta else 0
+            early = calm >= config.early_stop.patience
+        if adapter is not None and accepted_count % adapter.every == 0:
+            event = _adapt(adapter, weights, objective, state, step, energies, p.step_size, cs)
+            if event is not None:
+                pending_weights = True
+                yield event
 
-    status = "converged" if pg <= config.tol else "stalled" if stalled else "max_steps"
-    yield RunFinished(status=status, steps=step, final_energy=energy, best_step=best_step, final_digest=state_digest(host))
-    return Outcome(eta=host, energy=energy, status=status, steps=step, best_step=best_step, ids=cs.ids)
+    if early:
+        status = "early_stopped"
+    else:
+        status = "converged" if pg <= config.tol else "stalled" if stalled else "max_steps"
+    yield RunFinished(status=status, steps=step, final_energy=state.energy, best_step=best_step,
+                      final_digest=state_digest(host))
+    return Outcome(eta=host, energy=state.energy, status=status, steps=step, best_step=best_step, ids=cs.ids)
+
+
+def _terms(objective: Objective, eta, step: int) -> TermsRecorded:
+    energies, norms = term_breakdown(objective.cs, eta)
+    return TermsRecorded(step=step, energy=energies, grad_norm=norms)
+
+
+def _add_noise(noise: Noise, step: int, objective: Objective, state: State, p: Proposal, ctx: StepContext,
+               backtracks: int, drop_ratio: float) -> tuple[Proposal, float]:
+    """Add gradient-orthogonal noise to an accepted proposal; keep it only if the objective does not rise."""
+    be = objective.backend
+    grad = be.to_numpy(state.grad)
+    m = noise.magnitude(step, grad, backtracks, drop_ratio)
+    curvature = be.to_numpy(objective.hessian_diagonal(state.eta)) if noise.config.mode == "metric" else None
+    z = noise.vector(m, grad, curvature, None if ctx.mask is None else be.to_numpy(ctx.mask))
+    if z is None or not p.accepted:
+        return p, 0.0
+    noisy = be.clip01(p.eta + be.asarray(z))
+    ev = objective.evaluate(noisy)
+    if ev.value <= ctx.threshold:
+        moved = be.to_numpy(noisy) - be.to_numpy(p.eta)
+        return Proposal.of(noisy, ev, p.step_size, p.backtracks, True, p.reason, p.diagnostics), float(np.linalg.norm(moved))
+    return p, 0.0
+
+
+def _adapt(adapter: AbstractWeightAdapter, weights: _Weights, objective: Objective, state: State, step: int,
+           energies: list[float], step_size: float, cs: CompiledSystem) -> WeightsAdapted | None:
+    _, norms = term_breakdown(objective.cs, state.eta)
+    ctx = AdaptContext(step=step, weights=dict(weights.weights), configured=dict(weights.configured), grad_norms=norms,
+                       energies=tuple(energies), step_size=step_size, coupling_kinds=coupling_kinds_of(cs),
+                       rows=lambda: lipschitz_rows(objective.cs))
+    proposed = adapter.adapt(ctx)
+    if not proposed:
+        return None
+    unknown = sorted(set(proposed) - set(weights.weights))
+    if unknown:
+        raise InvalidEntityError(type(adapter).__name__, None, "weights", unknown[0], "is not a kind of this System")
+    bad = [(k, v) for k, v in proposed.items() if not (math.isfinite(v) and v >= 0)]
+    if bad:
+        raise InvalidEntityError(type(adapter).__name__, None, f"weights.{bad[0][0]}", bad[0][1], "must be finite and ≥ 0")
+    new = weights.weights | {k: float(v) for k, v in proposed.items()}
+    if new == weights.weights:
+        return None
+    previous, weights.weights = weights.weights, new
+    details = {k: float(v) for k, v in getattr(adapter, "details", {}).items() if math.isfinite(v)}
+    return WeightsAdapted(step=step, adapter=adapter.name, weights=new, previous=previous, details=details)

@@ -15,6 +15,8 @@ from events import AbstractEventStore, EtaRecorded, HookFailure, InMemoryStore, 
 
 from ._backend import AbstractBackend, make_backend
 from ._compile import compile_system
+from ._adapters import AbstractWeightAdapter
+from ._amortizers import AbstractAmortizer
 from ._coordinator import Proposer, relaxation
 from ._structure import check_candidates
 
@@ -109,6 +111,8 @@ def relax(
     flush_values: int = 1 << 19,
     pipelined: bool = True,
     proposer: Proposer | None = None,
+    adapter: AbstractWeightAdapter | None = None,
+    amortizer: AbstractAmortizer | None = None,
 ) -> RunResult:
     """Relax ``system`` and record every event of the run in ``store``.
 
@@ -133,6 +137,13 @@ def relax(
             candidates instead of ``config.expansion.candidates`` (needs
             ``config.expansion`` for its schedule and τ). Code is not recorded
             in the log: re-running such a run needs the same proposer.
+        adapter: a term-weight adapter object (see :class:`AbstractWeightAdapter`)
+            used instead of ``config.adapter``; its name and every weight it
+            sets are recorded, its code is not.
+        amortizer: proposes the starting state and an active set before the
+            run (see :class:`AbstractAmortizer`); the proposal is written into
+            the recorded config's ``warm_start``, so a re-run repeats it
+            exactly without the amortizer.
 
     Returns:
         A :class:`RunResult` with the run id and the returned (best accepted) state.
@@ -144,6 +155,9 @@ def relax(
     ('converged', 0.7071)
     """
     config = config or RelaxConfig()
+    if amortizer is not None:
+        proposal = amortizer.propose(system, config, seed)
+        config = RelaxConfig.model_validate(config.model_dump() | {"warm_start": proposal.model_dump()})
     if config.expansion is not None:
         check_candidates(system, config.expansion.candidates)
     if proposer is not None and config.expansion is None:
@@ -160,7 +174,7 @@ def relax(
     try:
         recorder.add(started)
         recorder.flush()  # register the run now, so a pipelined writer stores the System while we relax
-        loop = relaxation(compiled, config, seed, proposer)
+        loop = relaxation(compiled, config, seed, proposer, adapter)
         try:
             while True:
                 recorder.add(next(loop))

@@ -94,22 +94,24 @@ def test_a_crash_mid_run_leaves_whole_batches_and_an_incomplete_run(store, toy_s
             raise Crash
 
     # Crash inside the loop: the event iterator raises; flush what was whole, keep the run incomplete.
-    import projectors._coordinator as coordinator
+    from projectors import SOLVERS
+    from projectors._solvers import ProjectedGradient
 
-    original = coordinator.step_fixed
+    class Exploding(ProjectedGradient):
+        calls = 0
 
-    def exploding(cs, eta, energy, grad, alpha, config, _n=[0]):
-        _n[0] += 1
-        if _n[0] == 12:
-            raise Crash("simulated crash")
-        return original(cs, eta, energy, grad, alpha, config)
+        def propose(self, ctx):
+            Exploding.calls += 1
+            if Exploding.calls == 12:
+                raise Crash("simulated crash")
+            return super().propose(ctx)
 
-    coordinator.STEP_RULES["none"] = exploding
+    SOLVERS["projected_gradient"] = Exploding
     try:
         with pytest.raises(Crash):
             relax(toy_system, RelaxConfig(steps=50), store=store, flush_every=5)
     finally:
-        coordinator.STEP_RULES["none"] = original
+        SOLVERS["projected_gradient"] = ProjectedGradient
     (info,) = store.runs()
     assert not info.complete
     log = store.read(info.run_id)

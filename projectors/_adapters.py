@@ -1,0 +1,180 @@
+"""Term-weight adapters: change per-kind weights from what the run measures.
+
+Every adapter starts from the configured weights (the System's family weight
+of every present kind, 1.0 where none was set) and sees only the
+:class:`AdaptContext` the loop builds after an accepted step. What it returns
+becomes a ``WeightsAdapted`` event, and the loop re-evaluates the reference
+energy under the new objective before the next acceptance test.
+
+Write your own by subclassing :class:`AbstractWeightAdapter`::
+
+    class HalveGates(AbstractWeightAdapter):
+        name = "halve_gates"
+        def adapt(self, ctx):
+            return {"gate": ctx.weights["gate"] / 2} if "gate" in ctx.weights else None
+
+and pass ``relax(..., adapter=HalveGates())``. Code is not recorded: the log
+keeps the adapter's name and every weight it set.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar, Mapping
+
+import numpy as np
+
+from entities import AgmPhaseAdapter, AutoBalanceAdapter, GradNormAdapter, SmallGainAdapter
+
+from ._objective import LipschitzRows
+
+
+@dataclass(frozen=True)
+class AdaptContext:
+    """What an adapter sees after an accepted step.
+
+    ``weights``: the current per-kind term weights; ``configured``: the
+    System's; ``grad_norms``: each kind's weighted gradient norm at the
+    accepted state; ``energies``: accepted energies so far, oldest first;
+    ``step_size``: the last step's size; ``rows``: computes the Gershgorin
+    rows of the current objective (see :class:`~projectors.LipschitzRows`).
+    """
+
+    step: int
+    weights: Mapping[str, float]
+    configured: Mapping[str, float]
+    grad_norms: Mapping[str, float]
+    energies: tuple[float, ...]
+    step_size: float
+    coupling_kinds: tuple[str, ...]
+    rows: Callable[[], LipschitzRows] = field(repr=False)
+
+
+class AbstractWeightAdapter:
+    """A term-weight adapter: ``adapt(ctx)`` returns new weights by kind (all or some), or ``None``.
+
+    ``every`` asks the loop to call it after every that many accepted steps;
+    ``details`` (optional) is recorded with each change.
+    """
+
+    name: ClassVar[str] = "custom"
+    every: int = 1
+
+    def __init__(self) -> None:
+        self.details: dict[str, float] = {}
+
+    def adapt(self, ctx: AdaptContext) -> Mapping[str, float] | None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _clamp(w: float, floor: float, ceiling: float | None) -> float:
+    w = max(floor, w)
+    return min(ceiling, w) if ceiling is not None else w
+
+
+def _valid_norms(norms: Mapping[str, float]) -> dict[str, float]:
+    """Norms with NaN or infinite entries replaced by the mean of the valid ones."""
+    good = [v for v in norms.values() if math.isfinite(v)]
+    mean = sum(good) / len(good) if good else 0.0
+    return {k: (v if math.isfinite(v) else mean) for k, v in norms.items()}
+
+
+class _Configured(AbstractWeightAdapter):
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.config = config
+        self.every = config.every
+
+
+class AutoBalance(_Configured):
+    name = "auto_balance"
+
+    def adapt(self, ctx: AdaptContext) -> dict[str, float] | None:
+        cfg, out = self.config, {}
+        for kind, n in _valid_norms(ctx.grad_norms).items():
+            if n / cfg.target > cfg.max_ratio:
+                out[kind] = _clamp(ctx.weights[kind] * cfg.target / n, cfg.floor, cfg.ceiling)
+        return out or None
+
+
+class GradNorm(_Configured):
+    name = "gradnorm"
+
+    def adapt(self, ctx: AdaptContext) -> dict[str, float]:
+        cfg = self.config
+        return {kind: _clamp(ctx.weights[kind] * (1 + cfg.rate * cfg.alpha * (1 - n / cfg.target)), cfg.floor, cfg.ceiling)
+                for kind, n in _valid_norms(ctx.grad_norms).items()}
+
+
+def phase_metrics(values) -> dict[str, float]:
+    r"""Relative-change statistics of a series: rate, variance, trend, oscillation (see :class:`~entities.AgmPhaseAdapter`)."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size < 2:
+        return {"rate": 0.0, "variance": 0.0, "trend": 0.0, "oscillation": 0.0}
+    r = np.clip(1 - np.abs(v[:-1] - v[1:]) / (np.abs(v[:-1]) + np.abs(v[1:]) + 1e-8), 0, 1)
+    trend = float(np.polyfit(np.arange(5), r[-5:], 1)[0]) if r.size >= 5 else 0.0
+    oscillation = float(np.var(np.abs(np.diff(r)))) if r.size >= 2 else 0.0
+    return {"rate": float(r.mean()), "variance": float(r.var()), "trend": trend, "oscillation": oscillation}
+
+
+class AgmPhase(_Configured):
+    name = "agm_phase"
+
+    def adapt(self, ctx: AdaptContext) -> dict[str, float] | None:
+        cfg = self.config
+        m = phase_metrics(ctx.energies[-cfg.history:])
+        self.details = m
+        if m["rate"] > 0.7 and m["trend"] > 0 and m["oscillation"] < 0.05:
+            up, down = cfg.increase, cfg.decrease
+        elif m["rate"] < 0.3 or m["oscillation"] > 0.1:
+            up, down = cfg.decrease, cfg.increase
+        else:
+            return None
+        out = {k: _clamp(ctx.weights[k] * up, cfg.floor, cfg.ceiling) for k in ctx.coupling_kinds}
+        if "gate" in ctx.weights:
+            out["gate"] = _clamp(ctx.weights["gate"] * down, cfg.floor, cfg.ceiling)
+        return out
+
+
+class SmallGain(_Configured):
+    name = "small_gain"
+
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        self.scores: dict[str, float] = {}
+
+    def adapt(self, ctx: AdaptContext) -> dict[str, float] | None:
+        cfg, rows = self.config, ctx.rows()
+        lipschitz = rows.lipschitz
+        limit = 2 * cfg.cap_fraction / ctx.step_size
+        budget = cfg.rho * max(0.0, limit - lipschitz)
+        costs = {k: rows.cost(k) for k in ctx.coupling_kinds}
+        for k, c in costs.items():
+            if c > 0:
+                value = ctx.grad_norms.get(k, 0.0) ** 2 / c
+                self.scores[k] = cfg.ema * value + (1 - cfg.ema) * self.scores.get(k, value)
+        factors: dict[str, float] = {}
+        out: dict[str, float] = {}
+        spent = 0.0
+        for k in sorted((k for k in costs if costs[k] > 0), key=lambda k: (-self.scores[k], k)):
+            w = ctx.weights[k]
+            proposed = _clamp(w * (1 + cfg.max_step_change), cfg.floor, cfg.ceiling)
+            if proposed == w or w <= 0:
+                continue
+            trial = factors | {k: proposed / w}
+            cost = rows.lipschitz_with(trial) - lipschitz
+            if cost <= budget:
+                factors, out[k], spent = trial, proposed, cost
+        self.details = {"lipschitz": lipschitz, "lipschitz_limit": limit, "budget": budget, "spent": spent}
+        return out or None
+
+
+ADAPTERS: dict[type, type[_Configured]] = {
+    AutoBalanceAdapter: AutoBalance, GradNormAdapter: GradNorm, AgmPhaseAdapter: AgmPhase, SmallGainAdapter: SmallGain,
+}
+
+
+def make_adapter(config) -> AbstractWeightAdapter:
+    """The adapter a config model describes."""
+    return ADAPTERS[type(config)](config)
