@@ -1,6 +1,7 @@
 """Adapters: the DuckDB event store and its SQL views, Parquet export, plots, progress mirroring, the torch backend, the CLI."""
 
-from projectors import register_backend
+from entities import GspoTokenAdapter
+from projectors import register_adapter, register_backend
 
 from ._duckdb_store import DuckDBStore, StoreBusyError, view_sql
 from ._export import ExportError, export_runs, import_runs
@@ -8,13 +9,16 @@ from ._plots import plot_energy, plot_eta_heatmap, plot_gate_timeline
 from ._progress import ProgressMirror, follow_lines
 from ._torch_backend import TorchBackend, torch_backend
 from ._attention import EnergyRegularizedAttention, attention_ablation
+from ._gspo import GspoTokenWeightAdapter
 
 register_backend("torch", torch_backend)  # lazy: torch is imported when a torch backend is built
+register_adapter(GspoTokenAdapter, GspoTokenWeightAdapter)  # lazy too: torch is imported when it is built
 
 __all__ = [
     "DuckDBStore",
     "EnergyRegularizedAttention",
     "ExportError",
+    "GspoTokenWeightAdapter",
     "ProgressMirror",
     "StoreBusyError",
     "TorchBackend",

@@ -315,8 +315,49 @@ class SmallGainAdapter(_AdapterBase):
     ceiling: float | None = Field(3.0, gt=0)
 
 
+class GspoTokenAdapter(_AdapterBase):
+    r"""Term weights learned by a small GSPO-trained token policy (needs torch; registered by ``import adapters``).
+
+    Prompt: each kind's ratio :math:`\min(‖∇_k‖/\text{target}, \text{max\_ratio})`
+    bucketised into ``buckets`` tokens (kinds in sorted order). A GRU policy
+    answers one token per kind; a token t decodes to the weight
+    :math:`\text{floor} + t/(B-1)·(\text{ceiling} - \text{floor})`. Reward:
+    :math:`-\text{mean}_k|w_k(t) - w_k^*|` with
+    :math:`w_k^* = \mathrm{clamp}(w_k·\text{target}/‖∇_k‖)`, the weight that
+    would bring the kind's gradient norm to the target. Each adaptation
+    samples ``group`` answers from a reference copy of the policy, takes
+    group-normalised advantages :math:`A = (r - \bar r)/(σ_r + 10^{-8})` and
+    one Adam step on the GSPO loss
+    :math:`-\text{mean}\,\min(sA, \mathrm{clip}(s, 1±ε)A)` with the
+    length-normalised ratio :math:`s = \exp((\log π - \log π_{ref})/|y|)`;
+    the reference syncs every ``ref_sync`` updates. The greedy answer is
+    blended into the weights at ``apply_rate``. Seeded by ``seed``.
+    """
+
+    kind: Literal["gspo_token"] = "gspo_token"
+    target: float = Field(1.0, gt=0)
+    floor: float = Field(0.05, ge=0)
+    ceiling: float | None = Field(4.0, gt=0)
+    buckets: int = Field(16, ge=2, le=256)
+    max_ratio: float = Field(4.0, gt=0)
+    group: int = Field(4, ge=2)
+    epsilon: float = Field(0.2, gt=0, lt=1)
+    lr: float = Field(5e-3, gt=0)
+    hidden: int = Field(64, ge=1)
+    apply_rate: float = Field(0.35, gt=0, le=1)
+    ref_sync: int = Field(10, ge=1)
+    seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _check_ceiling(self) -> GspoTokenAdapter:
+        if self.ceiling is None:
+            raise InvalidEntityError("GspoTokenAdapter", None, "ceiling", None, "needs a finite ceiling to decode tokens")
+        return self
+
+
 AdapterConfig = Annotated[
-    Union[AutoBalanceAdapter, GradNormAdapter, AgmPhaseAdapter, SmallGainAdapter], Field(discriminator="kind")
+    Union[AutoBalanceAdapter, GradNormAdapter, AgmPhaseAdapter, SmallGainAdapter, GspoTokenAdapter],
+    Field(discriminator="kind"),
 ]
 
 

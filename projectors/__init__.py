@@ -10,7 +10,7 @@ from ._compile import (
     energy_and_gradient,
     hessian_diagonal,
 )
-from ._adapters import AbstractWeightAdapter, AdaptContext, phase_metrics
+from ._adapters import AbstractWeightAdapter, AdaptContext, phase_metrics, register_adapter
 from ._amortizers import AbstractAmortizer, CachedAmortizer, TopKAmortizer
 from ._coordinator import Outcome, initial_eta, projected_gradient_norm, relaxation, state_digest
 from ._objective import Evaluation, LipschitzRows, Objective, lipschitz_rows, term_breakdown
@@ -58,6 +58,7 @@ __all__ = [
     "package_version",
     "phase_metrics",
     "projected_gradient_norm",
+    "register_adapter",
     "register_backend",
     "register_solver",
     "relax",

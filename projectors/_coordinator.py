@@ -43,6 +43,7 @@ from events import (
     WeightsAdapted,
 )
 
+from . import _coordinate_descent, _prox  # noqa: F401  (they register their solvers)
 from ._adapters import AbstractWeightAdapter, AdaptContext, make_adapter
 from ._compile import CompiledSystem, energy_and_gradient
 from ._objective import (
@@ -299,6 +300,8 @@ def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Pro
 
         ctx = StepContext(step, objective, state, state.value - eps, cap, mask)
         p = solver.propose(ctx)
+        if p.diagnostics.get("switched"):
+            yield SolverSwitched(step=step, solver="coordinate", reason="gradient_stalled")
         noise_norm = 0.0
         if noise is not None:
             p, noise_norm = _add_noise(noise, step, objective, state, p, ctx, last_backtracks, drop_ratio)

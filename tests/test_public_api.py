@@ -18,13 +18,13 @@ PUBLIC = {
     "projectors": {
         "AbstractAmortizer", "AbstractSolver", "AbstractWeightAdapter", "AdaptContext", "CachedAmortizer", "Evaluation",
         "LipschitzRows", "Objective", "SOLVERS", "State", "StepContext", "TopKAmortizer", "lipschitz_rows",
-        "phase_metrics", "register_solver", "term_breakdown", "AbstractBackend", "CompiledSystem", "CouplingGroup", "ModuleGroup", "NumpyBackend", "Outcome",
+        "phase_metrics", "register_adapter", "register_solver", "term_breakdown", "AbstractBackend", "CompiledSystem", "CouplingGroup", "ModuleGroup", "NumpyBackend", "Outcome",
         "Proposal", "RunDiff", "RunResult", "RunState", "StreamDifference", "apply", "backend_names", "make_backend", "register_backend", "compile_system", "diff_runs", "energy",
         "energy_and_gradient", "first_difference", "fold", "hessian_diagonal", "initial_eta", "package_version",
         "projected_gradient_norm", "relax", "relaxation", "replay", "rerun", "state_digest",
     },
     "adapters": {
-        "DuckDBStore", "EnergyRegularizedAttention", "ExportError", "TorchBackend", "attention_ablation", "ProgressMirror", "StoreBusyError", "export_runs", "follow_lines", "import_runs",
+        "DuckDBStore", "EnergyRegularizedAttention", "ExportError", "GspoTokenWeightAdapter", "TorchBackend", "attention_ablation", "ProgressMirror", "StoreBusyError", "export_runs", "follow_lines", "import_runs",
         "plot_energy", "plot_eta_heatmap", "plot_gate_timeline", "view_sql",
     },
 }

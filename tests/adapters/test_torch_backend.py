@@ -77,6 +77,30 @@ def test_float64_runs_agree_step_by_step(torch, line_search, seed):
     assert (a.status, a.steps) == (b.status, b.steps)
 
 
+GPU_PIECES = {
+    "accelerated": dict(solver="accelerated", step_size=0.5),
+    "noise": dict(line_search="armijo", step_size=0.5, noise={"magnitude": 0.02, "mode": "tangent"}),
+    "metric_noise_controller": dict(step_size=0.3, noise={"magnitude": 0.02, "mode": "metric", "controller": {}}),
+    "direction": dict(line_search="armijo", step_size=0.5, direction={"precondition": True, "max_norm": 2.0}),
+    "mirror": dict(line_search="armijo", step_size=0.5, direction={"update": "mirror"}),
+    "stability_homotopy_free_energy": dict(step_size=5.0, stability={"cap_fraction": 0.9}, homotopy={"steps": 20, "coupling_start": 0.2},
+                                           free_energy={"temperature": 0.01}),
+    "adapter": dict(line_search="armijo", adapter={"kind": "gradnorm"}, record_terms_every=5),
+}
+
+
+@pytest.mark.parametrize("pieces", sorted(GPU_PIECES))
+def test_float64_parity_of_the_gpu_solvers_and_pieces(torch, pieces):
+    system = standard_system(150, 3)
+    store = InMemoryStore()
+    cfg = RelaxConfig.model_validate({"steps": 60, "eta0": "uniform", **GPU_PIECES[pieces]})
+    a = relax(system, cfg, seed=3, store=store)
+    b = relax(system, cfg.model_copy(update={"backend": "torch"}), seed=3, store=store)
+    _assert_parity(store, a.run_id, b.run_id, rtol_energy=1e-10, atol_eta=1e-10)
+    types = lambda run: [r.event.type for r in store.read(run)]  # noqa: E731
+    assert types(a.run_id) == types(b.run_id)
+
+
 def test_float64_parity_with_gates_revisions_and_expansion(torch):
     from entities import Candidate, ExpansionConfig, GateBenefitCoupling, GateModule, Revision
 
@@ -332,6 +356,17 @@ def test_cuda_float64_runs_agree_with_numpy_and_rerun_bit_for_bit(line_search):
     _assert_parity(store, a.run_id, b.run_id, rtol_energy=1e-10, atol_eta=1e-10)
     again = rerun(store, b.run_id)  # deterministic scatter: the same events bit for bit
     assert first_difference(store, b.run_id, again.run_id) is None
+
+
+@gpu
+@pytest.mark.parametrize("pieces", sorted(GPU_PIECES))
+def test_cuda_runs_of_the_gpu_solvers_and_pieces_agree_with_numpy(pieces):
+    system = standard_system(2000, 4)
+    store = InMemoryStore()
+    cfg = RelaxConfig.model_validate({"steps": 40, "eta0": "uniform", **GPU_PIECES[pieces]})
+    a = relax(system, cfg, seed=4, store=store)
+    b = relax(system, cfg.model_copy(update={"backend": "torch", "device": "cuda"}), seed=4, store=store)
+    _assert_parity(store, a.run_id, b.run_id, rtol_energy=1e-10, atol_eta=1e-10)
 
 
 @gpu
