@@ -17,7 +17,7 @@ from ._objective import Evaluation, LipschitzRows, Objective, lipschitz_rows, te
 from ._solvers import SOLVERS, AbstractSolver, Proposal, State, StepContext, register_solver
 from ._diff import RunDiff, diff_runs
 from ._replay import RunState, StreamDifference, apply, first_difference, fold, replay, rerun
-from ._run import RunResult, package_version, relax
+from ._run import ForkPoint, RunResult, package_version, relax
 
 __all__ = [
     "SOLVERS",
@@ -30,6 +30,7 @@ __all__ = [
     "CompiledSystem",
     "CouplingGroup",
     "Evaluation",
+    "ForkPoint",
     "LipschitzRows",
     "ModuleGroup",
     "NumpyBackend",

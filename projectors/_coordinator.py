@@ -176,7 +176,7 @@ class _Weights:
 
 
 def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Proposer | None = None,
-               adapter: AbstractWeightAdapter | None = None) -> Generator[Event, None, Outcome]:
+               adapter: AbstractWeightAdapter | None = None, start_step: int = 0) -> Generator[Event, None, Outcome]:
     """Relax ``cs`` under ``config``, yielding every event; returns the :class:`Outcome`.
 
     Events per step, in order: revisions and expansion due at that step
@@ -191,6 +191,10 @@ def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Pro
     ``WarmStartProposed``, ``CouplingsCapped`` and ``StabilityBounded`` when
     configured). Whenever the objective changes, the reference is
     re-evaluated under the new objective before the step's acceptance test.
+
+    ``start_step`` > 0 continues a run whose steps up to ``start_step`` are
+    already in the log (a fork): the loop starts from the config's ``eta0``
+    at that step, emits no step-0 events, and still stops at step ``steps``.
     """
     be = cs.backend
     solver = make_solver(config, be)
@@ -211,7 +215,7 @@ def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Pro
 
     weights = _Weights(cs, config)
     if homotopy is not None:
-        weights.ramp = homotopy.scales(0)
+        weights.ramp = homotopy.scales(start_step)
     eta = be.asarray(initial_eta(cs, config, seed))
     if ws is not None:
         yield WarmStartProposed(source=ws.source, signature=ws.signature, active=list(ws.active),
@@ -238,25 +242,26 @@ def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Pro
         weights.ramp = full
         if weights.cap < 1.0:
             after = lipschitz_rows(weights.build(cs).cs).lipschitz
-            yield CouplingsCapped(step=0, scale=weights.cap, target=config.stability.coupling_target,
+            yield CouplingsCapped(step=start_step, scale=weights.cap, target=config.stability.coupling_target,
                                   lipschitz_before=rows.lipschitz, lipschitz_after=after)
         objective = weights.build(cs)
-    cap = yield from bound(0)
+    cap = yield from bound(start_step)
 
     state = State.at(objective, eta)
     if not math.isfinite(state.value):
         raise InvalidEntityError("System", cs.system.id, "modules", "initial state", f"energy is not finite ({state.value})")
-    solver.reset(objective, state, 0, mask)
+    solver.reset(objective, state, start_step, mask)
     pg = projected_gradient_norm(be, state.eta, state.grad)
-    diag0 = {"free_energy": state.value} if weights.temperature is not None else {}
-    yield StepCommitted(step=0, energy=state.energy, pg_norm=pg, step_size=config.step_size, backtracks=0,
-                        accepted=True, reason="initial", diagnostics=diag0)
     host = _readonly(be.to_numpy(state.eta))
-    yield EtaRecorded(step=0, eta=host)
-    gate_events, gates_open = _gate_events(cs, host, np.zeros(len(cs.gate_ids), bool), 0)
-    yield from gate_events
-    if config.record_terms_every:
-        yield _terms(objective, state.eta, 0)
+    gate_events, gates_open = _gate_events(cs, host, np.zeros(len(cs.gate_ids), bool), start_step)
+    if start_step == 0:
+        diag0 = {"free_energy": state.value} if weights.temperature is not None else {}
+        yield StepCommitted(step=0, energy=state.energy, pg_norm=pg, step_size=config.step_size, backtracks=0,
+                            accepted=True, reason="initial", diagnostics=diag0)
+        yield EtaRecorded(step=0, eta=host)
+        yield from gate_events
+        if config.record_terms_every:
+            yield _terms(objective, state.eta, 0)
 
     watch = Watch(config.diagnostics, state.energy) if config.diagnostics is not None else None
     if watch is not None:
@@ -265,7 +270,7 @@ def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Pro
     pending_weights = False
     accepted_count = calm = 0
     last_backtracks, drop_ratio = 0, 0.0
-    step, best_step, stalled, early = 0, 0, False, False
+    step, best_step, stalled, early = start_step, start_step, False, False
     offers = iter(config.expansion.candidates if config.expansion is not None else ())
     while step < config.steps and pg > config.tol and not stalled and not early:
         step += 1

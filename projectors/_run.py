@@ -31,6 +31,20 @@ def package_version() -> str:
 
 
 @dataclass(frozen=True)
+class ForkPoint:
+    """Where a fork leaves its parent: the parent's run id, the step, and the parent's events up to it.
+
+    ``events`` are the parent's events after its ``RunStarted``, up to and
+    including step ``step``; ``relax(..., fork_point=...)`` copies them into
+    the new run's log after its own ``RunStarted`` and relaxes on from there.
+    """
+
+    parent_run_id: str
+    step: int
+    events: tuple = ()
+
+
+@dataclass(frozen=True)
 class RunResult:
     """What ``relax`` returns: the run id, how it ended and the returned state."""
 
@@ -113,6 +127,7 @@ def relax(
     proposer: Proposer | None = None,
     adapter: AbstractWeightAdapter | None = None,
     amortizer: AbstractAmortizer | None = None,
+    fork_point: ForkPoint | None = None,
 ) -> RunResult:
     """Relax ``system`` and record every event of the run in ``store``.
 
@@ -144,6 +159,10 @@ def relax(
             run (see :class:`AbstractAmortizer`); the proposal is written into
             the recorded config's ``warm_start``, so a re-run repeats it
             exactly without the amortizer.
+        fork_point: continue another run from one of its steps (see
+            :class:`ForkPoint`; ``projectors.fork`` builds it): ``config.eta0``
+            must hold the parent's η at that step and ``system`` its System
+            there.
 
     Returns:
         A :class:`RunResult` with the run id and the returned (best accepted) state.
@@ -164,7 +183,9 @@ def relax(
         raise InvalidEntityError("RelaxConfig", None, "expansion", None, "a proposer needs an expansion schedule")
     store = store if store is not None else InMemoryStore()
     started = RunStarted(system=system, config=config, seed=seed, package_version=package_version(),
-                         system_digest=system.digest())
+                         system_digest=system.digest(),
+                         parent_run_id=fork_point.parent_run_id if fork_point is not None else None,
+                         parent_step=fork_point.step if fork_point is not None else None)
     if backend is None:
         backend = make_backend(config.backend, device=config.device, dtype=config.dtype)
     compiled = compile_system(system, backend)
@@ -174,7 +195,10 @@ def relax(
     try:
         recorder.add(started)
         recorder.flush()  # register the run now, so a pipelined writer stores the System while we relax
-        loop = relaxation(compiled, config, seed, proposer, adapter)
+        for event in fork_point.events if fork_point is not None else ():
+            recorder.add(event)
+        loop = relaxation(compiled, config, seed, proposer, adapter,
+                          start_step=fork_point.step if fork_point is not None else 0)
         try:
             while True:
                 recorder.add(next(loop))

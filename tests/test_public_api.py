@@ -16,7 +16,7 @@ PUBLIC = {
         "current_version", "decode", "encode", "hooks", "register_upcaster", "upcast",
     },
     "projectors": {
-        "AbstractAmortizer", "AbstractSolver", "AbstractWeightAdapter", "AdaptContext", "CachedAmortizer", "Evaluation",
+        "AbstractAmortizer", "AbstractSolver", "AbstractWeightAdapter", "AdaptContext", "CachedAmortizer", "Evaluation", "ForkPoint",
         "LipschitzRows", "Objective", "SOLVERS", "State", "StepContext", "TopKAmortizer", "lipschitz_rows",
         "phase_metrics", "register_adapter", "register_solver", "term_breakdown", "AbstractBackend", "CompiledSystem", "CouplingGroup", "ModuleGroup", "NumpyBackend", "Outcome",
         "Proposal", "RunDiff", "RunResult", "RunState", "StreamDifference", "apply", "backend_names", "make_backend", "register_backend", "compile_system", "diff_runs", "energy",
