@@ -224,7 +224,7 @@ class DampedGateBenefitCoupling(AbstractCoupling):
     def hessian_diagonal(xp, eta_i, eta_j, p):
         c, power = DampedGateBenefitCoupling._pull(xp, p), p["eta_power"]
         positive = eta_i > 0
-        safe = xp.where(positive, eta_i, 1 + 0 * eta_i)  # never raise 0 to a negative power
+        safe = xp.where(positive, xp.clip(eta_i, 1e-150, None), 1 + 0 * eta_i)  # no 0 or subnormal to a negative power
         at_zero = xp.where(power == 2, 1 + 0 * eta_i, 0 * eta_i)  # 0^(p-2): 1 for p = 2, else 0 (guarded)
         return -c * power * (power - 1) * xp.where(positive, safe ** (power - 2), at_zero), 0 * eta_j
 

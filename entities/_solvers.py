@@ -159,8 +159,9 @@ class DiagnosticsConfig(AbstractFrozen):
     r"""Recorded diagnostics (no effect on the trajectory).
 
     - dispersion: :math:`\frac1N Σ_i \mathrm{std}_t(η_i)` over the last ``window`` accepted states;
-    - confidence: :math:`σ\big(a(ρ_{max} - r) - b·\text{dispersion}\big)`, :math:`r = |E_t - E_{min}| / \max(|E_0 - E_{min}|, 10^{-12})`
-      where :math:`E_{min}` is the lowest energy so far (r falls from 1 to 0 as the run settles);
+    - confidence: :math:`σ\big(a(ρ_{max} - r) - b·\text{dispersion}\big)` with
+      :math:`r = (E_{t-W} - E_t)/\max(E_0 - E_t, 10^{-12})`, the share of the run's
+      total energy drop made within the window (1 while the run moves, → 0 as it settles);
     - escape: an ``EscapeDetected`` event when noise ≥ ``escape_noise_min``,
       ‖Δη‖ ≥ ``escape_displacement_min``, cos(Δη, −g) ≤ ``escape_cosine_max``
       and the energy drop ≥ ``escape_drop_min``.
@@ -246,6 +247,9 @@ class AcceleratedConfig(AbstractFrozen):
 
 
 class _AdapterBase(AbstractFrozen):
+    """Shared adapter settings: act after every ``every`` accepted steps; keep each kind's weight within
+    ``[floor, ceiling]`` × its configured weight (so a configured 2.5 with ceiling 2 may reach 5)."""
+
     every: int = Field(1, ge=1)
     floor: float = Field(0.0, ge=0)
     ceiling: float | None = Field(None, gt=0)

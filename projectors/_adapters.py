@@ -55,7 +55,8 @@ class AbstractWeightAdapter:
     """A term-weight adapter: ``adapt(ctx)`` returns new weights by kind (all or some), or ``None``.
 
     ``every`` asks the loop to call it after every that many accepted steps;
-    ``details`` (optional) is recorded with each change.
+    ``details`` (optional) is recorded with each change. A kind whose
+    configured family weight is 0 is switched off: the loop keeps it at 0.
     """
 
     name: ClassVar[str] = "custom"
@@ -68,9 +69,10 @@ class AbstractWeightAdapter:
         raise NotImplementedError
 
 
-def _clamp(w: float, floor: float, ceiling: float | None) -> float:
-    w = max(floor, w)
-    return min(ceiling, w) if ceiling is not None else w
+def _clamp(w: float, floor: float, ceiling: float | None, configured: float = 1.0) -> float:
+    """``w`` within ``[floor, ceiling] × configured``: bounds are relative to the kind's configured weight."""
+    w = max(floor * configured, w)
+    return min(ceiling * configured, w) if ceiling is not None else w
 
 
 def _valid_norms(norms: Mapping[str, float]) -> dict[str, float]:
@@ -94,7 +96,7 @@ class AutoBalance(_Configured):
         cfg, out = self.config, {}
         for kind, n in _valid_norms(ctx.grad_norms).items():
             if n / cfg.target > cfg.max_ratio:
-                out[kind] = _clamp(ctx.weights[kind] * cfg.target / n, cfg.floor, cfg.ceiling)
+                out[kind] = _clamp(ctx.weights[kind] * cfg.target / n, cfg.floor, cfg.ceiling, ctx.configured[kind])
         return out or None
 
 
@@ -103,7 +105,8 @@ class GradNorm(_Configured):
 
     def adapt(self, ctx: AdaptContext) -> dict[str, float]:
         cfg = self.config
-        return {kind: _clamp(ctx.weights[kind] * (1 + cfg.rate * cfg.alpha * (1 - n / cfg.target)), cfg.floor, cfg.ceiling)
+        return {kind: _clamp(ctx.weights[kind] * (1 + cfg.rate * cfg.alpha * (1 - n / cfg.target)), cfg.floor, cfg.ceiling,
+                             ctx.configured[kind])
                 for kind, n in _valid_norms(ctx.grad_norms).items()}
 
 
@@ -131,9 +134,9 @@ class AgmPhase(_Configured):
             up, down = cfg.decrease, cfg.increase
         else:
             return None
-        out = {k: _clamp(ctx.weights[k] * up, cfg.floor, cfg.ceiling) for k in ctx.coupling_kinds}
+        out = {k: _clamp(ctx.weights[k] * up, cfg.floor, cfg.ceiling, ctx.configured[k]) for k in ctx.coupling_kinds}
         if "gate" in ctx.weights:
-            out["gate"] = _clamp(ctx.weights["gate"] * down, cfg.floor, cfg.ceiling)
+            out["gate"] = _clamp(ctx.weights["gate"] * down, cfg.floor, cfg.ceiling, ctx.configured["gate"])
         return out
 
 
@@ -159,7 +162,7 @@ class SmallGain(_Configured):
         spent = 0.0
         for k in sorted((k for k in costs if costs[k] > 0), key=lambda k: (-self.scores[k], k)):
             w = ctx.weights[k]
-            proposed = _clamp(w * (1 + cfg.max_step_change), cfg.floor, cfg.ceiling)
+            proposed = _clamp(w * (1 + cfg.max_step_change), cfg.floor, cfg.ceiling, ctx.configured[k])
             if proposed == w or w <= 0:
                 continue
             trial = factors | {k: proposed / w}

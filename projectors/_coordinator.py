@@ -200,6 +200,8 @@ def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Pro
     solver = make_solver(config, be)
     adapter = adapter if adapter is not None else make_adapter(config.adapter) if config.adapter is not None else None
     homotopy = Homotopy(config.homotopy) if config.homotopy is not None else None
+    if homotopy is not None and proposer is None:  # a proposer may bring kinds and ids no one can check here
+        homotopy.check(cs.system, config.expansion.candidates if config.expansion is not None else ())
     noise = Noise(config.noise, seed) if config.noise is not None else None
     eps = config.free_energy.epsilon if config.free_energy is not None else 0.0
     ws = config.warm_start
@@ -272,7 +274,9 @@ def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Pro
     last_backtracks, drop_ratio = 0, 0.0
     step, best_step, stalled, early = start_step, start_step, False, False
     offers = iter(config.expansion.candidates if config.expansion is not None else ())
-    while step < config.steps and pg > config.tol and not stalled and not early:
+    # While a homotopy ramps the objective is still changing: converging or stalling on it is not the end.
+    while step < config.steps and not early and (
+            (homotopy is not None and homotopy.ramping(step)) or (pg > config.tol and not stalled)):
         step += 1
         changed_objective = pending_weights
         pending_weights = False
@@ -312,14 +316,15 @@ def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Pro
             p, noise_norm = _add_noise(noise, step, objective, state, p, ctx, last_backtracks, drop_ratio)
         accepted = p.accepted and p.value <= ctx.threshold
         # At the floating-point floor a proposal no longer moves η, or only shrinks α: stop honestly.
-        stalled = (accepted and bool(be.xp.all(p.eta == state.eta))) or p.step_size < config.min_step_size
+        still = accepted and bool(be.xp.all(p.eta == state.eta))
+        stalled = still or p.step_size < config.min_step_size
         accepted = accepted and not stalled
         if accepted and config.monotone == "strict" and p.energy > state.energy + 1e-12 * max(1.0, abs(state.energy)):
             raise MonotonicityError(
                 f"step {step}: the accepted proposal ({p.reason}, solver {config.solver!r}) raised the energy U "
                 f"from {state.energy!r} to {p.energy!r}"
                 + (f" while lowering U − T·S to {p.value!r}" if weights.temperature is not None else ""))
-        solver.feedback(p, accepted, state)
+        solver.feedback(p, accepted or still, state)  # not moving is no failure: α stays (it matters mid-ramp)
         previous = state
         diagnostics = dict(p.diagnostics)
         if accepted:
@@ -327,7 +332,7 @@ def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Pro
             pg = projected_gradient_norm(be, state.eta, state.grad)
             best_step = step
             drop_ratio = max(previous.energy - state.energy, 0.0) / max(abs(previous.energy), 1e-12)
-        elif homotopy is not None and homotopy.ramping(step) and homotopy.rejected():
+        elif homotopy is not None and not stalled and homotopy.ramping(step) and homotopy.rejected():
             yield HomotopyBackedOff(step=step, starts=dict(homotopy.starts))
         elif changed_objective:
             pg = projected_gradient_norm(be, state.eta, state.grad)
@@ -420,7 +425,8 @@ def _adapt(adapter: AbstractWeightAdapter, weights: _Weights, objective: Objecti
     bad = [(k, v) for k, v in proposed.items() if not (math.isfinite(v) and v >= 0)]
     if bad:
         raise InvalidEntityError(type(adapter).__name__, None, f"weights.{bad[0][0]}", bad[0][1], "must be finite and ≥ 0")
-    new = weights.weights | {k: float(v) for k, v in proposed.items()}
+    # A kind configured at weight 0 is compiled out: no multiplier brings it back, so it stays 0 (and the log says so).
+    new = weights.weights | {k: float(v) for k, v in proposed.items() if weights.configured[k] > 0}
     if new == weights.weights:
         return None
     previous, weights.weights = weights.weights, new

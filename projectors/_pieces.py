@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from entities import DiagnosticsConfig, HomotopyConfig, NoiseConfig
+from entities import DiagnosticsConfig, HomotopyConfig, InvalidEntityError, NoiseConfig
 
 from ._solvers import State
 
@@ -34,6 +34,17 @@ class Homotopy:
         self.starts.update({f"kind:{k}": v for k, v in config.kind_starts.items()})
         self.starts.update({f"entity:{k}": v for k, v in config.entity_starts.items()})
         self.rejections = 0
+
+    def check(self, system, candidates=()) -> None:
+        """Refuse a start naming no kind or entity of ``system`` or of its expansion ``candidates``: it would do nothing."""
+        entities = [*system.modules, *system.couplings]
+        for c in candidates:
+            entities += [c.module, *c.couplings]
+        for field, names, known in (("kind_starts", self.config.kind_starts, {e.kind for e in entities}),
+                                    ("entity_starts", self.config.entity_starts, {e.id for e in entities})):
+            unknown = sorted(set(names) - known)
+            if unknown:
+                raise InvalidEntityError("HomotopyConfig", None, field, unknown[0], f"names no {field[:-7]} of the System")
 
     def scales(self, step: int) -> dict[str, float]:
         """Every ramp's scale at ``step``."""
@@ -117,15 +128,16 @@ class Watch:
     def __init__(self, config: DiagnosticsConfig, initial_energy: float):
         self.config = config
         self.window: deque[np.ndarray] = deque(maxlen=config.window)
-        self.e0 = self.emin = initial_energy
+        self.energies: deque[float] = deque(maxlen=config.window)
+        self.e0 = initial_energy
 
     def observe(self, eta: np.ndarray, energy: float) -> dict[str, float]:
         """Add an accepted state; the dispersion and confidence after it."""
         self.window.append(eta)
-        self.emin = min(self.emin, energy)
+        self.energies.append(energy)
         cfg = self.config
         dispersion = float(np.mean(np.std(np.stack(self.window), axis=0))) if len(self.window) > 1 else 0.0
-        r = abs(energy - self.emin) / max(abs(self.e0 - self.emin), 1e-12)
+        r = (self.energies[0] - energy) / max(self.e0 - energy, 1e-12) if len(self.energies) > 1 else 1.0
         x = cfg.confidence_a * (cfg.confidence_rho_max - r) - cfg.confidence_b * dispersion
         return {"dispersion": dispersion, "confidence": 1 / (1 + math.exp(-x)) if x > -700 else 0.0}
 

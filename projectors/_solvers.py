@@ -139,7 +139,9 @@ class ProjectedGradient(AbstractSolver):
     ``"armijo"``: trials at :math:`s = α, βα, …` until
     :math:`𝓞(η') ≤ 𝓞(η) - c⟨g, η - η'⟩` (the decrease the projected step
     predicts, ≥ 0 because every :math:`d_i` has the sign of :math:`g_i`);
-    after ``max_backtracks`` failures the step is rejected, never taken.
+    after ``max_backtracks`` failures the step is rejected, never taken, and
+    the next search starts below its last trial (so at the floating-point
+    floor α shrinks until the run stalls instead of repeating the failure).
     """
 
     name = "projected_gradient"
@@ -202,6 +204,8 @@ class ProjectedGradient(AbstractSolver):
         if self.config.line_search == "armijo":
             if accepted:
                 self.alpha = min(self.config.step_size, proposal.step_size / self.config.backtrack_factor)
+            else:  # the same search from the same α would fail the same way: go on below its last trial
+                self.alpha = proposal.step_size * self.config.backtrack_factor
         elif not accepted:
             self.alpha = proposal.step_size * 0.5
 
