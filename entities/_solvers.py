@@ -202,12 +202,18 @@ class CoordinateConfig(AbstractFrozen):
 class ProximalConfig(AbstractFrozen):
     r"""Operator splitting (``solver="proximal"``): forward step on local terms, closed-form proxes on edges.
 
-    One sweep: :math:`v = \mathrm{clip}(η - τ ∇_{local})` (plus the gradient of
-    coupling kinds that have no prox), then the pair prox of every quadratic,
-    hinge and gate-benefit edge, Gauss–Seidel over a colouring of the edges
-    into matchings (``block="pair"``), or the exact prox of each star
-    :math:`\{i\} ∪ N(i)` at its centre, over a colouring of the nodes
-    (``block="star"``). O(edges) per sweep. A sweep that raises the energy is
+    One sweep (``block="pair"``): an explicit step :math:`x = η - τ∇𝓕(η)` on the
+    whole objective, then, Gauss–Seidel over a colouring of the quadratic and
+    hinge edges into matchings, each edge's exact prox on the box, taken at
+    the anchor :math:`x + τw_e∇φ_e(η)` (its explicit step swapped for its
+    implicit one, so a fixed point of the sweep is exactly a box-KKT point);
+    gate benefits are linear, so their explicit step is already their prox;
+    kinds without a prox keep their gradient step (never skipped).
+    ``block="star"``: over a colouring of the nodes, each centre moves to the
+    exact minimiser on [0, 1] of its incident prox-able terms (neighbours
+    fixed) plus :math:`\frac1{2τ}(η_c - u_c)^2` at the forward point
+    :math:`u = η - τ∇r` of the remaining terms r. O(edges) per sweep. A sweep
+    that raises the energy is
     rejected and τ halves.
     """
 
@@ -218,9 +224,10 @@ class ProximalConfig(AbstractFrozen):
 class AdmmConfig(AbstractFrozen):
     r"""ADMM on quadratic and hinge edges (``solver="admm"``).
 
-    Quadratic edge k: :math:`s_k ≈ d_k = η_i - η_j`; hinge edge:
-    :math:`s_k ≥ 0` for :math:`g_k = βη_j - αη_i` (directed: α = β = 1). Per
-    iteration: s-update :math:`s = ρ(d - u)/(ρ + 2w)` (hinge: clipped at 0),
+    Quadratic edge k: :math:`s_k ≈ d_k = η_i - η_j` with
+    s-update :math:`s = ρ(d - u)/(ρ + 2w)`; hinge edge: :math:`s_k ≈ g_k = βη_j - αη_i`
+    (directed: α = β = 1), minimising :math:`w\max(0, s)^2 + \frac ρ2(s - g + u)^2`:
+    :math:`s = ρx/(ρ + 2w)` for :math:`x = g - u > 0`, else :math:`s = x`. Per iteration: the s-update,
     one projected-gradient η-step of size ``step_size`` on the local terms,
     the other couplings and the augmented terms :math:`\frac ρ2‖s - d + u‖^2`,
     then :math:`u ← u + s - d`. Primal :math:`‖s - d‖` and dual
