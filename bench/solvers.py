@@ -39,7 +39,7 @@ PRESETS: dict[str, dict] = {
     "adaptive": dict(solver="adaptive", line_search="armijo", step_size=1.0),
     "proximal": dict(solver="proximal", proximal={"tau": 0.2}),
     "proximal+star": dict(solver="proximal", proximal={"tau": 0.2, "block": "star"}),
-    "admm": dict(solver="admm", admm={"rho": 1.0, "step_size": 0.2}),
+    "admm": dict(solver="admm", admm={"rho": 1.0, "step_size": 0.1}),
     "lbfgsb": dict(solver="lbfgsb"),
 }
 
