@@ -13,6 +13,17 @@ Tables (append-only; the API offers no update or delete):
 
 Each batch is one transaction with one Arrow INSERT per table, so a crash
 leaves a prefix of whole batches. Views ``v_*`` come from ``adapters/sql/v_*.sql``.
+
+Materialised tables hold what the summary views would otherwise recompute at
+every query (their SQL is ``adapters/sql/mat_*.sql``): ``mat_steps`` gains the
+typed rows of each batch's steps in the batch's own transaction, and
+``mat_run_stats`` gains the rows of finished runs in bulk when the store closes
+(or is refreshed); ``v_run_stats`` computes the rows it lacks at query time.
+``mat_positions(name, run_id, seq)`` records, in the same transaction as the
+rows, the last seq of each run that each table reflects; so a crash never
+leaves a table ahead of or behind the log, and catching up never applies an
+event twice. :meth:`DuckDBStore.rebuild_materialised` recomputes them from the
+log alone.
 """
 
 from __future__ import annotations
@@ -34,15 +45,17 @@ from events import (
     AbstractEventStore,
     EtaRecorded,
     Recorded,
+    RunFinished,
     RunInfo,
     RunStarted,
+    StepCommitted,
     current_version,
     decode,
     encode,
     upcast,
 )
 
-STORE_SCHEMA_VERSION = 1
+STORE_SCHEMA_VERSION = 2  # 2: materialised tables mat_* and their positions
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS store_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -57,6 +70,13 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE TABLE IF NOT EXISTS eta_frames (
     run_id VARCHAR, seq BIGINT, step INTEGER, schema_version INTEGER, n INTEGER, PRIMARY KEY (run_id, seq));
 CREATE TABLE IF NOT EXISTS eta_values (run_key INTEGER, step INTEGER, idx INTEGER, eta DOUBLE);
+CREATE TABLE IF NOT EXISTS mat_positions (name VARCHAR, run_id VARCHAR, seq BIGINT);
+CREATE TABLE IF NOT EXISTS mat_steps (
+    run_id VARCHAR, seq BIGINT, step INTEGER, energy DOUBLE, pg_norm DOUBLE, step_size DOUBLE, backtracks INTEGER,
+    accepted BOOLEAN, reason VARCHAR, trial_energy DOUBLE, diagnostics JSON);
+CREATE TABLE IF NOT EXISTS mat_run_stats (
+    run_id VARCHAR, e0 DOUBLE, e_min DOUBLE, delta_f90 INTEGER, delta_f99 INTEGER, accepted_steps BIGINT,
+    rejected_steps BIGINT, total_backtracks BIGINT, mean_step_size DOUBLE, min_step_size DOUBLE, max_step_size DOUBLE);
 """
 
 
@@ -66,9 +86,19 @@ class StoreBusyError(CfcError):
 
 def view_sql() -> dict[str, str]:
     """Every view's SELECT, keyed by view name, read from the packaged ``.sql`` files."""
+    return _sql_files("v_")
+
+
+def _sql_files(prefix: str) -> dict[str, str]:
     folder = resources.files("adapters") / "sql"
     return {p.name[:-4]: p.read_text() for p in sorted(folder.iterdir(), key=lambda p: p.name)
-            if p.name.startswith("v_") and p.name.endswith(".sql")}
+            if p.name.startswith(prefix) and p.name.endswith(".sql")}
+
+
+# The statement that fills each materialised table: mat_steps reads the new events from _cfc_events,
+# mat_run_stats folds every finished run that has no row yet.
+_MATERIALISED_SQL = _sql_files("mat_")
+_MATERIALISED = ("mat_steps", "mat_run_stats")
 
 
 class DuckDBStore(AbstractEventStore):
@@ -97,10 +127,13 @@ class DuckDBStore(AbstractEventStore):
                     f"(DuckDB allows one writer and no concurrent readers across processes)") from None
             raise CfcError(f"cannot open {self.path}: {exc}") from None
         self._lock = threading.RLock()
-        if not read_only:
-            self._create_schema()
+        self._depth = 0  # nesting of transaction()
         self._next_seq: dict[str, int] = {}
         self._keys: dict[str, int] = {}
+        self._mat_seq: dict[str, int] = {}  # run → the last seq mat_steps reflects, as committed
+        self._unfolded = False  # a run finished here since mat_run_stats was last folded
+        if not read_only:
+            self._create_schema()
 
     # -- schema -------------------------------------------------------------------------------
     def _create_schema(self) -> None:
@@ -108,22 +141,30 @@ class DuckDBStore(AbstractEventStore):
             for stmt in filter(str.strip, _TABLES.split(";")):
                 self._con.execute(stmt)
             rows = self._con.execute("SELECT value FROM store_meta WHERE key = 'schema_version'").fetchall()
-            row = rows[0] if rows else None
-            if row is None:
+            stored = int(rows[0][0]) if rows else None
+            if stored is None:
                 self._con.execute("INSERT INTO store_meta VALUES ('schema_version', ?)", [str(STORE_SCHEMA_VERSION)])
-            elif int(row[0]) > STORE_SCHEMA_VERSION:
-                raise CfcError(f"{self.path} was written by a newer version (store schema {row[0]}); upgrade the package")
-            pending = view_sql()
-            while pending:  # views may build on each other: create until no progress
-                failed = {}
-                for name, sql in pending.items():
-                    try:
-                        self._con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
-                    except duckdb.CatalogException:
-                        failed[name] = sql
-                if len(failed) == len(pending):
-                    raise CfcError(f"views do not build: {', '.join(failed)}")
-                pending = failed
+            elif stored > STORE_SCHEMA_VERSION:
+                raise CfcError(f"{self.path} was written by a newer version (store schema {stored}); upgrade the package")
+            self._create_views()
+            if stored is not None and stored < STORE_SCHEMA_VERSION:
+                with self.transaction():  # a file from before the materialised tables: fill them once
+                    self._catch_up(None)
+                    self._con.execute("UPDATE store_meta SET value = ? WHERE key = 'schema_version'",
+                                      [str(STORE_SCHEMA_VERSION)])
+
+    def _create_views(self) -> None:
+        pending = view_sql()
+        while pending:  # views may build on each other: create until no progress
+            failed = {}
+            for name, sql in pending.items():
+                try:
+                    self._con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
+                except duckdb.CatalogException:
+                    failed[name] = sql
+            if len(failed) == len(pending):
+                raise CfcError(f"views do not build: {', '.join(failed)}")
+            pending = failed
 
     # -- writing ------------------------------------------------------------------------------
     def next_seq(self, run_id: str) -> int:
@@ -157,25 +198,28 @@ class DuckDBStore(AbstractEventStore):
         })
         with self._lock:
             con = self._con
-            con.execute("BEGIN TRANSACTION")
             try:
-                if new_run is not None:
-                    self._register_run(run_id, new_run)
-                self._register_added_modules(run_id, [r.event for r in others if r.event.type == "ModuleAdded"])
-                if frames:
-                    con.register("_cfc_values", self._value_rows(run_id, frames))
-                    con.execute("INSERT INTO eta_values SELECT * FROM _cfc_values")
-                    con.unregister("_cfc_values")
-                    con.register("_cfc_frames", frame_rows)
-                    con.execute("INSERT INTO eta_frames SELECT * FROM _cfc_frames")
-                    con.unregister("_cfc_frames")
-                if len(others):
+                with self.transaction():
+                    if new_run is not None:
+                        self._register_run(run_id, new_run)
+                    self._register_added_modules(run_id, [r.event for r in others if r.event.type == "ModuleAdded"])
+                    if frames:
+                        con.register("_cfc_values", self._value_rows(run_id, frames))
+                        con.execute("INSERT INTO eta_values SELECT * FROM _cfc_values")
+                        con.unregister("_cfc_values")
+                        con.register("_cfc_frames", frame_rows)
+                        con.execute("INSERT INTO eta_frames SELECT * FROM _cfc_frames")
+                        con.unregister("_cfc_frames")
                     con.register("_cfc_events", event_rows)
-                    con.execute("INSERT INTO events SELECT * FROM _cfc_events")
-                    con.unregister("_cfc_events")
-                con.execute("COMMIT")
+                    try:
+                        if len(others):
+                            con.execute("INSERT INTO events SELECT * FROM _cfc_events")
+                        self._materialise_batch(run_id, batch[0].seq, batch[-1].seq,
+                                                any(isinstance(r.event, StepCommitted) for r in others),
+                                                isinstance(batch[-1].event, RunFinished))
+                    finally:
+                        con.unregister("_cfc_events")
             except BaseException:
-                con.execute("ROLLBACK")
                 self._next_seq.pop(run_id, None)
                 self._keys.pop(run_id, None)
                 raise
@@ -232,6 +276,103 @@ class DuckDBStore(AbstractEventStore):
         }))
         con.execute("INSERT INTO run_modules SELECT * FROM _cfc_modules")
         con.unregister("_cfc_modules")
+
+    # -- materialised tables ------------------------------------------------------------------
+    def _materialise_batch(self, run_id: str, first: int, last: int, steps: bool, finished: bool) -> None:
+        """Bring ``mat_steps`` up to ``last`` with the batch in ``_cfc_events`` (``steps``: it has some).
+
+        The table's position must sit just before the batch (none for a new run);
+        otherwise (a log written without the tables) the run is caught up from
+        the log, which holds this batch too. A finished run's ``mat_run_stats``
+        row is folded in later, in bulk (:meth:`_fold_finished`).
+        """
+        if self._mat_position(run_id) != first - 1:
+            self._catch_up_steps([run_id])
+        else:
+            if steps:
+                self._con.execute(_MATERIALISED_SQL["mat_steps"])
+            if first == 0:
+                self._con.execute("INSERT INTO mat_positions VALUES ('mat_steps', ?, ?)", [run_id, last])
+            else:
+                self._con.execute("UPDATE mat_positions SET seq = ? WHERE name = 'mat_steps' AND run_id = ?",
+                                  [last, run_id])
+            self._mat_seq[run_id] = last
+        self._unfolded |= finished
+
+    def _mat_position(self, run_id: str) -> int:
+        """The last seq of ``run_id`` that ``mat_steps`` reflects (−1 for none)."""
+        if run_id not in self._mat_seq:
+            rows = self._con.execute("SELECT seq FROM mat_positions WHERE name = 'mat_steps' AND run_id = ?",
+                                     [run_id]).fetchall()
+            self._mat_seq[run_id] = int(rows[0][0]) if rows else -1
+        return self._mat_seq[run_id]
+
+    def _catch_up_steps(self, run_ids: list[str] | None) -> list[str]:
+        """Apply the logged events after the position of ``mat_steps`` (all runs, or ``run_ids``); return those runs."""
+        con = self._con
+        self._mat_seq.clear()
+        try:
+            con.execute("CREATE OR REPLACE TEMP TABLE _cfc_after AS SELECT l.run_id, coalesce(p.seq, -1) AS after, "
+                        "l.seq AS last FROM (SELECT run_id, max(seq) AS seq FROM ("
+                        "SELECT run_id, seq FROM events UNION ALL SELECT run_id, seq FROM eta_frames) "
+                        "WHERE ?::VARCHAR[] IS NULL OR run_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY run_id) AS l "
+                        "LEFT JOIN mat_positions AS p ON p.name = 'mat_steps' AND p.run_id = l.run_id "
+                        "WHERE coalesce(p.seq, -1) < l.seq", [run_ids, run_ids])
+            con.execute("CREATE OR REPLACE TEMP VIEW _cfc_events AS SELECT e.* FROM events AS e "
+                        "JOIN _cfc_after AS a ON a.run_id = e.run_id AND e.seq > a.after")
+            con.execute(_MATERIALISED_SQL["mat_steps"])
+            con.execute("DELETE FROM mat_positions WHERE name = 'mat_steps' AND run_id IN (SELECT run_id FROM _cfc_after)")
+            con.execute("INSERT INTO mat_positions SELECT 'mat_steps', run_id, last FROM _cfc_after")
+            return sorted(r[0] for r in con.execute("SELECT run_id FROM _cfc_after").fetchall())
+        finally:
+            con.execute("DROP VIEW IF EXISTS _cfc_events")
+            con.execute("DROP TABLE IF EXISTS _cfc_after")
+
+    def _fold_finished(self) -> list[str]:
+        """Add the ``mat_run_stats`` row of every finished run that lacks one, with its position; return those runs."""
+        con = self._con
+        folded = sorted(r[0] for r in con.execute(_MATERIALISED_SQL["mat_run_stats"]).fetchall())
+        if folded:
+            con.execute("INSERT INTO mat_positions SELECT 'mat_run_stats', run_id, seq FROM events "
+                        "WHERE type = 'RunFinished' AND run_id IN (SELECT unnest(?::VARCHAR[]))", [folded])
+        self._unfolded = False
+        return folded
+
+    def _catch_up(self, run_ids: list[str] | None) -> list[str]:
+        return sorted(set(self._catch_up_steps(run_ids)) | set(self._fold_finished()))
+
+    def refresh_materialised(self, run_ids: Sequence[str] | None = None) -> list[str]:
+        """Catch the materialised tables up with the log, in one transaction; return the runs whose rows changed.
+
+        Appends keep ``mat_steps`` current and :meth:`close` folds finished runs
+        into ``mat_run_stats``; this does both now, and catches up logs written by
+        other means (an import, a file from before the tables existed):
+        ``mat_steps`` for ``run_ids`` (default: every run), ``mat_run_stats`` for
+        every finished run without a row. Idempotent.
+        """
+        if self.read_only:
+            raise CfcError(f"{self.path} is open read-only")
+        with self.transaction():
+            return self._catch_up(None if run_ids is None else list(run_ids))
+
+    def rebuild_materialised(self) -> int:
+        """Recompute every materialised table from the log alone, in one transaction; return the number of runs.
+
+        The result equals what the incremental updates built, row for row.
+
+        >>> from adapters import DuckDBStore
+        >>> with DuckDBStore(":memory:") as store:
+        ...     store.rebuild_materialised()
+        0
+        """
+        if self.read_only:
+            raise CfcError(f"{self.path} is open read-only")
+        with self.transaction():
+            for name in _MATERIALISED:
+                self._con.execute(f"DELETE FROM {name}")  # a name from the fixed tuple above, not user input
+            self._con.execute("DELETE FROM mat_positions")
+            self._catch_up(None)
+            return int(self._con.execute("SELECT count(*) FROM runs").fetchall()[0][0])
 
     # -- reading ------------------------------------------------------------------------------
     def read(self, run_id: str, *, until_step: int | None = None, types: Iterable[str] | None = None) -> list[Recorded]:
@@ -327,21 +468,41 @@ class DuckDBStore(AbstractEventStore):
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Hold the store for one multi-statement transaction (rolled back if anything raises)."""
+        """Hold the store for one multi-statement transaction (rolled back if anything raises).
+
+        Re-entrant: inside another ``transaction()`` it joins the outer one, which commits or rolls back.
+        """
         with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
             self._con.execute("BEGIN TRANSACTION")
+            self._depth = 1
             try:
                 yield
             except BaseException:
                 self._con.execute("ROLLBACK")
                 self._next_seq.clear()
                 self._keys.clear()
+                self._mat_seq.clear()
                 raise
+            finally:
+                self._depth = 0
             self._con.execute("COMMIT")
 
     def close(self) -> None:
+        """Fold the runs finished here into ``mat_run_stats`` (one transaction), then close the database."""
         with self._lock:
-            self._con.close()
+            try:
+                if self._unfolded and not self.read_only:
+                    with self.transaction():
+                        self._fold_finished()
+            finally:
+                self._con.close()
 
     def _require(self, run_id: str) -> None:
         with self._lock:

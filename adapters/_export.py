@@ -1,7 +1,8 @@
 """Export runs to Parquet files and import them into another DuckDB store.
 
 An export folder holds one Parquet file per store table, filtered to the
-exported runs, and a ``manifest.json`` naming the runs and the store schema
+exported runs (the materialised ``mat_*`` tables are derived, so they are
+recomputed on import rather than exported), and a ``manifest.json`` naming the runs and the store schema
 version. ``run_key`` (a store's compact integer per run) is local to a file:
 import gives each run a fresh key in the target store.
 """
@@ -113,6 +114,7 @@ def import_runs(store: DuckDBStore, path_dir: str | Path) -> list[str]:
             raise ExportError(f"run {clash[0]!r} already exists in {store.path}; "
                               f"{len(clash)} of the {len(exported)} exported run(s) clash, nothing imported")
         _copy_in(store, files)
+        store.refresh_materialised(exported)  # derived tables are not exported: rebuild the imported runs' rows
     return exported
 
 

@@ -16,6 +16,7 @@ from ._coordinator import Outcome, initial_eta, projected_gradient_norm, relaxat
 from ._objective import Evaluation, LipschitzRows, Objective, lipschitz_rows, term_breakdown
 from ._solvers import SOLVERS, AbstractSolver, Proposal, State, StepContext, register_solver
 from ._diff import RunDiff, diff_runs
+from ._fork import fork
 from ._replay import RunState, StreamDifference, apply, first_difference, fold, replay, rerun
 from ._run import ForkPoint, RunResult, package_version, relax
 
@@ -52,6 +53,7 @@ __all__ = [
     "energy_and_gradient",
     "first_difference",
     "fold",
+    "fork",
     "hessian_diagonal",
     "initial_eta",
     "lipschitz_rows",

@@ -21,6 +21,7 @@ from events import (
     StepCommitted,
 )
 
+from ._fork import fork
 from ._run import HookMap, RunResult, relax
 
 
@@ -113,11 +114,16 @@ _LIGHT_TYPES = ("StepCommitted", "GateOpened", "GateClosed", "ModuleAdded", "Ent
 
 
 def rerun(store: AbstractEventStore, run_id: str, *, hooks: HookMap | None = None) -> RunResult:
-    """Execute ``run_id`` again from its recorded System, config and seed, into ``store``."""
+    """Execute ``run_id`` again from its recorded System, config and seed, into ``store``.
+
+    A fork (``parent_run_id`` set) is re-run by forking its parent again at the same step.
+    """
     started = store.read(run_id, types=["RunStarted"])
     if not started:
         raise UnknownRunError(f"no run {run_id!r} in this store")
     ev = started[0].event
+    if ev.parent_run_id is not None:
+        return fork(store, ev.parent_run_id, ev.parent_step, ev.config, seed=ev.seed, hooks=hooks)
     return relax(ev.system, ev.config, seed=ev.seed, store=store, hooks=hooks)
 
 

@@ -1,14 +1,7 @@
--- One row per coordinator step (StepCommitted), accepted or rejected.
--- Columns: run_id, step, energy, pg_norm, step_size, backtracks, accepted, reason, trial_energy
-SELECT
-    run_id,
-    step,
-    (payload->>'$.energy')::DOUBLE AS energy,
-    (payload->>'$.pg_norm')::DOUBLE AS pg_norm,
-    (payload->>'$.step_size')::DOUBLE AS step_size,
-    (payload->>'$.backtracks')::INTEGER AS backtracks,
-    (payload->>'$.accepted')::BOOLEAN AS accepted,
-    payload->>'$.reason' AS reason,
-    (payload->>'$.trial_energy')::DOUBLE AS trial_energy
-FROM events
-WHERE type = 'StepCommitted'
+-- One row per coordinator step (StepCommitted), accepted or rejected; diagnostics is the step's
+-- JSON object of named diagnostics (margin, noise, free_energy, primal_residual, dual_residual,
+-- dispersion, confidence, …; {} when none). Read from the materialised table mat_steps, which the
+-- store fills as batches are appended (see mat_steps.sql).
+-- Columns: run_id, step, energy, pg_norm, step_size, backtracks, accepted, reason, trial_energy, diagnostics
+SELECT run_id, step, energy, pg_norm, step_size, backtracks, accepted, reason, trial_energy, diagnostics
+FROM mat_steps
