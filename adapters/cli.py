@@ -20,9 +20,10 @@ from rich.table import Table
 
 from entities import CfcError, RelaxConfig, System, demo_system
 from events import hooks
-from projectors import RunDiff, diff_runs, first_difference, relax, replay, rerun
+from projectors import RunDiff, diff_runs, first_difference, fork, relax, replay, rerun
 
 from ._duckdb_store import DuckDBStore
+from ._experiment_cli import register as register_experiment_command
 from ._export import export_runs, import_runs
 from ._plots import plot_energy, plot_eta_heatmap, plot_gate_timeline
 from ._progress import follow_lines
@@ -170,6 +171,37 @@ def rerun_cmd(run_id: str, db: Db = DEFAULT_DB) -> None:
         raise typer.Exit(1)
 
 
+@app.command("fork")
+def fork_cmd(
+    run_id: str,
+    step: Annotated[int, typer.Option(min=0, help="The parent's step to continue from.")],
+    changes: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="A config change FIELD=VALUE (dotted for nested fields; VALUE as JSON, else text); repeatable.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="The fork's seed (default: the parent's).")] = None,
+    db: Db = DEFAULT_DB,
+) -> None:
+    """Start a new run from RUN's state at --step with a changed config; print how it differs from RUN."""
+    parsed = dict(_parse_change(c) for c in changes or ())
+    with _open(db, write=True) as store:
+        result = fork(store, run_id, step, parsed, seed=seed)
+        diff = diff_runs(store, run_id, result.run_id)
+        _summary(store, result.run_id)
+    console.print(f"fork {result.run_id} of {run_id} at step {step}: {result.status} after {result.steps} steps, "
+                  f"energy {result.energy:.9g}", soft_wrap=True)
+    _print_diff(diff)
+
+
+def _parse_change(text: str) -> tuple[str, object]:
+    """``FIELD=VALUE`` → (field, value): the value as JSON (numbers, true/false, null, lists), else as text."""
+    field, sep, raw = text.partition("=")
+    if not sep or not field.strip():
+        raise CfcError(f"--set {text!r}: expected FIELD=VALUE, e.g. --set step_size=0.1")
+    try:
+        return field.strip(), json.loads(raw)
+    except json.JSONDecodeError:
+        return field.strip(), raw
+
+
 @app.command()
 def sql(
     query: Annotated[str, typer.Argument(help="SQL to run, e.g. \"SELECT * FROM v_runs\".")],
@@ -232,6 +264,8 @@ def _print_diff(d: RunDiff) -> None:
 
 
 def _show(value: object) -> str:
+    if isinstance(value, (tuple, list)) and len(value) > 6:  # e.g. a fork's eta0: one value per module
+        return f"({len(value)} values: {', '.join(map(_show, value[:3]))}, …)"
     return "" if value is None else f"{value:.9g}" if isinstance(value, float) else str(value)
 
 
@@ -308,6 +342,9 @@ def follow(
     console.print(f"no end of run in {path} after {timeout:g} s" if timeout is not None else f"{path} ended",
                   soft_wrap=True)
     raise typer.Exit(1)
+
+
+register_experiment_command(app, console, DEFAULT_DB)  # `cfc experiment NAME [--option value …]`
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,146 @@
+"""Every study runs end to end at tiny sizes through an in-memory DuckDB store; a few check closed forms."""
+
+from __future__ import annotations
+
+import importlib
+import math
+from pathlib import Path
+
+import pytest
+
+import experiments
+from adapters import DuckDBStore
+from entities import AbstractFrozen, CompressionModule, NashModule, RelaxConfig, System, nash_eta, regret
+from experiments import STUDIES, StudyResult, load
+from experiments._framework import run_summaries
+from projectors import relax
+
+ROOT = Path(experiments.__file__).parent
+
+TINY = {
+    "landau_sweep": dict(num=3, steps=50),
+    "landau_plot": dict(num=20, starts=(0.3,), steps=50),
+    "non_local_connectivity_threshold_shift": dict(n=8, num=3, trials=2),
+    "sequence_redemption": dict(n=12, mistake_pos=4, trials=2),
+    "sequence_gating_hypothesis": dict(n=12, mistake_pos=4, trials=2, steps=5),
+    "energy_gated_expansion": dict(n=12, mistake_pos=4, trials=2, costs=(0.0, 0.1), steps=3, local_steps=5),
+    "branching_coexistence": dict(depth=3, trials=3),
+    "emergent_nash_learning": dict(trials=2, steps=10),
+    "wormhole_demo": dict(steps=5),
+    "apc_vs_legendre": dict(n_train=50, n_test=50, starts=1, steps=5),
+    "polynomial_rhs_probe": dict(steps=5),
+    "coupling_gate_cost_sweep": dict(weights=(0.0, 4.0), costs=(0.0, 0.4), steps=20),
+    "multi_module_scaling": dict(sizes=(1, 2), grid_n=4, seq_len=12, mistake_pos=4, steps=5),
+    "auto_balance_demo": dict(steps=5, scenarios=("baseline", "gradnorm", "auto_balance")),
+    "agm_phase_demo": dict(steps=5),
+    "benchmark_delta_f90": dict(dense_size=4, steps=5, repeats=1),
+}
+
+
+@pytest.fixture
+def store():
+    with DuckDBStore(":memory:") as s:
+        yield s
+
+
+def test_the_registry_lists_every_study_module_and_nothing_else():
+    modules = sorted(p.stem for p in ROOT.glob("*.py") if not p.stem.startswith("_"))
+    assert sorted(STUDIES) == modules
+    assert set(TINY) == set(STUDIES)
+    for name in STUDIES:
+        study = load(name)
+        module = importlib.import_module(f"experiments.{name}")
+        assert study.name == name and study.title
+        assert issubclass(study.config, AbstractFrozen) and study.config.model_config["frozen"]
+        assert callable(module.main)
+    with pytest.raises(KeyError, match="unknown study"):
+        load("no_such_study")
+
+
+@pytest.mark.parametrize("name", STUDIES)
+def test_every_study_runs_at_tiny_size_and_records_its_runs(name, store, tmp_path):
+    study = load(name)
+    overrides = dict(TINY[name])
+    if "out" in study.config.model_fields:
+        overrides["out"] = str(tmp_path / "plot.png")
+    config = study.config(**overrides)
+    seen = []
+    result = study.run(config, store, progress=experiments.Progress(lambda done, total, _: seen.append((done, total))))
+    assert isinstance(result, StudyResult) and result.study == name
+    assert result.hypothesis and result.measured and result.held in (True, False, None)
+    assert result.config == config.model_dump(mode="json")
+    assert result.run_ids, "a study records its runs"
+    recorded = set(store.query("SELECT run_id FROM v_runs")["run_id"])
+    assert set(result.run_ids) <= recorded
+    assert seen and seen[-1][0] == seen[-1][1]  # the progress reached its total
+    assert StudyResult.model_validate_json(result.model_dump_json()) == result
+
+
+def test_landau_sweep_matches_the_fixed_point(store):
+    """η* = √(−a/2b) for a < 0, 0 for a > 0 (run to convergence)."""
+    study = load("landau_sweep")
+    result = study.run(study.config(a_min=-1.0, a_max=1.0, num=5, b=2.0, steps=3000, lr=0.1), store)
+    for r in result.rows:
+        expected = math.sqrt(-r["a"] / (2 * 2.0)) if r["a"] < 0 else 0.0
+        assert r["eta_star"] == pytest.approx(expected)
+        assert r["eta_final"] == pytest.approx(expected, abs=1e-4 if r["a"] != 0 else 0.05)
+        if r["a"] < 0:
+            assert r["F_final"] == pytest.approx(-r["a"] ** 2 / (4 * 2.0), abs=1e-8)
+    assert result.held is True
+
+
+def test_the_prisoners_dilemma_converges_to_mutual_defection(store):
+    study = importlib.import_module("experiments.emergent_nash_learning")
+    game = NashModule.prisoners_dilemma("g")
+    assert study.pure_equilibria(game.row_payoffs, game.col_payoffs) == [(1, 1)]
+    assert regret(game.row_payoffs, game.col_payoffs, 1.0, 1.0) == (0.0, 0.0)
+    assert nash_eta(game.row_payoffs, game.col_payoffs, 1.0, 1.0) == 1.0
+    result = study.run(study.NashLearningConfig(trials=4, steps=400), store)
+    assert result.held is True
+    for r in result.rows:
+        assert r["p_row"] > 0.99 and r["p_col"] > 0.99  # (Defect, Defect), not the seed's (Defect, Cooperate)
+        assert r["eta_final"] > r["eta0"] and r["eta_final"] > 0.999
+
+
+def test_delta_f90_on_a_hand_computed_trace(store):
+    """f = η² from η₀ = 1 with α = 1/4: η halves each step, E_k = 4^−k, so with 5 steps
+    E_min = 4^−5; ΔF90: first E_k ≤ 1 − 0.9(1 − 4^−5) ≈ 0.10088 → k = 2; ΔF99: ≤ 0.01097 → k = 4."""
+    system = System(id="halving", modules=[CompressionModule(id="c", a=1.0, b=0.0, target=0.0, eta0=1.0)])
+    run_id = relax(system, RelaxConfig(steps=5, step_size=0.25, tol=0.0), store=store).run_id
+    energies = store.query("SELECT energy FROM v_energy_by_step WHERE run_id = ? ORDER BY step", [run_id])["energy"]
+    assert energies.to_list() == [4.0 ** -k for k in range(6)]
+    summary = run_summaries(store, [run_id]).row(0, named=True)
+    assert (summary["delta_f90"], summary["delta_f99"]) == (2, 4)
+    assert summary["e0"] == 1.0 and summary["final_energy"] == 4.0 ** -5
+
+
+def test_the_benchmark_scenarios_reproduce_the_seed_initial_energies():
+    import numpy as np
+
+    from projectors import compile_system, energy
+
+    bench = importlib.import_module("experiments.benchmark_delta_f90")
+    for system, e0 in ((bench.baseline(), 0.213087), (bench.dense(16), 0.343396), (bench.dense(32), 0.682829)):
+        eta = np.array([m.initial_eta() for m in system.modules])
+        assert energy(compile_system(system), eta) == pytest.approx(e0, abs=5e-7)
+
+
+def test_the_wormhole_comparison_changes_only_the_coupling(store):
+    study = importlib.import_module("experiments.wormhole_demo")
+    config = study.WormholeConfig()
+    a, b = study.system(config, "a", config.spring_weight, False), study.system(config, "b", config.spring_weight, True)
+    assert a.modules == b.modules and a.couplings == b.couplings[:1] and b.couplings[1].kind == "gate_benefit"
+    result = study.run(config, store)
+    rows = {r["arm"]: r for r in result.rows}
+    assert rows["without"]["grad_on_gate0"] == pytest.approx(-0.5)  # 2·w·(0 − 0.5) with w = 0.5
+    assert rows["with"]["grad_on_gate0"] == pytest.approx(-1.1)  # … − w_gb·Δ = −0.6 more
+    assert rows["seed_A"]["eta_gate"] == pytest.approx(0.112, abs=5e-4)  # the seed's own numbers
+    assert rows["with"]["eta_gate"] == pytest.approx(0.535, abs=5e-4)
+
+
+@pytest.mark.parametrize("name", ["experiments._framework", *(f"experiments.{s}" for s in STUDIES)])
+def test_the_doctests_of_the_studies_pass(name):
+    import doctest
+
+    failures, _ = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert failures == 0
