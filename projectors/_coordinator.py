@@ -317,7 +317,7 @@ def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Pro
         accepted = p.accepted and p.value <= ctx.threshold
         # At the floating-point floor a proposal no longer moves η, or only shrinks α: stop honestly.
         still = accepted and bool(be.xp.all(p.eta == state.eta))
-        stalled = still or p.step_size < config.min_step_size
+        stalled = (still and not solver.inner_state) or p.step_size < config.min_step_size
         accepted = accepted and not stalled
         if accepted and config.monotone == "strict" and p.energy > state.energy + 1e-12 * max(1.0, abs(state.energy)):
             raise MonotonicityError(

@@ -495,6 +495,7 @@ class Admm(AbstractSolver):
     """
 
     name = "admm"
+    inner_state = True
     numpy_only = True
 
     def reset(self, objective: Objective, state: State, step: int, mask=None) -> None:

@@ -81,11 +81,14 @@ class AbstractSolver:
     """How steps are proposed. Subclasses set ``name`` and implement :meth:`propose`.
 
     ``numpy_only`` solvers work on host arrays (sequential or scipy code) and
-    refuse other backends with a clear error.
+    refuse other backends with a clear error. A solver with ``inner_state``
+    (ADMM's split and dual variables) can make progress while its proposed η
+    stays put, so the loop does not read an unmoved proposal as a stall.
     """
 
     name: ClassVar[str]
     numpy_only: ClassVar[bool] = False
+    inner_state: ClassVar[bool] = False
 
     def __init__(self, config: RelaxConfig):
         self.config = config

@@ -342,3 +342,17 @@ def test_a_module_added_mid_run_is_relaxed_with_the_rest(mode):
     assert [rec.event.step for rec in store.read(r.run_id, types=["ModuleAdded"])] == [3]
     assert r.ids == grown.module_ids
     assert abs(r.energy - reference.energy) <= 1e-6 * abs(reference.energy)
+
+
+def test_admm_does_not_stall_where_its_first_iterate_stays_on_a_face():
+    """From η₀ = (1, 0) the first ADMM iterate equals the state while s and u move: that is progress, not a stall."""
+    from entities import LandauModule, QuadraticCoupling, RelaxConfig, System
+    from projectors import relax
+
+    system = System(id="face", modules=[LandauModule(id="m", a=0.0, b=1.0, h=5.0, eta0=1.0),
+                                        LandauModule(id="n", a=0.0, b=1.0, h=-5.0, eta0=0.0)],
+                    couplings=[QuadraticCoupling(id="q", i="m", j="n", weight=2.0)])
+    reference = relax(system, RelaxConfig(solver="lbfgsb", steps=200))
+    admm = relax(system, RelaxConfig(solver="admm", steps=2000))
+    assert admm.steps > 1
+    assert admm.energy == pytest.approx(reference.energy, rel=1e-6)
