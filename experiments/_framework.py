@@ -149,7 +149,7 @@ def energy_traces(store: Any, run_ids: Iterable[str]) -> pl.DataFrame:
 
 
 def gating(store: Any, run_ids: Iterable[str]) -> pl.DataFrame:
-    """``v_gating_metrics`` of the runs: gates, opened, closed, open_at_end, hazard_mean."""
+    """``v_gating_metrics`` of the runs (gates, opened, closed, open_at_end, hazard_mean, μ̂, good/bad; see the view)."""
     return query_runs(store, "SELECT * FROM v_gating_metrics WHERE list_contains($ids, run_id)", run_ids)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from adapters import DuckDBStore
+from adapters.cli import main as cfc_main
 from entities import (
     DirectedHingeCoupling,
     GateBenefitCoupling,
@@ -46,3 +47,15 @@ def store(request, tmp_path):
         s = DuckDBStore(tmp_path / "runs.duckdb")
     yield s
     s.close()
+
+
+@pytest.fixture
+def cli(capsys):
+    """``cli(*args) -> (exit code, stdout, stderr)`` of one in-process ``cfc`` invocation."""
+
+    def run(*args):
+        code = cfc_main([str(a) for a in args])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run

@@ -8,21 +8,10 @@ import pytest
 
 from adapters import DuckDBStore
 from adapters._experiment_cli import config_from_options, parse_options
-from adapters.cli import main
 from entities import CfcError, InvalidEntityError
 from experiments.benchmark_delta_f90 import BenchmarkConfig
 from experiments.landau_sweep import LandauSweepConfig
 from experiments.sequence_gating_hypothesis import SequenceGatingConfig
-
-
-@pytest.fixture
-def cli(capsys):
-    def run(*args):
-        code = main([str(a) for a in args])
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
 
 
 def test_options_are_the_config_fields():
