@@ -1,7 +1,7 @@
 """Adapters: the DuckDB event store and its SQL views, Parquet export, plots, progress mirroring, the torch backend, the CLI."""
 
-from entities import GspoTokenAdapter
-from projectors import register_adapter, register_backend
+from complexity_from_constraints.entities import GspoTokenAdapter
+from complexity_from_constraints.projectors import register_adapter, register_backend
 
 from ._duckdb_store import DuckDBStore, StoreBusyError, view_sql
 from ._export import ExportError, export_runs, import_runs

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple, Sequence
 
-from entities import InvalidEntityError
+from complexity_from_constraints.entities import InvalidEntityError
 
 from ._torch_backend import import_torch
 

@@ -40,8 +40,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from entities import CfcError, LogIntegrityError, UnknownRunError
-from events import (
+from complexity_from_constraints.entities import CfcError, LogIntegrityError, UnknownRunError
+from complexity_from_constraints.events import (
     AbstractEventStore,
     EtaRecorded,
     Recorded,
@@ -90,7 +90,7 @@ def view_sql() -> dict[str, str]:
 
 
 def _sql_files(prefix: str) -> dict[str, str]:
-    folder = resources.files("adapters") / "sql"
+    folder = resources.files("complexity_from_constraints.adapters") / "sql"
     return {p.name[:-4]: p.read_text() for p in sorted(folder.iterdir(), key=lambda p: p.name)
             if p.name.startswith(prefix) and p.name.endswith(".sql")}
 
@@ -109,7 +109,7 @@ class DuckDBStore(AbstractEventStore):
         read_only: open without writing (no schema creation); another
             read-only process may open the same file at the same time.
 
-    >>> from adapters import DuckDBStore
+    >>> from complexity_from_constraints.adapters import DuckDBStore
     >>> with DuckDBStore(":memory:") as store:
     ...     store.query("SELECT count(*) AS n FROM v_runs")["n"][0]
     0
@@ -360,7 +360,7 @@ class DuckDBStore(AbstractEventStore):
 
         The result equals what the incremental updates built, row for row.
 
-        >>> from adapters import DuckDBStore
+        >>> from complexity_from_constraints.adapters import DuckDBStore
         >>> with DuckDBStore(":memory:") as store:
         ...     store.rebuild_materialised()
         0

@@ -33,7 +33,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from entities import CfcError
+from complexity_from_constraints.entities import CfcError
 
 from ._duckdb_store import DuckDBStore
 
@@ -42,7 +42,7 @@ _MAX_ROWS = 40
 
 
 def _studies():
-    return importlib.import_module("experiments")  # a leaf package: loaded by name, only when asked for
+    return importlib.import_module("complexity_from_constraints.experiments")  # a leaf package: loaded by name, only when asked for
 
 
 def _is_number(token: str) -> bool:
@@ -85,7 +85,7 @@ def _value(token: str) -> Any:
 def parse_options(model: type[BaseModel], tokens: Sequence[str]) -> dict[str, Any]:
     """Map ``--field value …`` tokens onto the fields of ``model`` (values still strings; the model validates).
 
-    >>> from entities import RelaxConfig
+    >>> from complexity_from_constraints.entities import RelaxConfig
     >>> parse_options(RelaxConfig, ["--steps", "10", "--line-search=armijo"])
     {'steps': '10', 'line_search': 'armijo'}
     """

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from entities import CfcError, UnknownRunError
+from complexity_from_constraints.entities import CfcError, UnknownRunError
 
 from ._duckdb_store import STORE_SCHEMA_VERSION, DuckDBStore
 
@@ -50,7 +50,7 @@ def export_runs(store: DuckDBStore, path_dir: str | Path, run_ids: Sequence[str]
         The exported run ids, in the store's order.
 
     >>> import tempfile
-    >>> from adapters import DuckDBStore
+    >>> from complexity_from_constraints.adapters import DuckDBStore
     >>> with DuckDBStore(":memory:") as store, tempfile.TemporaryDirectory() as folder:
     ...     export_runs(store, folder)
     []
@@ -90,9 +90,9 @@ def import_runs(store: DuckDBStore, path_dir: str | Path) -> list[str]:
             that ``store`` already has (nothing is imported then).
 
     >>> import tempfile
-    >>> from adapters import DuckDBStore
-    >>> from entities import LandauModule, RelaxConfig, System
-    >>> from projectors import relax
+    >>> from complexity_from_constraints.adapters import DuckDBStore
+    >>> from complexity_from_constraints.entities import LandauModule, RelaxConfig, System
+    >>> from complexity_from_constraints.projectors import relax
     >>> with DuckDBStore(":memory:") as a, DuckDBStore(":memory:") as b, tempfile.TemporaryDirectory() as folder:
     ...     run = relax(System(id="s", modules=[LandauModule(id="m")]), RelaxConfig(steps=3), store=a).run_id
     ...     _ = export_runs(a, folder)

@@ -12,8 +12,8 @@ import copy
 import math
 from typing import Any
 
-from entities import GspoTokenAdapter
-from projectors import AbstractWeightAdapter, AdaptContext
+from complexity_from_constraints.entities import GspoTokenAdapter
+from complexity_from_constraints.projectors import AbstractWeightAdapter, AdaptContext
 
 from ._torch_backend import import_torch
 

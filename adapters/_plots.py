@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from entities import CfcError, MissingDependencyError, UnknownRunError
+from complexity_from_constraints.entities import CfcError, MissingDependencyError, UnknownRunError
 
 from ._duckdb_store import DuckDBStore
 
@@ -27,8 +27,8 @@ def plot_energy(store: DuckDBStore, run_ids: Sequence[str], path: str | Path) ->
         ``path`` as a :class:`~pathlib.Path`.
 
     >>> import tempfile, pathlib
-    >>> from entities import LandauModule, RelaxConfig, System
-    >>> from projectors import relax
+    >>> from complexity_from_constraints.entities import LandauModule, RelaxConfig, System
+    >>> from complexity_from_constraints.projectors import relax
     >>> with DuckDBStore(":memory:") as store, tempfile.TemporaryDirectory() as folder:
     ...     run = relax(System(id="s", modules=[LandauModule(id="m", a=-1.0)]), RelaxConfig(steps=20), store=store)
     ...     png = plot_energy(store, [run.run_id], pathlib.Path(folder) / "energy.png")

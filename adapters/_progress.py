@@ -15,8 +15,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, Callable
 
-from entities import CfcError
-from events import hooks
+from complexity_from_constraints.entities import CfcError
+from complexity_from_constraints.events import hooks
 
 MIRRORED = ("run_started", "step_committed", "gate_opened", "gate_closed", "run_finished")
 
@@ -39,8 +39,8 @@ class ProgressMirror(Mapping[str, Callable[..., Any]]):
         append: keep what the file already holds.
 
     >>> import tempfile, pathlib
-    >>> from entities import LandauModule, RelaxConfig, System
-    >>> from projectors import relax
+    >>> from complexity_from_constraints.entities import LandauModule, RelaxConfig, System
+    >>> from complexity_from_constraints.projectors import relax
     >>> with tempfile.TemporaryDirectory() as folder:
     ...     path = pathlib.Path(folder) / "progress.jsonl"
     ...     with ProgressMirror(path) as mirror:

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from entities import InvalidEntityError, MissingDependencyError
-from projectors._backend import AbstractBackend, check_dtype
+from complexity_from_constraints.entities import InvalidEntityError, MissingDependencyError
+from complexity_from_constraints.projectors._backend import AbstractBackend, check_dtype
 
 INSTALL_HINT = 'torch is not installed: pip install "complexity-from-constraints[torch]"'
 

@@ -18,9 +18,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from entities import CfcError, RelaxConfig, System, demo_system
-from events import hooks
-from projectors import RunDiff, diff_runs, first_difference, fork, relax, replay, rerun
+from complexity_from_constraints.entities import CfcError, RelaxConfig, System, demo_system
+from complexity_from_constraints.events import hooks
+from complexity_from_constraints.projectors import RunDiff, diff_runs, first_difference, fork, relax, replay, rerun
 
 from ._duckdb_store import DuckDBStore
 from ._experiment_cli import register as register_experiment_command

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from adapters import DuckDBStore
-from entities import RelaxConfig, standard_system
-from events import NullStore
-from projectors import compile_system, relax
+from complexity_from_constraints.adapters import DuckDBStore
+from complexity_from_constraints.entities import RelaxConfig, standard_system
+from complexity_from_constraints.events import NullStore
+from complexity_from_constraints.projectors import compile_system, relax
 
 
 def minimal_loop(system, eta0: np.ndarray, steps: int, alpha: float) -> np.ndarray:

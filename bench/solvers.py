@@ -24,9 +24,9 @@ import time
 import numpy as np
 from scipy.optimize import minimize
 
-from entities import RelaxConfig, StabilityConfig, standard_system
-from events import StepCommitted
-from projectors import compile_system, energy_and_gradient, initial_eta, relaxation
+from complexity_from_constraints.entities import RelaxConfig, StabilityConfig, standard_system
+from complexity_from_constraints.events import StepCommitted
+from complexity_from_constraints.projectors import compile_system, energy_and_gradient, initial_eta, relaxation
 
 PRESETS: dict[str, dict] = {
     "projected_gradient": dict(solver="projected_gradient", step_size=0.05),

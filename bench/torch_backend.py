@@ -65,11 +65,11 @@ def _reset_hwm() -> bool:
 
 def child(n: int, backend: str, device: str, dtype: str, steps: int, repeats: int) -> dict:
     """One configuration, in its own process: per-step time and peak memory."""
-    import adapters  # noqa: F401  (registers "torch")
-    from entities import RelaxConfig, standard_system
-    from events import NullStore
-    from projectors import relax
-    from projectors._backend import make_backend
+    from complexity_from_constraints import adapters  # noqa: F401  (registers "torch")
+    from complexity_from_constraints.entities import RelaxConfig, standard_system
+    from complexity_from_constraints.events import NullStore
+    from complexity_from_constraints.projectors import relax
+    from complexity_from_constraints.projectors._backend import make_backend
 
     system = standard_system(n, seed=0)
     system.digest()  # computed once per System; not a per-run cost

@@ -71,7 +71,7 @@ class AbstractEntity(AbstractFrozen):
     bumps the version. Validation failures raise :class:`InvalidEntityError`
     naming the entity, the field and the value.
 
-    >>> from entities import LandauModule
+    >>> from complexity_from_constraints.entities import LandauModule
     >>> m = LandauModule(id="m0", a=-1.0, b=1.0)
     >>> m2 = m.evolve(a=-0.5)
     >>> (m2.version, m2.a, m.a)

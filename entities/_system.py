@@ -25,7 +25,7 @@ class System(AbstractEntity):
     Modules and couplings may be given as entities or as dicts with a ``kind``
     tag, so a System round-trips through JSON.
 
-    >>> from entities import LandauModule, GateModule, GateBenefitCoupling
+    >>> from complexity_from_constraints.entities import LandauModule, GateModule, GateBenefitCoupling
     >>> s = System(id="toy", modules=[LandauModule(id="m", a=-1.0), GateModule(id="g")],
     ...            couplings=[GateBenefitCoupling(id="e", i="g", j="m", delta=0.5)])
     >>> System.model_validate_json(s.model_dump_json()) == s

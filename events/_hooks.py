@@ -9,7 +9,7 @@ and each one is isolated: a receiver that raises is reported (logged and
 returned as a :class:`HookFailure`) and the others still run, in the order
 they were connected.
 
->>> from events import hooks
+>>> from complexity_from_constraints.events import hooks
 >>> seen = []
 >>> _ = hooks.gate_opened.connect(lambda run_id, event, seq: seen.append(event.gate_id))
 >>> hooks.gate_opened.receivers and True

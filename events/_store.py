@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from entities import LogIntegrityError, UnknownRunError, content_digest
+from complexity_from_constraints.entities import LogIntegrityError, UnknownRunError, content_digest
 
 from ._types import EtaRecorded, Event, RunFinished, RunStarted
 
@@ -136,7 +136,7 @@ class AbstractEventStore(abc.ABC):
 class InMemoryStore(AbstractEventStore):
     """A store in a Python dict; useful for tests and throw-away runs.
 
-    >>> from events import InMemoryStore
+    >>> from complexity_from_constraints.events import InMemoryStore
     >>> InMemoryStore().runs()
     []
     """

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Callable, ClassVar, Literal, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from entities import RelaxConfig, SchemaVersionError, System
+from complexity_from_constraints.entities import RelaxConfig, SchemaVersionError, System
 
 
 class AbstractEvent(BaseModel):

@@ -2,7 +2,7 @@
 
 Every study records its runs to an event store and reads its numbers back
 through the SQL views; run one with ``cfc experiment <name> [--option value …]``
-or ``python -m experiments.<name>`` (see ``experiments/README.md``). The
+or ``python -m complexity_from_constraints.experiments.<name>`` (see ``experiments/README.md``). The
 command line imports this package lazily, by name.
 """
 

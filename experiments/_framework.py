@@ -8,7 +8,7 @@ A study is one module ``experiments/<name>.py`` exposing
   Systems with ``projectors.relax(..., store=store)`` and reads every number it
   reports back through the store's SQL views,
 - ``STUDY = Study(...)`` (the registry entry) and ``main()`` so that
-  ``python -m experiments.<name>`` works like ``cfc experiment <name>``.
+  ``python -m complexity_from_constraints.experiments.<name>`` works like ``cfc experiment <name>``.
 
 Nothing here imports DuckDB: ``store`` is any object with ``query(sql, params)``
 returning a Polars frame (``adapters.DuckDBStore``) that ``relax`` can record into.
@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from entities import (
+from complexity_from_constraints.entities import (
     AbstractFrozen,
     GateBenefitCoupling,
     GateModule,
@@ -239,10 +239,10 @@ def result(study: str, config: AbstractFrozen, *, hypothesis: str, measured: str
 
 
 def study_main(name: str, argv: Sequence[str] | None = None) -> int:
-    """``python -m experiments.<name> [--db F] [--json] [--option value …]``: the same as ``cfc experiment <name>``."""
+    """``python -m complexity_from_constraints.experiments.<name> [--db F] [--json] [--option value …]``: the same as ``cfc experiment <name>``."""
     import sys
 
-    from adapters.cli import main as cfc_main
+    from complexity_from_constraints.adapters.cli import main as cfc_main
 
     args = list(sys.argv[1:] if argv is None else argv)
     return cfc_main(["experiment", name, *args])

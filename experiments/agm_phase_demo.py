@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from entities import AbstractFrozen, AgmPhaseAdapter, DirectionConfig, RelaxConfig
-from projectors import compile_system, energy, relax
+from complexity_from_constraints.entities import AbstractFrozen, AgmPhaseAdapter, DirectionConfig, RelaxConfig
+from complexity_from_constraints.projectors import compile_system, energy, relax
 
 from ._framework import Progress, Study, by_run, glitch_system, query_runs, result, row, run_summaries, study_main
 

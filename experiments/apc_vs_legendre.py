@@ -25,8 +25,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from entities import AbstractFrozen, DirectionConfig, PolynomialModule, RelaxConfig, System, apc_basis, legendre_monomials
-from projectors import diff_runs, relax
+from complexity_from_constraints.entities import AbstractFrozen, DirectionConfig, PolynomialModule, RelaxConfig, System, apc_basis, legendre_monomials
+from complexity_from_constraints.projectors import diff_runs, relax
 
 from ._framework import Progress, Study, by_run, fmt, mean, query_runs, result, row, run_summaries, study_main
 

@@ -21,8 +21,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from entities import AbstractFrozen, AutoBalanceAdapter, DirectionConfig, GradNormAdapter, RelaxConfig
-from projectors import compile_system, energy, relax
+from complexity_from_constraints.entities import AbstractFrozen, AutoBalanceAdapter, DirectionConfig, GradNormAdapter, RelaxConfig
+from complexity_from_constraints.projectors import compile_system, energy, relax
 
 from ._framework import (
     Progress,

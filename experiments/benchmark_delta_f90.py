@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from entities import (
+from complexity_from_constraints.entities import (
     AbstractFrozen,
     AdmmConfig,
     AgmPhaseAdapter,
@@ -41,8 +41,8 @@ from entities import (
     StabilityConfig,
     System,
 )
-from events import NullStore
-from projectors import compile_system, energy, relax
+from complexity_from_constraints.events import NullStore
+from complexity_from_constraints.projectors import compile_system, energy, relax
 
 from ._framework import Progress, Study, by_run, result, row, run_summaries, study_main
 

@@ -22,8 +22,8 @@ import math
 import numpy as np
 from pydantic import Field
 
-from entities import AbstractFrozen, GateModule, RelaxConfig, System
-from projectors import relax
+from complexity_from_constraints.entities import AbstractFrozen, GateModule, RelaxConfig, System
+from complexity_from_constraints.projectors import relax
 
 from ._framework import Progress, Study, eta_at, eta_table, fmt, mean, query_runs, result, row, study_main
 

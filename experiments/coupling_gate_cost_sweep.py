@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from entities import (
+from complexity_from_constraints.entities import (
     AbstractFrozen,
     DirectedHingeCoupling,
     GateBenefitCoupling,
@@ -26,7 +26,7 @@ from entities import (
     RelaxConfig,
     System,
 )
-from projectors import relax
+from complexity_from_constraints.projectors import relax
 
 from ._framework import Progress, Study, by_run, eta_table, final_eta, gating, result, row, run_summaries, study_main
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from entities import AbstractFrozen, NashModule, RelaxConfig, System, regret, replicator_step
-from projectors import relax
+from complexity_from_constraints.entities import AbstractFrozen, NashModule, RelaxConfig, System, regret, replicator_step
+from complexity_from_constraints.projectors import relax
 
 from ._framework import Progress, Study, eta_at, eta_table, fmt, result, row, study_main
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from entities import (
+from complexity_from_constraints.entities import (
     AbstractFrozen,
     Candidate,
     ExpansionConfig,
@@ -35,7 +35,7 @@ from entities import (
     System,
     monotonicity,
 )
-from projectors import relax
+from complexity_from_constraints.projectors import relax
 
 from ._framework import Progress, Study, dipped_ramp, eta_table, final_eta, fmt, mean, query_runs, result, row, study_main
 

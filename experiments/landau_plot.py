@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from entities import AbstractFrozen, LandauModule, MissingDependencyError, RelaxConfig, System
-from projectors import relax
+from complexity_from_constraints.entities import AbstractFrozen, LandauModule, MissingDependencyError, RelaxConfig, System
+from complexity_from_constraints.projectors import relax
 
 from ._framework import Progress, Study, eta_table, final_eta, result, row, study_main
 

@@ -15,8 +15,8 @@ import math
 import numpy as np
 from pydantic import Field
 
-from entities import AbstractFrozen, LandauModule, RelaxConfig, System
-from projectors import relax
+from complexity_from_constraints.entities import AbstractFrozen, LandauModule, RelaxConfig, System
+from complexity_from_constraints.projectors import relax
 
 from ._framework import Progress, Study, by_run, eta_table, final_eta, fmt, result, row, run_summaries, study_main
 

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from entities import (
+from complexity_from_constraints.entities import (
     AbstractFrozen,
     ConnectivityModule,
     GateBenefitCoupling,
@@ -30,7 +30,7 @@ from entities import (
     SequenceModule,
     System,
 )
-from projectors import relax
+from complexity_from_constraints.projectors import relax
 
 from ._framework import (
     Progress,

@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from entities import AbstractFrozen, ConnectivityModule, RelaxConfig, System
-from projectors import relax
+from complexity_from_constraints.entities import AbstractFrozen, ConnectivityModule, RelaxConfig, System
+from complexity_from_constraints.projectors import relax
 
 from ._framework import Progress, Study, eta_at, eta_table, fmt, mean, result, row, study_main
 

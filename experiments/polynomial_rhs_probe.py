@@ -17,8 +17,8 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from entities import AbstractFrozen, PolynomialModule, RelaxConfig, System, apc_basis, legendre_monomials
-from projectors import relax
+from complexity_from_constraints.entities import AbstractFrozen, PolynomialModule, RelaxConfig, System, apc_basis, legendre_monomials
+from complexity_from_constraints.projectors import relax
 
 from ._framework import Progress, Study, energy_traces, eta_traces, result, row, study_main
 

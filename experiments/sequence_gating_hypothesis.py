@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from entities import (
+from complexity_from_constraints.entities import (
     AbstractFrozen,
     DirectionConfig,
     GateBenefitCoupling,
@@ -29,7 +29,7 @@ from entities import (
     System,
     monotonicity,
 )
-from projectors import relax
+from complexity_from_constraints.projectors import relax
 
 from ._framework import (
     Progress,

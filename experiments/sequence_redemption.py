@@ -23,8 +23,8 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from entities import AbstractFrozen, RelaxConfig, SequenceModule, System
-from projectors import relax
+from complexity_from_constraints.entities import AbstractFrozen, RelaxConfig, SequenceModule, System
+from complexity_from_constraints.projectors import relax
 
 from ._framework import Progress, Study, dipped_ramp, eta_at, eta_table, result, row, study_main
 

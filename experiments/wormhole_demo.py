@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from entities import AbstractFrozen, GateBenefitCoupling, GateModule, LandauModule, QuadraticCoupling, RelaxConfig, System
-from projectors import compile_system, energy_and_gradient, relax
+from complexity_from_constraints.entities import AbstractFrozen, GateBenefitCoupling, GateModule, LandauModule, QuadraticCoupling, RelaxConfig, System
+from complexity_from_constraints.projectors import compile_system, energy_and_gradient, relax
 
 from ._framework import Progress, Study, by_run, eta_table, final_eta, fmt, result, row, run_summaries, study_main
 

@@ -25,7 +25,7 @@ from typing import Callable, ClassVar, Mapping
 
 import numpy as np
 
-from entities import AgmPhaseAdapter, AutoBalanceAdapter, GradNormAdapter, MissingDependencyError, SmallGainAdapter
+from complexity_from_constraints.entities import AgmPhaseAdapter, AutoBalanceAdapter, GradNormAdapter, MissingDependencyError, SmallGainAdapter
 
 from ._objective import LipschitzRows
 

@@ -12,7 +12,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from entities import InvalidEntityError, RelaxConfig, System, WarmStart
+from complexity_from_constraints.entities import InvalidEntityError, RelaxConfig, System, WarmStart
 
 from ._compile import compile_system, energy_and_gradient
 from ._coordinator import initial_eta
@@ -36,7 +36,7 @@ class TopKAmortizer(AbstractAmortizer):
     with ``neighbours`` the modules coupled to a chosen one join the set.
     Only those move for the first ``active_steps`` steps.
 
-    >>> from entities import System, LandauModule, QuadraticCoupling, RelaxConfig
+    >>> from complexity_from_constraints.entities import System, LandauModule, QuadraticCoupling, RelaxConfig
     >>> s = System(id="s", modules=[LandauModule(id="a", eta0=0.9), LandauModule(id="b"), LandauModule(id="c")],
     ...            couplings=[QuadraticCoupling(id="ab", i="a", j="b")])
     >>> TopKAmortizer(k=1, neighbours=True).propose(s, RelaxConfig(), 0).active

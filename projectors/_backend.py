@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from entities import InvalidEntityError
+from complexity_from_constraints.entities import InvalidEntityError
 
 FLOAT_DTYPES = ("float64", "float32")
 

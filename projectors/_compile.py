@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from entities import AbstractCoupling, AbstractModule, GateModule, System
+from complexity_from_constraints.entities import AbstractCoupling, AbstractModule, GateModule, System
 
 from ._backend import AbstractBackend, NumpyBackend
 
@@ -71,7 +71,7 @@ class CompiledSystem:
 def compile_system(system: System, backend: AbstractBackend | None = None) -> CompiledSystem:
     """Group ``system``'s entities by kind into parameter and index arrays.
 
-    >>> from entities import System, LandauModule, QuadraticCoupling
+    >>> from complexity_from_constraints.entities import System, LandauModule, QuadraticCoupling
     >>> s = System(id="s", modules=[LandauModule(id="a"), LandauModule(id="b")],
     ...            couplings=[QuadraticCoupling(id="ab", i="a", j="b")])
     >>> cs = compile_system(s)

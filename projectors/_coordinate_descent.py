@@ -14,8 +14,8 @@ progress while the kinds' vectorised formulas run once per round, not once
 per coordinate. The loop step evaluates the full objective once at the end,
 so what is accepted and recorded is exact.
 
->>> from entities import RelaxConfig, standard_system
->>> from projectors import relax
+>>> from complexity_from_constraints.entities import RelaxConfig, standard_system
+>>> from complexity_from_constraints.projectors import relax
 >>> system = standard_system(30, seed=0)
 >>> cd = relax(system, RelaxConfig(solver="coordinate", steps=100))
 >>> ref = relax(system, RelaxConfig(solver="lbfgsb", steps=100))
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from entities import CoordinateConfig, RelaxConfig
+from complexity_from_constraints.entities import CoordinateConfig, RelaxConfig
 
 from ._compile import CompiledSystem
 from ._objective import ENTROPY_CLIP, Objective
@@ -66,8 +66,8 @@ class Incidence:
     edges join it to (over every group). Couplings join two different
     modules (the System checks it), so each edge is listed under each end once.
 
-    >>> from entities import standard_system
-    >>> from projectors import compile_system
+    >>> from complexity_from_constraints.entities import standard_system
+    >>> from complexity_from_constraints.projectors import compile_system
     >>> cs = compile_system(standard_system(10, seed=1))
     >>> inc = Incidence.of(cs)
     >>> touching = [(k, int(p)) for k in range(len(inc.edges)) for p in inc.incident(k, np.array([0]))[0]]
@@ -311,8 +311,8 @@ def coordinate_sweep(objective: Objective, incidence: Incidence, eta, grad, conf
     neighbour among them (see the module docstring). The returned ``grad``
     is the full gradient at the returned ``eta`` up to rounding.
 
-    >>> from entities import standard_system
-    >>> from projectors import compile_system
+    >>> from complexity_from_constraints.entities import standard_system
+    >>> from complexity_from_constraints.projectors import compile_system
     >>> objective = Objective(compile_system(standard_system(100, seed=3)))
     >>> eta = np.full(100, 0.5)
     >>> ev = objective.evaluate(eta)

@@ -20,8 +20,8 @@ from typing import Any, Callable, Generator
 
 import numpy as np
 
-from entities import Candidate, InvalidEntityError, MonotonicityError, RelaxConfig
-from events import (
+from complexity_from_constraints.entities import Candidate, InvalidEntityError, MonotonicityError, RelaxConfig
+from complexity_from_constraints.events import (
     CouplingsCapped,
     EntityRevised,
     EscapeDetected,

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from entities import System, UnknownRunError
-from events import AbstractEventStore, EtaRecorded, GateClosed, GateOpened, RunStarted, StepCommitted
+from complexity_from_constraints.entities import System, UnknownRunError
+from complexity_from_constraints.events import AbstractEventStore, EtaRecorded, GateClosed, GateOpened, RunStarted, StepCommitted
 
 Pair = tuple[Any, Any]
 GateKey = tuple[str, int, str]  # (gate_id, step, 'opened' | 'closed')
@@ -107,9 +107,9 @@ def diff_runs(store: AbstractEventStore, run_a: str, run_b: str, *, tol: float =
     Raises:
         UnknownRunError: a run id the store does not hold.
 
-    >>> from entities import LandauModule, RelaxConfig, System
-    >>> from events import InMemoryStore
-    >>> from projectors import relax
+    >>> from complexity_from_constraints.entities import LandauModule, RelaxConfig, System
+    >>> from complexity_from_constraints.events import InMemoryStore
+    >>> from complexity_from_constraints.projectors import relax
     >>> store = InMemoryStore()
     >>> s = System(id="s", modules=[LandauModule(id="m", a=-1.0, eta0=0.2)])
     >>> a = relax(s, RelaxConfig(steps=20), store=store).run_id

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from entities import InvalidEntityError, RelaxConfig, UnknownRunError, UnknownStepError
-from events import AbstractEventStore, EtaRecorded, RunStarted, StepCommitted
+from complexity_from_constraints.entities import InvalidEntityError, RelaxConfig, UnknownRunError, UnknownStepError
+from complexity_from_constraints.events import AbstractEventStore, EtaRecorded, RunStarted, StepCommitted
 
 from ._run import ForkPoint, HookMap, RunResult, relax
 
@@ -55,9 +55,9 @@ def fork(
             (a fork starts from the parent's state), ``steps`` below ``step``,
             or a parent whose System changed (revision, expansion) by ``step``.
 
-    >>> from entities import LandauModule, RelaxConfig, System
-    >>> from events import InMemoryStore
-    >>> from projectors import diff_runs, relax
+    >>> from complexity_from_constraints.entities import LandauModule, RelaxConfig, System
+    >>> from complexity_from_constraints.events import InMemoryStore
+    >>> from complexity_from_constraints.projectors import diff_runs, relax
     >>> store = InMemoryStore()
     >>> a = relax(System(id="s", modules=[LandauModule(id="m", a=-1.0, eta0=0.1)]), RelaxConfig(steps=20), store=store)
     >>> b = fork(store, a.run_id, 5, {"step_size": 0.2})

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from entities import InvalidEntityError
+from complexity_from_constraints.entities import InvalidEntityError
 
 from ._compile import CompiledSystem, energy_and_gradient, hessian_diagonal
 

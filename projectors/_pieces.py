@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from entities import DiagnosticsConfig, HomotopyConfig, InvalidEntityError, NoiseConfig
+from complexity_from_constraints.entities import DiagnosticsConfig, HomotopyConfig, InvalidEntityError, NoiseConfig
 
 from ._solvers import State
 

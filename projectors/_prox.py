@@ -408,8 +408,8 @@ class Proximal(AbstractSolver):
     value throughout. Colourings are computed at reset, once per edge
     structure; re-weightings only rebind the weights.
 
-    >>> from entities import System, LandauModule, QuadraticCoupling, DirectedHingeCoupling, RelaxConfig, ProximalConfig
-    >>> from projectors import relax
+    >>> from complexity_from_constraints.entities import System, LandauModule, QuadraticCoupling, DirectedHingeCoupling, RelaxConfig, ProximalConfig
+    >>> from complexity_from_constraints.projectors import relax
     >>> s = System(id="s", modules=[LandauModule(id="a", a=-1.0, eta0=0.1), LandauModule(id="b", a=0.5, h=0.2, eta0=0.9)],
     ...            couplings=[QuadraticCoupling(id="ab", i="a", j="b"),
     ...                       DirectedHingeCoupling(id="h", i="b", j="a", weight=2.0)])

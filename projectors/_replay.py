@@ -7,8 +7,8 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from entities import UnknownRunError, UnknownStepError
-from events import (
+from complexity_from_constraints.entities import UnknownRunError, UnknownStepError
+from complexity_from_constraints.events import (
     AbstractEventStore,
     EntityRevised,
     EtaRecorded,
@@ -90,9 +90,9 @@ def replay(store: AbstractEventStore, run_id: str, step: int | None = None) -> R
     Only the η frame in force at ``step`` is read, so replay costs one frame
     whatever the run's length.
 
-    >>> from entities import System, LandauModule, RelaxConfig
-    >>> from events import InMemoryStore
-    >>> from projectors import relax
+    >>> from complexity_from_constraints.entities import System, LandauModule, RelaxConfig
+    >>> from complexity_from_constraints.events import InMemoryStore
+    >>> from complexity_from_constraints.projectors import relax
     >>> store = InMemoryStore()
     >>> r = relax(System(id="s", modules=[LandauModule(id="m", a=-1.0)]), RelaxConfig(steps=5), store=store)
     >>> replay(store, r.run_id, 5).eta_of("m") == r.eta_of("m")

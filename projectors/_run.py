@@ -10,8 +10,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from entities import InvalidEntityError, RelaxConfig, System
-from events import AbstractEventStore, EtaRecorded, HookFailure, InMemoryStore, Recorded, RunStarted, hooks
+from complexity_from_constraints.entities import InvalidEntityError, RelaxConfig, System
+from complexity_from_constraints.events import AbstractEventStore, EtaRecorded, HookFailure, InMemoryStore, Recorded, RunStarted, hooks
 
 from ._backend import AbstractBackend, make_backend
 from ._compile import compile_system
@@ -167,7 +167,7 @@ def relax(
     Returns:
         A :class:`RunResult` with the run id and the returned (best accepted) state.
 
-    >>> from entities import System, LandauModule, RelaxConfig
+    >>> from complexity_from_constraints.entities import System, LandauModule, RelaxConfig
     >>> s = System(id="one", modules=[LandauModule(id="m", a=-1.0, b=1.0)])
     >>> r = relax(s, RelaxConfig(steps=500, step_size=0.1))
     >>> (r.status, round(r.eta_of("m"), 4))   # η* = sqrt(-a / 2b)

@@ -17,7 +17,7 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-from entities import InvalidEntityError, MissingDependencyError, RelaxConfig
+from complexity_from_constraints.entities import InvalidEntityError, MissingDependencyError, RelaxConfig
 
 from ._objective import Evaluation, Objective
 

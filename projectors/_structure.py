@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from entities import (
+from complexity_from_constraints.entities import (
     AbstractCoupling,
     AbstractEntity,
     AbstractModule,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from adapters import DuckDBStore
-from adapters.cli import main as cfc_main
-from entities import (
+from complexity_from_constraints.adapters import DuckDBStore
+from complexity_from_constraints.adapters.cli import main as cfc_main
+from complexity_from_constraints.entities import (
     DirectedHingeCoupling,
     GateBenefitCoupling,
     GateModule,
@@ -14,7 +14,7 @@ from entities import (
     QuadraticCoupling,
     System,
 )
-from events import InMemoryStore
+from complexity_from_constraints.events import InMemoryStore
 
 
 @pytest.fixture

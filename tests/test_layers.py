@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "complexity_from_constraints"
 RANK = {"entities": 0, "events": 1, "projectors": 2, "adapters": 3}
 HEAVY = {"duckdb", "torch"}
 
@@ -18,6 +19,9 @@ def _imports(path: Path):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom) and node.module == PACKAGE and node.level == 0:
+            for alias in node.names:  # `from complexity_from_constraints import adapters`
+                yield node.lineno, f"{PACKAGE}.{alias.name}"
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             yield node.lineno, node.module
 
@@ -27,8 +31,15 @@ def violations() -> list[str]:
     for layer, rank in RANK.items():
         for path in (ROOT / layer).rglob("*.py"):
             for line, name in _imports(path):
-                head = name.split(".")[0]
                 where = f"{path.relative_to(ROOT)}:{line}"
+                head = name.split(".")[0]
+                if head in RANK or head == "experiments":
+                    bad.append(f"{where} imports {name} by a bare name (use {PACKAGE}.{name})")
+                    continue
+                if head == PACKAGE:
+                    head = (name.split(".") + [""])[1]
+                    if head not in RANK and head != "experiments":
+                        bad.append(f"{where} imports the root package (it re-exports every layer)")
                 if head in RANK and RANK[head] > rank:
                     bad.append(f"{where} imports {name} (a higher layer)")
                 if head == "experiments":
@@ -45,13 +56,31 @@ def test_layers_import_only_downwards():
 def test_the_check_catches_an_upward_import(tmp_path, monkeypatch):
     fake = tmp_path / "entities"
     fake.mkdir()
-    (fake / "bad.py").write_text("import projectors\nimport duckdb\n")
+    (fake / "bad.py").write_text(
+        f"import {PACKAGE}.projectors\nimport duckdb\nfrom events import hooks\nimport {PACKAGE}\n"
+        f"from {PACKAGE} import adapters\n"
+    )
     for layer in ("events", "projectors", "adapters"):
         (tmp_path / layer).mkdir()
     monkeypatch.setitem(globals(), "ROOT", tmp_path)
     found = violations()
-    assert any("imports projectors" in v for v in found)
+    assert any(f"imports {PACKAGE}.projectors (a higher layer)" in v for v in found)
     assert any("imports duckdb outside adapters" in v for v in found)
+    assert any("imports events by a bare name" in v for v in found)
+    assert any("imports the root package" in v for v in found)
+    assert any("bad.py:5 imports complexity_from_constraints.adapters (a higher layer)" in v for v in found)
+    assert len(found) == 5
+
+
+def test_nothing_imports_a_bare_layer_name():
+    """Tests, benchmarks and studies use the import root too; a bare `entities` would be someone else's."""
+    bad = []
+    for folder in ("tests", "bench", "experiments", PACKAGE):
+        for path in (ROOT / folder).rglob("*.py"):
+            for line, name in _imports(path):
+                if name.split(".")[0] in (*RANK, "experiments"):
+                    bad.append(f"{path.relative_to(ROOT)}:{line} imports {name}")
+    assert bad == []
 
 
 @pytest.mark.parametrize("layer", list(RANK))

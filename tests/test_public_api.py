@@ -44,8 +44,24 @@ def test_public_api_is_pinned(package):
 
 
 def test_entities_export_the_core_vocabulary():
-    import entities
+    from complexity_from_constraints import entities
 
     assert CORE_ENTITIES <= set(entities.__all__)
     assert all(hasattr(entities, name) for name in entities.__all__)
     assert list(entities.__all__) == sorted(entities.__all__)
+
+
+def test_the_root_re_exports_the_everyday_api():
+    import complexity_from_constraints as cfc
+    from complexity_from_constraints import adapters, entities, events, projectors
+
+    everyday = {"System", "RelaxConfig", "relax", "replay", "rerun", "fork", "diff_runs", "DuckDBStore", "hooks"}
+    registries = (entities.module_kinds, entities.coupling_kinds)
+    classes = [registry[kind] for registry in registries for kind in registry.kinds()]
+    kinds = {cls.__name__ for cls in classes if cls.__module__.startswith(entities.__name__)}  # not a test's own
+    assert len(kinds) >= 12
+    assert everyday | kinds <= set(cfc.__all__)
+    assert list(cfc.__all__) == sorted(cfc.__all__)
+    for name in cfc.__all__:  # the same objects as in the layers, not copies
+        homes = [getattr(layer, name) for layer in (entities, events, projectors, adapters) if hasattr(layer, name)]
+        assert homes and all(getattr(cfc, name) is home for home in homes), name

@@ -12,7 +12,7 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch, capsys):
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     assert blocks
     monkeypatch.chdir(tmp_path)
-    from events import hooks
+    from complexity_from_constraints.events import hooks
 
     try:
         for block in blocks:
@@ -29,7 +29,7 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch, capsys):
 def test_readme_toml_example_is_a_valid_system(tmp_path, capsys):
     import tomllib
 
-    from entities import RelaxConfig, System
+    from complexity_from_constraints.entities import RelaxConfig, System
 
     (block,) = re.findall(r"```toml\n(.*?)```", README.read_text(), flags=re.S)
     data = tomllib.loads(block)

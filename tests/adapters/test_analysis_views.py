@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adapters import DuckDBStore, view_sql
-from entities import (
+from complexity_from_constraints.adapters import DuckDBStore, view_sql
+from complexity_from_constraints.entities import (
     Candidate,
     CompressionModule,
     ConnectivityModule,
@@ -36,7 +36,7 @@ from entities import (
     apc_basis,
     module_kinds,
 )
-from events import (
+from complexity_from_constraints.events import (
     EntityRevised,
     EtaRecorded,
     GateOpened,
@@ -49,7 +49,7 @@ from events import (
     TermsRecorded,
     WeightsAdapted,
 )
-from projectors import package_version, relax
+from complexity_from_constraints.projectors import package_version, relax
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 VIEWS = ("v_terms_by_step", "v_entity_versions", "v_entity_energy", "v_contraction_margin", "v_weight_history",
@@ -341,7 +341,7 @@ def test_gate_trajectory_has_every_gate_at_every_recorded_step(redeemed):
 
 
 def test_redemption_of_the_demo_agrees_with_the_benefit_formula(db):
-    from entities import demo_system
+    from complexity_from_constraints.entities import demo_system
 
     system = demo_system(0)
     r = relax(system, RelaxConfig(steps=80, step_size=0.5, line_search="armijo"), store=db)

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from adapters import DuckDBStore
+from complexity_from_constraints.adapters import DuckDBStore
 
 
 

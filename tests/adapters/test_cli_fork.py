@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from adapters import DuckDBStore
-from entities import RelaxConfig
-from projectors import diff_runs, relax
+from complexity_from_constraints.adapters import DuckDBStore
+from complexity_from_constraints.entities import RelaxConfig
+from complexity_from_constraints.projectors import diff_runs, relax
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from adapters import DuckDBStore
-from entities import RelaxConfig
-from projectors import relax
+from complexity_from_constraints.adapters import DuckDBStore
+from complexity_from_constraints.entities import RelaxConfig
+from complexity_from_constraints.projectors import relax
 
 
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from adapters import DuckDBStore, ExportError, export_runs, import_runs
-from entities import LandauModule, RelaxConfig, System, UnknownRunError
-from projectors import relax, replay, state_digest
+from complexity_from_constraints.adapters import DuckDBStore, ExportError, export_runs, import_runs
+from complexity_from_constraints.entities import LandauModule, RelaxConfig, System, UnknownRunError
+from complexity_from_constraints.projectors import relax, replay, state_digest
 
 
 @pytest.fixture

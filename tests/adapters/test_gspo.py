@@ -6,11 +6,11 @@ import pytest
 
 pytest.importorskip("torch")
 
-import adapters  # noqa: F401  (registers the adapter)
-from entities import GspoTokenAdapter, RelaxConfig, standard_system
-from events import InMemoryStore, WeightsAdapted
-from projectors import AdaptContext, rerun, relax, lipschitz_rows, compile_system
-from adapters import GspoTokenWeightAdapter
+from complexity_from_constraints import adapters  # noqa: F401  (registers the adapter)
+from complexity_from_constraints.entities import GspoTokenAdapter, RelaxConfig, standard_system
+from complexity_from_constraints.events import InMemoryStore, WeightsAdapted
+from complexity_from_constraints.projectors import AdaptContext, rerun, relax, lipschitz_rows, compile_system
+from complexity_from_constraints.adapters import GspoTokenWeightAdapter
 
 
 def _adapted(store, run_id):

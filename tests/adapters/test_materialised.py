@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from adapters import DuckDBStore
-from entities import GateModule, LandauModule, RelaxConfig, System, demo_system
-from events import Recorded, RunStarted, StepCommitted
-from projectors import package_version, relax
+from complexity_from_constraints.adapters import DuckDBStore
+from complexity_from_constraints.entities import GateModule, LandauModule, RelaxConfig, System, demo_system
+from complexity_from_constraints.events import Recorded, RunStarted, StepCommitted
+from complexity_from_constraints.projectors import package_version, relax
 
 TABLES = {
     "mat_steps": "SELECT * FROM mat_steps ORDER BY run_id, seq",
@@ -169,6 +169,6 @@ def test_a_read_only_store_cannot_rebuild(tmp_path):
 def test_each_table_has_the_columns_its_sql_file_declares(db, table):
     from importlib import resources
 
-    text = (resources.files("adapters") / "sql" / f"{table}.sql").read_text()
+    text = (resources.files("complexity_from_constraints.adapters") / "sql" / f"{table}.sql").read_text()
     declared = [line for line in text.splitlines() if line.startswith("-- Columns: ")][0][len("-- Columns: "):]
     assert db.query(f"SELECT * FROM {table}").columns == declared.split(", ")

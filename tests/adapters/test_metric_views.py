@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adapters import DuckDBStore, view_sql
-from entities import GateBenefitCoupling, GateModule, LandauModule, RelaxConfig, System
-from events import Recorded, RunStarted, StepCommitted
-from projectors import package_version, relax
+from complexity_from_constraints.adapters import DuckDBStore, view_sql
+from complexity_from_constraints.entities import GateBenefitCoupling, GateModule, LandauModule, RelaxConfig, System
+from complexity_from_constraints.events import Recorded, RunStarted, StepCommitted
+from complexity_from_constraints.projectors import package_version, relax
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 NEW_VIEWS = ("v_delta_f_by_step", "v_delta_f90", "v_step_stats", "v_gate_timeline", "v_gating_metrics", "v_run_summary")

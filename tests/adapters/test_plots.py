@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from adapters import DuckDBStore, plot_energy, plot_eta_heatmap, plot_gate_timeline
-from entities import CfcError, LandauModule, RelaxConfig, System, UnknownRunError
-from projectors import relax
+from complexity_from_constraints.adapters import DuckDBStore, plot_energy, plot_eta_heatmap, plot_gate_timeline
+from complexity_from_constraints.entities import CfcError, LandauModule, RelaxConfig, System, UnknownRunError
+from complexity_from_constraints.projectors import relax
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -7,11 +7,11 @@ import threading
 
 import pytest
 
-from adapters import ProgressMirror, follow_lines
-from adapters.cli import main
-from entities import CfcError, RelaxConfig
-from events import hooks
-from projectors import relax
+from complexity_from_constraints.adapters import ProgressMirror, follow_lines
+from complexity_from_constraints.adapters.cli import main
+from complexity_from_constraints.entities import CfcError, RelaxConfig
+from complexity_from_constraints.events import hooks
+from complexity_from_constraints.projectors import relax
 
 
 def test_the_mirror_writes_every_committed_event_it_listens_to(tmp_path, toy_system):

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters import DuckDBStore, EnergyRegularizedAttention, TorchBackend, attention_ablation
-from entities import (
+from complexity_from_constraints.adapters import DuckDBStore, EnergyRegularizedAttention, TorchBackend, attention_ablation
+from complexity_from_constraints.entities import (
     InvalidEntityError,
     MissingDependencyError,
     RelaxConfig,
@@ -28,9 +28,9 @@ from entities import (
     module_kinds,
     standard_system,
 )
-from events import InMemoryStore
-from projectors import compile_system, energy_and_gradient, first_difference, hessian_diagonal, relax, replay, rerun
-from projectors._backend import NumpyBackend, backend_names, make_backend
+from complexity_from_constraints.events import InMemoryStore
+from complexity_from_constraints.projectors import compile_system, energy_and_gradient, first_difference, hessian_diagonal, relax, replay, rerun
+from complexity_from_constraints.projectors._backend import NumpyBackend, backend_names, make_backend
 
 from ..entities.kind_cases import COUPLING_CASES, MODULE_CASES
 
@@ -102,7 +102,7 @@ def test_float64_parity_of_the_gpu_solvers_and_pieces(torch, pieces):
 
 
 def test_float64_parity_with_gates_revisions_and_expansion(torch):
-    from entities import Candidate, ExpansionConfig, GateBenefitCoupling, GateModule, Revision
+    from complexity_from_constraints.entities import Candidate, ExpansionConfig, GateBenefitCoupling, GateModule, Revision
 
     system = demo_system(1)
     candidate = Candidate(module=GateModule(id="extra", gain=0.0, cost=0.1),
@@ -274,10 +274,10 @@ def test_adapters_import_without_torch():
     code = textwrap.dedent("""
         import sys
         sys.modules["torch"] = None
-        import adapters
-        from adapters import EnergyRegularizedAttention, TorchBackend, attention_ablation
-        from entities import MissingDependencyError, RelaxConfig, standard_system
-        from projectors import relax
+        from complexity_from_constraints import adapters
+        from complexity_from_constraints.adapters import EnergyRegularizedAttention, TorchBackend, attention_ablation
+        from complexity_from_constraints.entities import MissingDependencyError, RelaxConfig, standard_system
+        from complexity_from_constraints.projectors import relax
         relax(standard_system(10), RelaxConfig(steps=3))
         try:
             relax(standard_system(10), RelaxConfig(steps=3, backend="torch"))

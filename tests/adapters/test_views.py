@@ -9,9 +9,9 @@ import textwrap
 import polars as pl
 import pytest
 
-from adapters import DuckDBStore, StoreBusyError, view_sql
-from entities import RelaxConfig, System, LandauModule, GateModule, GateBenefitCoupling
-from projectors import relax
+from complexity_from_constraints.adapters import DuckDBStore, StoreBusyError, view_sql
+from complexity_from_constraints.entities import RelaxConfig, System, LandauModule, GateModule, GateBenefitCoupling
+from complexity_from_constraints.projectors import relax
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_another_process_cannot_open_a_file_being_written(tmp_path):
     path = tmp_path / "busy.duckdb"
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
-        from adapters import DuckDBStore
+        from complexity_from_constraints.adapters import DuckDBStore
         s = DuckDBStore({str(path)!r})
         print("ready", flush=True)
         sys.stdin.readline()

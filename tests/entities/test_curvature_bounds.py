@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from entities import (
+from complexity_from_constraints.entities import (
     DampedGateBenefitCoupling,
     GateModule,
     InvalidEntityError,
@@ -18,7 +18,7 @@ from entities import (
     coupling_kinds,
     module_kinds,
 )
-from projectors import relax
+from complexity_from_constraints.projectors import relax
 
 from .kind_cases import COUPLING_CASES, MODULE_CASES
 

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from entities import coupling_kinds, module_kinds
+from complexity_from_constraints.entities import coupling_kinds, module_kinds
 
 from .kind_cases import COUPLING_CASES, MODULE_CASES
 

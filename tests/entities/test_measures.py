@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from entities import (
+from complexity_from_constraints.entities import (
     MAX_DEGREE,
     ConnectivityModule,
     InvalidEntityError,
@@ -27,7 +27,7 @@ from entities import (
     regret,
     replicator_step,
 )
-from projectors import compile_system, energy_and_gradient
+from complexity_from_constraints.projectors import compile_system, energy_and_gradient
 
 PD_A = ((3.0, 0.0), (5.0, 1.0))  # row player: [[R, S], [T, P]]
 PD_B = ((3.0, 5.0), (0.0, 1.0))  # column player: B[r][c], row plays r, column plays c

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from entities import (
+from complexity_from_constraints.entities import (
     CfcError,
     GateModule,
     InvalidEntityError,

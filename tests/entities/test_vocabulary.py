@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from entities import (
+from complexity_from_constraints.entities import (
     AsymmetricHingeCoupling,
     CompressionModule,
     ConnectivityModule,
@@ -22,7 +22,7 @@ from entities import (
     System,
     apc_basis,
 )
-from projectors import compile_system, energy, relax
+from complexity_from_constraints.projectors import compile_system, energy, relax
 
 H = 1e-6
 RTOL, ATOL = 1e-5, 1e-6

@@ -5,9 +5,9 @@ from __future__ import annotations
 import gc
 import logging
 
-from entities import RelaxConfig, demo_system
-from events import InMemoryStore, hooks
-from projectors import relax
+from complexity_from_constraints.entities import RelaxConfig, demo_system
+from complexity_from_constraints.events import InMemoryStore, hooks
+from complexity_from_constraints.projectors import relax
 
 
 def test_a_lambda_receiver_keeps_working_after_garbage_collection(toy_system):

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from entities import SchemaVersionError
-from events import GateOpened, StepCommitted, decode, encode, register_upcaster, upcast
-from events import _types
+from complexity_from_constraints.entities import SchemaVersionError
+from complexity_from_constraints.events import GateOpened, StepCommitted, decode, encode, register_upcaster, upcast
+from complexity_from_constraints.events import _types
 
 
 def test_events_round_trip_through_their_payload():

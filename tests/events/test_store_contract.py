@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from entities import LogIntegrityError, RelaxConfig, UnknownRunError
-from events import EtaRecorded, GateOpened, Recorded, RunFinished, RunStarted, StepCommitted
-from projectors import package_version, relax
+from complexity_from_constraints.entities import LogIntegrityError, RelaxConfig, UnknownRunError
+from complexity_from_constraints.events import EtaRecorded, GateOpened, Recorded, RunFinished, RunStarted, StepCommitted
+from complexity_from_constraints.projectors import package_version, relax
 
 
 def _started(system) -> RunStarted:
@@ -94,8 +94,8 @@ def test_a_crash_mid_run_leaves_whole_batches_and_an_incomplete_run(store, toy_s
             raise Crash
 
     # Crash inside the loop: the event iterator raises; flush what was whole, keep the run incomplete.
-    from projectors import SOLVERS
-    from projectors._solvers import ProjectedGradient
+    from complexity_from_constraints.projectors import SOLVERS
+    from complexity_from_constraints.projectors._solvers import ProjectedGradient
 
     class Exploding(ProjectedGradient):
         calls = 0

@@ -1,4 +1,4 @@
-"""``cfc experiment`` and ``python -m experiments.<name>``: options map onto config fields."""
+"""``cfc experiment`` and ``python -m complexity_from_constraints.experiments.<name>``: options map onto config fields."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from adapters import DuckDBStore
-from adapters._experiment_cli import config_from_options, parse_options
-from entities import CfcError, InvalidEntityError
-from experiments.benchmark_delta_f90 import BenchmarkConfig
-from experiments.landau_sweep import LandauSweepConfig
-from experiments.sequence_gating_hypothesis import SequenceGatingConfig
+from complexity_from_constraints.adapters import DuckDBStore
+from complexity_from_constraints.adapters._experiment_cli import config_from_options, parse_options
+from complexity_from_constraints.entities import CfcError, InvalidEntityError
+from complexity_from_constraints.experiments.benchmark_delta_f90 import BenchmarkConfig
+from complexity_from_constraints.experiments.landau_sweep import LandauSweepConfig
+from complexity_from_constraints.experiments.sequence_gating_hypothesis import SequenceGatingConfig
 
 
 def test_options_are_the_config_fields():
@@ -80,7 +80,7 @@ def test_cfc_experiment_errors_exit_2(cli, tmp_path):
 
 
 def test_python_dash_m_runs_the_same_command(tmp_path, capsys):
-    from experiments import landau_sweep
+    from complexity_from_constraints.experiments import landau_sweep
 
     assert landau_sweep.main(["--num", "2", "--steps", "5", "--db", str(tmp_path / "m.duckdb")]) == 0
     assert "landau_sweep" in capsys.readouterr().out

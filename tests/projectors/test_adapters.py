@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-from entities import (
+from complexity_from_constraints.entities import (
     AgmPhaseAdapter,
     AutoBalanceAdapter,
     DirectedHingeCoupling,
@@ -27,8 +27,8 @@ from entities import (
     SmallGainAdapter,
     System,
 )
-from events import InMemoryStore
-from projectors import (
+from complexity_from_constraints.events import InMemoryStore
+from complexity_from_constraints.projectors import (
     AbstractWeightAdapter,
     AdaptContext,
     Objective,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from entities import (
+from complexity_from_constraints.entities import (
     Candidate,
     CoordinateConfig,
     DirectedHingeCoupling,
@@ -22,9 +22,9 @@ from entities import (
     WarmStart,
     standard_system,
 )
-from events import InMemoryStore
-from projectors import Objective, compile_system, energy, relax
-from projectors._coordinate_descent import Incidence, coordinate_sweep
+from complexity_from_constraints.events import InMemoryStore
+from complexity_from_constraints.projectors import Objective, compile_system, energy, relax
+from complexity_from_constraints.projectors._coordinate_descent import Incidence, coordinate_sweep
 
 
 def _chain(n: int, seed: int) -> System:
@@ -217,7 +217,7 @@ def test_a_system_without_couplings():
 @pytest.mark.parametrize("solver", ["coordinate", "adaptive"])
 def test_non_numpy_backends_are_refused_clearly(solver):
     pytest.importorskip("torch")
-    import adapters  # noqa: F401  (registers the torch backend)
+    from complexity_from_constraints import adapters  # noqa: F401  (registers the torch backend)
 
     with pytest.raises(InvalidEntityError, match="numpy backend only"):
         relax(standard_system(10, 0), RelaxConfig(solver=solver, backend="torch"))

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from entities import GateModule, LandauModule, QuadraticCoupling, RelaxConfig, System, UnknownRunError
-from events import EtaRecorded, GateOpened, InMemoryStore, Recorded, RunFinished, RunStarted, StepCommitted
-from projectors import RunDiff, diff_runs, package_version, relax, rerun
+from complexity_from_constraints.entities import GateModule, LandauModule, QuadraticCoupling, RelaxConfig, System, UnknownRunError
+from complexity_from_constraints.events import EtaRecorded, GateOpened, InMemoryStore, Recorded, RunFinished, RunStarted, StepCommitted
+from complexity_from_constraints.projectors import RunDiff, diff_runs, package_version, relax, rerun
 
 
 def with_weight(system: System, coupling_id: str, weight: float) -> System:

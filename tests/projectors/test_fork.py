@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from entities import (
+from complexity_from_constraints.entities import (
     Candidate,
     ExpansionConfig,
     InvalidEntityError,
@@ -15,8 +15,8 @@ from entities import (
     UnknownStepError,
     demo_system,
 )
-from events import InMemoryStore
-from projectors import diff_runs, first_difference, fork, relax, replay, rerun
+from complexity_from_constraints.events import InMemoryStore
+from complexity_from_constraints.projectors import diff_runs, first_difference, fork, relax, replay, rerun
 
 PARENT = RelaxConfig(steps=40, step_size=0.5, line_search="armijo", tol=0.0)
 

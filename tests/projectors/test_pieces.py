@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from entities import (
+from complexity_from_constraints.entities import (
     DiagnosticsConfig,
     EarlyStopConfig,
     FreeEnergyConfig,
@@ -28,8 +28,8 @@ from entities import (
     System,
     standard_system,
 )
-from events import InMemoryStore
-from projectors import (
+from complexity_from_constraints.events import InMemoryStore
+from complexity_from_constraints.projectors import (
     CachedAmortizer,
     Objective,
     TopKAmortizer,
@@ -39,8 +39,8 @@ from projectors import (
     relax,
     rerun,
 )
-from projectors._objective import coupling_kinds_of
-from projectors._pieces import Homotopy, Noise
+from complexity_from_constraints.projectors._objective import coupling_kinds_of
+from complexity_from_constraints.projectors._pieces import Homotopy, Noise
 
 
 def _run(system, config, seed=1, store=None, **kwargs):

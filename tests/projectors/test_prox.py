@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from entities import (
+from complexity_from_constraints.entities import (
     AdmmConfig,
     AsymmetricHingeCoupling,
     Candidate,
@@ -24,9 +24,9 @@ from entities import (
     WarmStart,
     standard_system,
 )
-from events import InMemoryStore
-from projectors import Objective, State, compile_system, relax
-from projectors._prox import (
+from complexity_from_constraints.events import InMemoryStore
+from complexity_from_constraints.projectors import Objective, State, compile_system, relax
+from complexity_from_constraints.projectors._prox import (
     PairEdges,
     _PairSweep,
     colour_edges,
@@ -318,9 +318,9 @@ def test_a_changing_objective_resets_the_solver(mode):
 
 def test_non_numpy_backends_are_refused():
     pytest.importorskip("torch")
-    import adapters  # noqa: F401  (registers the torch backend)
+    from complexity_from_constraints import adapters  # noqa: F401  (registers the torch backend)
 
-    from entities import InvalidEntityError
+    from complexity_from_constraints.entities import InvalidEntityError
 
     for mode in MODES.values():
         with pytest.raises(InvalidEntityError, match="numpy backend only"):
@@ -346,8 +346,8 @@ def test_a_module_added_mid_run_is_relaxed_with_the_rest(mode):
 
 def test_admm_does_not_stall_where_its_first_iterate_stays_on_a_face():
     """From η₀ = (1, 0) the first ADMM iterate equals the state while s and u move: that is progress, not a stall."""
-    from entities import LandauModule, QuadraticCoupling, RelaxConfig, System
-    from projectors import relax
+    from complexity_from_constraints.entities import LandauModule, QuadraticCoupling, RelaxConfig, System
+    from complexity_from_constraints.projectors import relax
 
     system = System(id="face", modules=[LandauModule(id="m", a=0.0, b=1.0, h=5.0, eta0=1.0),
                                         LandauModule(id="n", a=0.0, b=1.0, h=-5.0, eta0=0.0)],

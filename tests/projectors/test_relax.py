@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from entities import LandauModule, QuadraticCoupling, RelaxConfig, System, standard_system
-from events import EtaRecorded, InMemoryStore, RunFinished, StepCommitted
-from projectors import compile_system, energy, energy_and_gradient, hessian_diagonal, relax, state_digest
+from complexity_from_constraints.entities import LandauModule, QuadraticCoupling, RelaxConfig, System, standard_system
+from complexity_from_constraints.events import EtaRecorded, InMemoryStore, RunFinished, StepCommitted
+from complexity_from_constraints.projectors import compile_system, energy, energy_and_gradient, hessian_diagonal, relax, state_digest
 
 
 def _steps(store, run_id):

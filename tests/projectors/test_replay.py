@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from entities import RelaxConfig, UnknownRunError, UnknownStepError, demo_system
-from events import EtaRecorded
-from projectors import first_difference, fold, relax, replay, rerun
+from complexity_from_constraints.entities import RelaxConfig, UnknownRunError, UnknownStepError, demo_system
+from complexity_from_constraints.events import EtaRecorded
+from complexity_from_constraints.projectors import first_difference, fold, relax, replay, rerun
 
 
 def test_replay_at_every_step_equals_the_live_state(store, toy_system):

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-import projectors
-from entities import (
+from complexity_from_constraints import projectors
+from complexity_from_constraints.entities import (
     AsymmetricHingeCoupling,
     CompressionModule,
     DampedGateBenefitCoupling,
@@ -38,8 +38,8 @@ from entities import (
     System,
     standard_system,
 )
-from events import InMemoryStore
-from projectors import compile_system, energy, energy_and_gradient, hessian_diagonal, lipschitz_rows, relax
+from complexity_from_constraints.events import InMemoryStore
+from complexity_from_constraints.projectors import compile_system, energy, energy_and_gradient, hessian_diagonal, lipschitz_rows, relax
 
 EXPECTED_SOLVERS = ("accelerated", "adaptive", "admm", "coordinate", "lbfgsb", "projected_gradient", "proximal")
 ALL_SOLVERS = sorted(set(EXPECTED_SOLVERS) | set(projectors.SOLVERS))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from entities import (
+from complexity_from_constraints.entities import (
     Candidate,
     ExpansionConfig,
     GateBenefitCoupling,
@@ -16,8 +16,8 @@ from entities import (
     Revision,
     System,
 )
-from events import InMemoryStore
-from projectors import compile_system, energy, first_difference, relax, replay, rerun
+from complexity_from_constraints.events import InMemoryStore
+from complexity_from_constraints.projectors import compile_system, energy, first_difference, relax, replay, rerun
 
 
 def _events(store, run_id, *types):
@@ -77,7 +77,7 @@ def test_parent_is_the_module_whose_coupling_pays_most():
     relax(base, RelaxConfig(steps=2, tol=0.0, expansion=ExpansionConfig(every=1, candidates=(cand,))), store=store)
     (added,) = _events(store, store.runs()[0].run_id, "ModuleAdded")
     assert added.parent_id is None  # a quadratic coupling costs energy: nobody pays
-    from entities import GateModule
+    from complexity_from_constraints.entities import GateModule
 
     gated = System(id="g", modules=[LandauModule(id="m", a=-1.0), GateModule(id="gate", gain=1.0)])
     cand = Candidate(module=LandauModule(id="n", a=-1.0),
