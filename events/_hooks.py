@@ -9,12 +9,19 @@ and each one is isolated: a receiver that raises is reported (logged and
 returned as a :class:`HookFailure`) and the others still run, in the order
 they were connected.
 
+Only blinker's public surface is used (``connect``, ``disconnect``,
+``receivers``, ``connected_to``). A receiver for one run only is wrapped by
+:func:`for_run`, which passes on that run's events and no others.
+
 >>> from complexity_from_constraints.events import hooks
 >>> seen = []
->>> _ = hooks.gate_opened.connect(lambda run_id, event, seq: seen.append(event.gate_id))
->>> hooks.gate_opened.receivers and True
+>>> def note(run_id, event, seq):
+...     seen.append(event.gate_id)
+>>> with hooks.gate_opened.connected_to(note):
+...     note in hooks.gate_opened.ordered_receivers()
 True
->>> hooks.gate_opened.receivers.clear()
+>>> note in hooks.gate_opened.ordered_receivers()
+False
 """
 
 from __future__ import annotations
@@ -26,8 +33,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from blinker import ANY, Signal
-from blinker.base import ANY_ID
-from blinker._utilities import make_id
 
 from ._store import Recorded
 from ._types import EVENT_TYPES
@@ -36,27 +41,41 @@ log = logging.getLogger("cfc.hooks")
 
 
 class HookSignal(Signal):
-    """A blinker signal that holds receivers strongly and calls them in isolation."""
+    """A blinker signal that holds receivers strongly and calls them in isolation, in the order connected."""
 
     def connect(self, receiver: Callable[..., Any], sender: Any = ANY, weak: bool = False):  # type: ignore[override]
+        """Connect ``receiver``, held strongly unless ``weak=True`` (blinker's default is weak)."""
         return super().connect(receiver, sender=sender, weak=weak)
 
-    def disconnect(self, receiver: Callable[..., Any], sender: Any = ANY) -> None:
-        super().disconnect(receiver, sender)
-        rid = make_id(receiver)
-        if not self._by_receiver.get(rid):  # no sender left: forget the receiver entirely
-            self.receivers.pop(rid, None)
-            self._by_receiver.pop(rid, None)
-
-    def ordered_receivers(self, sender: Any) -> list[Callable[..., Any]]:
-        wanted = set(self._by_sender.get(ANY_ID, ())) | set(self._by_sender.get(make_id(sender), ()))
+    def ordered_receivers(self) -> list[Callable[..., Any]]:
+        """The connected receivers in the order they were connected (weakly held ones that died are left out)."""
         out = []
-        for rid, receiver in list(self.receivers.items()):
-            if rid in wanted:
-                strong = receiver() if isinstance(receiver, weakref.ref) else receiver
-                if strong is not None:
-                    out.append(strong)
+        for receiver in list(self.receivers.values()):
+            strong = receiver() if isinstance(receiver, weakref.ref) else receiver
+            if strong is not None:
+                out.append(strong)
         return out
+
+
+class for_run:
+    """A receiver that passes on only the events of run ``run_id`` to ``fn`` (``relax(..., hooks=...)`` uses it).
+
+    >>> calls = []
+    >>> only = for_run("r-1", lambda run_id, event, seq: calls.append(seq))
+    >>> only("r-2", event=None, seq=0); only("r-1", event=None, seq=1); calls
+    [1]
+    """
+
+    def __init__(self, run_id: str, fn: Callable[..., Any]):
+        self.run_id, self.fn = run_id, fn
+
+    def __call__(self, run_id: str, *, event: Any, seq: int) -> Any:
+        if run_id == self.run_id:
+            return self.fn(run_id, event=event, seq=seq)
+        return None
+
+    def __repr__(self) -> str:
+        return f"{self.fn!r} (run {self.run_id})"
 
 
 @dataclass(frozen=True)
@@ -102,7 +121,7 @@ def dispatch(committed: Iterable[Recorded]) -> list[HookFailure]:
         sig = SIGNALS[name]
         if not sig.receivers:
             continue
-        for receiver in sig.ordered_receivers(rec.run_id):
+        for receiver in sig.ordered_receivers():
             try:
                 receiver(rec.run_id, event=rec.event, seq=rec.seq)
             except Exception as exc:  # a hook must never break the run

@@ -12,15 +12,14 @@ from complexity_from_constraints.projectors import relax
 
 def test_a_lambda_receiver_keeps_working_after_garbage_collection(toy_system):
     seen = []
-    hooks.gate_opened.connect(lambda run_id, event, seq: seen.append(event.gate_id))
+    receiver = hooks.gate_opened.connect(lambda run_id, event, seq: seen.append(event.gate_id))
     try:
         gc.collect()
         relax(toy_system, RelaxConfig(steps=200, step_size=0.3))
     finally:
-        hooks.gate_opened.receivers.clear()
-        hooks.gate_opened._by_sender.clear()
-        hooks.gate_opened._by_receiver.clear()
+        hooks.gate_opened.disconnect(receiver)
     assert seen == ["gate"]
+    assert receiver not in hooks.gate_opened.ordered_receivers()
 
 
 def test_a_raising_receiver_is_reported_and_loses_nothing(toy_system, caplog):
@@ -63,6 +62,23 @@ def test_run_scoped_hooks_are_disconnected_after_the_run(toy_system):
     relax(toy_system, RelaxConfig(steps=3))
     assert len(calls) == 1
     assert not hooks.run_finished.receivers
+
+
+def test_a_run_scoped_hook_sees_only_its_own_run(toy_system):
+    """A global receiver sees every run; a run's own receiver only that run, even while another runs."""
+    everything, mine = [], []
+    store = InMemoryStore()
+
+    def outer(run_id, event, seq):
+        everything.append(run_id)
+        if len(everything) == 1:  # start a second run from inside the first one's hook
+            relax(toy_system, RelaxConfig(steps=2), seed=1, store=store)
+
+    with hooks.run_started.connected_to(outer):
+        first = relax(toy_system, RelaxConfig(steps=2), store=store,
+                      hooks={"run_started": lambda run_id, event, seq: mine.append(run_id)})
+    assert len(set(everything)) == 2 and first.run_id in everything
+    assert mine == [first.run_id]
 
 
 def test_unknown_hook_names_are_refused(toy_system):
