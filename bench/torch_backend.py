@@ -77,7 +77,7 @@ def child(n: int, backend: str, device: str, dtype: str, steps: int, repeats: in
     cuda = backend == "torch" and be.device.type == "cuda"  # type: ignore[attr-defined]
     sync = be.xp.cuda.synchronize if cuda else (lambda: None)
     cfg = RelaxConfig(steps=steps, step_size=0.05, eta0="uniform", tol=0.0)
-    zero = cfg.model_copy(update={"steps": 0})
+    zero = cfg.evolve(steps=0)
 
     relax(system, zero, store=NullStore(), backend=be)  # warm-up: lazy initialisation, kernels
     sync()
@@ -150,7 +150,7 @@ def main() -> None:
         if cuda:
             configs.append(("torch", "cuda"))
     else:
-        print('torch is not installed: pip install "complexity-from-constraints[torch]" (numpy only)')
+        print("torch is not installed: pip install torch (numpy only)")
     threads = ""
     if _has_torch():
         import torch

@@ -37,6 +37,17 @@ class AbstractFrozen(BaseModel, metaclass=_NamingMeta):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, validate_default=True)
 
+    def evolve(self, **changes: Any):
+        """A validated copy with ``changes`` applied (``model_copy(update=...)`` would skip validation).
+
+        >>> from complexity_from_constraints.entities import RelaxConfig
+        >>> RelaxConfig(steps=10).evolve(solver="accelerated").solver
+        'accelerated'
+        """
+        data = self.model_dump()
+        data.update(changes)
+        return type(self).model_validate(data)
+
     @classmethod
     def model_validate(cls, obj: Any, **kwargs: Any):  # type: ignore[override]
         try:

@@ -26,7 +26,7 @@ class AbstractAmortizer:
 
 
 def _start(system: System, config: RelaxConfig, seed: int) -> np.ndarray:
-    return initial_eta(compile_system(system), config.model_copy(update={"warm_start": None}), seed)
+    return initial_eta(compile_system(system), config.evolve(warm_start=None), seed)
 
 
 class TopKAmortizer(AbstractAmortizer):

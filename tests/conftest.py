@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import os
+
 import pytest
 
 from complexity_from_constraints.adapters import DuckDBStore
@@ -59,3 +62,26 @@ def cli(capsys):
         return code, out.out, out.err
 
     return run
+
+
+
+def _require(module: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"{module} is missing in CI: {exc}")
+        pytest.skip(f"{module} is not installed (python -m pip install -e '.[dev,torch]')")
+
+
+@pytest.fixture(scope="session")
+def require():
+    """``require("torch")`` imports a module; without it the test skips on a developer's machine but fails in
+    CI (where the variable CI is set): the dev install brings it, so CI must run these tests, never skip them."""
+    return _require
+
+
+@pytest.fixture(scope="session")
+def torch(require):
+    """torch, or a skip (a failure in CI)."""
+    return require("torch")

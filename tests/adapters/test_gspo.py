@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("torch")
-
-from complexity_from_constraints import adapters  # noqa: F401  (registers the adapter)
 from complexity_from_constraints.entities import GspoTokenAdapter, RelaxConfig, standard_system
 from complexity_from_constraints.events import InMemoryStore, WeightsAdapted
 from complexity_from_constraints.projectors import AdaptContext, rerun, relax, lipschitz_rows, compile_system
 from complexity_from_constraints.adapters import GspoTokenWeightAdapter
+
+pytestmark = pytest.mark.usefixtures("torch")  # every test here builds the torch policy
 
 
 def _adapted(store, run_id):

@@ -34,12 +34,7 @@ from complexity_from_constraints.projectors._backend import NumpyBackend, backen
 
 from ..entities.kind_cases import COUPLING_CASES, MODULE_CASES
 
-HINT = 'torch is not installed: pip install "complexity-from-constraints[torch]"'
-
-
-@pytest.fixture
-def torch():
-    return pytest.importorskip("torch")
+HINT = 'torch is not installed: pip install torch (for the CPU-only build add --index-url https://download.pytorch.org/whl/cpu)'
 
 
 def _trace(store, run_id):
@@ -69,7 +64,7 @@ def test_float64_runs_agree_step_by_step(torch, line_search, seed):
     store = InMemoryStore()
     cfg = RelaxConfig(steps=80, step_size=0.4, line_search=line_search, eta0="uniform")
     a = relax(system, cfg, seed=seed, store=store)
-    b = relax(system, cfg.model_copy(update={"backend": "torch"}), seed=seed, store=store)
+    b = relax(system, cfg.evolve(backend="torch"), seed=seed, store=store)
     _assert_parity(store, a.run_id, b.run_id, rtol_energy=1e-10, atol_eta=1e-10)
     steps = [r.event for r in store.read(a.run_id, types=["StepCommitted"])]
     if line_search == "none":
@@ -95,7 +90,7 @@ def test_float64_parity_of_the_gpu_solvers_and_pieces(torch, pieces):
     store = InMemoryStore()
     cfg = RelaxConfig.model_validate({"steps": 60, "eta0": "uniform", **GPU_PIECES[pieces]})
     a = relax(system, cfg, seed=3, store=store)
-    b = relax(system, cfg.model_copy(update={"backend": "torch"}), seed=3, store=store)
+    b = relax(system, cfg.evolve(backend="torch"), seed=3, store=store)
     _assert_parity(store, a.run_id, b.run_id, rtol_energy=1e-10, atol_eta=1e-10)
     types = lambda run: [r.event.type for r in store.read(run)]  # noqa: E731
     assert types(a.run_id) == types(b.run_id)
@@ -112,7 +107,7 @@ def test_float64_parity_with_gates_revisions_and_expansion(torch):
                       expansion=ExpansionConfig(every=10, candidates=(candidate,)))
     store = InMemoryStore()
     a = relax(system, cfg, store=store)
-    b = relax(system, cfg.model_copy(update={"backend": "torch"}), store=store)
+    b = relax(system, cfg.evolve(backend="torch"), store=store)
     _assert_parity(store, a.run_id, b.run_id, rtol_energy=1e-10, atol_eta=1e-10)
     types = lambda run: [r.event.type for r in store.read(run)]  # noqa: E731
     assert types(a.run_id) == types(b.run_id)
@@ -126,7 +121,7 @@ def test_float32_is_close_to_float64(torch):
     ref = relax(system, cfg, seed=3, store=store)
     e_ref = _trace(store, ref.run_id)[0][10].energy
     for backend in ("torch", "numpy"):
-        r = relax(system, cfg.model_copy(update={"backend": backend, "dtype": "float32"}), seed=3, store=store)
+        r = relax(system, cfg.evolve(backend=backend, dtype="float32"), seed=3, store=store)
         steps, frames = _trace(store, r.run_id)
         assert steps[10].step == 10
         assert abs(steps[10].energy - e_ref) <= 1e-4 * abs(e_ref), backend
@@ -162,8 +157,7 @@ def _close(be, got, want):
 
 @settings(max_examples=40, deadline=None)
 @given(data=st.data(), etas=st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=3, max_size=3))
-def test_every_module_kind_gives_the_same_values_on_torch(data, etas):
-    pytest.importorskip("torch")
+def test_every_module_kind_gives_the_same_values_on_torch(torch, data, etas):
     tb, nb = TorchBackend(), NumpyBackend()
     kind = data.draw(st.sampled_from(sorted(module_kinds.kinds())))
     cls = module_kinds[kind]
@@ -179,8 +173,7 @@ def test_every_module_kind_gives_the_same_values_on_torch(data, etas):
 
 @settings(max_examples=40, deadline=None)
 @given(data=st.data(), etas=st.lists(st.tuples(st.floats(0.0, 1.0), st.floats(0.0, 1.0)), min_size=3, max_size=3))
-def test_every_coupling_kind_gives_the_same_values_on_torch(data, etas):
-    pytest.importorskip("torch")
+def test_every_coupling_kind_gives_the_same_values_on_torch(torch, data, etas):
     tb, nb = TorchBackend(), NumpyBackend()
     kind = data.draw(st.sampled_from(sorted(coupling_kinds.kinds())))
     cls = coupling_kinds[kind]
@@ -249,7 +242,7 @@ def test_torch_runs_recorded_in_duckdb_replay_and_rerun(torch, tmp_path):
         assert first_difference(store, r.run_id, again.run_id) is None
         a, b = store.read(r.run_id), store.read(again.run_id)
         assert len(a) == len(b) and all(x.event == y.event for x, y in zip(a, b))
-        numpy_run = relax(system, cfg.model_copy(update={"backend": "numpy"}), seed=5, store=store)
+        numpy_run = relax(system, cfg.evolve(backend="numpy"), seed=5, store=store)
         np.testing.assert_allclose(replay(store, numpy_run.run_id).eta, state.eta, atol=1e-10)
         backends = store.query("SELECT run_id FROM runs")  # numpy and torch runs share one log
         assert len(backends) == 3
@@ -268,6 +261,21 @@ def test_missing_torch_gives_a_one_line_install_hint(monkeypatch):
         EnergyRegularizedAttention(4)
     with pytest.raises(MissingDependencyError, match="pip install"):
         attention_ablation([0.0], steps=1)
+
+
+def test_plugins_are_found_by_entry_point_without_importing_adapters():
+    """A fresh process that never imports `adapters` still builds the torch backend and the GSPO adapter by name."""
+    code = textwrap.dedent("""
+        import sys
+        from complexity_from_constraints.entities import GspoTokenAdapter, RelaxConfig, standard_system
+        from complexity_from_constraints.projectors import backend_names, make_backend, relax
+        assert "complexity_from_constraints.adapters" not in sys.modules
+        r = relax(standard_system(20, 0), RelaxConfig(steps=4, adapter=GspoTokenAdapter(ceiling=2.0)))
+        print(make_backend("torch").name, r.steps, "torch" in backend_names())
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["torch", "4", "True"]
 
 
 def test_adapters_import_without_torch():
@@ -352,7 +360,7 @@ def test_cuda_float64_runs_agree_with_numpy_and_rerun_bit_for_bit(line_search):
     store = InMemoryStore()
     cfg = RelaxConfig(steps=60, step_size=0.4, line_search=line_search, eta0="uniform")
     a = relax(system, cfg, seed=1, store=store)
-    b = relax(system, cfg.model_copy(update={"backend": "torch", "device": "cuda"}), seed=1, store=store)
+    b = relax(system, cfg.evolve(backend="torch", device="cuda"), seed=1, store=store)
     _assert_parity(store, a.run_id, b.run_id, rtol_energy=1e-10, atol_eta=1e-10)
     again = rerun(store, b.run_id)  # deterministic scatter: the same events bit for bit
     assert first_difference(store, b.run_id, again.run_id) is None
@@ -365,7 +373,7 @@ def test_cuda_runs_of_the_gpu_solvers_and_pieces_agree_with_numpy(pieces):
     store = InMemoryStore()
     cfg = RelaxConfig.model_validate({"steps": 40, "eta0": "uniform", **GPU_PIECES[pieces]})
     a = relax(system, cfg, seed=4, store=store)
-    b = relax(system, cfg.model_copy(update={"backend": "torch", "device": "cuda"}), seed=4, store=store)
+    b = relax(system, cfg.evolve(backend="torch", device="cuda"), seed=4, store=store)
     _assert_parity(store, a.run_id, b.run_id, rtol_energy=1e-10, atol_eta=1e-10)
 
 
@@ -377,7 +385,7 @@ def test_cuda_float32_and_attention():
     store = InMemoryStore()
     cfg = RelaxConfig(steps=10, step_size=0.2, eta0="uniform", tol=0.0)
     ref = relax(system, cfg, seed=2, store=store)
-    r = relax(system, cfg.model_copy(update={"backend": "torch", "device": "cuda", "dtype": "float32"}), seed=2, store=store)
+    r = relax(system, cfg.evolve(backend="torch", device="cuda", dtype="float32"), seed=2, store=store)
     e_ref, e32 = _trace(store, ref.run_id)[0][10].energy, _trace(store, r.run_id)[0][10].energy
     assert abs(e32 - e_ref) <= 1e-4 * abs(e_ref)
     m = EnergyRegularizedAttention(4, 0.5).cuda()

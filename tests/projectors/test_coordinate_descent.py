@@ -215,9 +215,7 @@ def test_a_system_without_couplings():
 
 
 @pytest.mark.parametrize("solver", ["coordinate", "adaptive"])
-def test_non_numpy_backends_are_refused_clearly(solver):
-    pytest.importorskip("torch")
-    from complexity_from_constraints import adapters  # noqa: F401  (registers the torch backend)
+def test_non_numpy_backends_are_refused_clearly(solver, torch):
 
     with pytest.raises(InvalidEntityError, match="numpy backend only"):
         relax(standard_system(10, 0), RelaxConfig(solver=solver, backend="torch"))

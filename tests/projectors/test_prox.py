@@ -316,9 +316,7 @@ def test_a_changing_objective_resets_the_solver(mode):
     assert abs(r.energy - reference.energy) <= 1e-6 * abs(reference.energy)
 
 
-def test_non_numpy_backends_are_refused():
-    pytest.importorskip("torch")
-    from complexity_from_constraints import adapters  # noqa: F401  (registers the torch backend)
+def test_non_numpy_backends_are_refused(torch):
 
     from complexity_from_constraints.entities import InvalidEntityError
 
