@@ -1,33 +1,56 @@
-"""Adapters: the DuckDB event store and its SQL views, Parquet export, plots, progress mirroring, the torch backend, the CLI."""
+"""Adapters: the DuckDB event store and its SQL views, Parquet export, plots, progress mirroring, the torch backend, the CLI.
 
-from complexity_from_constraints.entities import GspoTokenAdapter
-from complexity_from_constraints.projectors import register_adapter, register_backend
+Names are imported on first use (PEP 562), so ``import
+complexity_from_constraints.adapters`` (and the ``cfc`` command, which lives
+here) does not pay for DuckDB, Polars or torch until something asks for them.
+Nothing is registered by importing this package: the torch backend and the
+GSPO weight adapter are found through their entry points.
+"""
 
-from ._duckdb_store import DuckDBStore, StoreBusyError, view_sql
-from ._export import ExportError, export_runs, import_runs
-from ._plots import plot_energy, plot_eta_heatmap, plot_gate_timeline
-from ._progress import ProgressMirror, follow_lines
-from ._torch_backend import TorchBackend, torch_backend
-from ._attention import EnergyRegularizedAttention, attention_ablation
-from ._gspo import GspoTokenWeightAdapter
+from __future__ import annotations
 
-register_backend("torch", torch_backend)  # lazy: torch is imported when a torch backend is built
-register_adapter(GspoTokenAdapter, GspoTokenWeightAdapter)  # lazy too: torch is imported when it is built
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "DuckDBStore",
-    "EnergyRegularizedAttention",
-    "ExportError",
-    "GspoTokenWeightAdapter",
-    "ProgressMirror",
-    "StoreBusyError",
-    "TorchBackend",
-    "attention_ablation",
-    "export_runs",
-    "follow_lines",
-    "import_runs",
-    "plot_energy",
-    "plot_eta_heatmap",
-    "plot_gate_timeline",
-    "view_sql",
-]
+_HOMES = {
+    "DuckDBStore": "_duckdb_store",
+    "StoreBusyError": "_duckdb_store",
+    "view_sql": "_duckdb_store",
+    "ExportError": "_export",
+    "export_runs": "_export",
+    "import_runs": "_export",
+    "plot_energy": "_plots",
+    "plot_eta_heatmap": "_plots",
+    "plot_gate_timeline": "_plots",
+    "ProgressMirror": "_progress",
+    "follow_lines": "_progress",
+    "TorchBackend": "_torch_backend",
+    "EnergyRegularizedAttention": "_attention",
+    "attention_ablation": "_attention",
+    "GspoTokenWeightAdapter": "_gspo",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._attention import EnergyRegularizedAttention, attention_ablation
+    from ._duckdb_store import DuckDBStore, StoreBusyError, view_sql
+    from ._export import ExportError, export_runs, import_runs
+    from ._gspo import GspoTokenWeightAdapter
+    from ._plots import plot_energy, plot_eta_heatmap, plot_gate_timeline
+    from ._progress import ProgressMirror, follow_lines
+    from ._torch_backend import TorchBackend
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOMES))
+
+
+__all__ = sorted(_HOMES)

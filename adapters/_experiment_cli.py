@@ -1,16 +1,19 @@
 """``cfc experiment NAME [--option value …]``: run a scripted study with a progress bar.
 
-The studies live in the ``experiments`` package, a leaf that nothing imports
-statically: this command loads it by name when it runs. Every field of a
-study's frozen config model is an option, generically:
+Studies are found through the ``complexity_from_constraints.studies`` entry-point group
+(``name = "package.module:STUDY"``, declared in ``pyproject.toml``; a package of
+your own can add studies the same way), so nothing here imports the
+``experiments`` package and nothing there imports the command line. Every field of
+a study's frozen config model is an option, parsed by pydantic-settings' CLI
+support:
 
-- ``--field value`` or ``--field=value`` (dashes and underscores are the same:
-  ``--a-min -1`` sets ``a_min``); the value is validated by the model, so
+- ``--field value`` or ``--field=value``, with dashes for underscores
+  (``--a-min -1`` sets ``a_min``); the model validates the value, so
   ``--num 21`` becomes an int and ``--solver accelerated`` a checked literal;
-- a tuple field takes several values, ``--costs 0 0.05 0.1`` or ``--costs 0,0.05,0.1``;
-- a bool field is ``--flag`` / ``--no-flag`` (or ``--flag false``);
-- ``none`` sets an optional field to ``None``; a value starting with ``{`` or
-  ``[`` is parsed as JSON (for nested models and mappings).
+- a tuple field takes a comma list or JSON, ``--costs 0,0.05,0.1`` or
+  ``--costs '[0, 0.05]'``, or the option repeated;
+- a bool field is ``--flag`` / ``--no-flag``;
+- ``null`` sets an optional field to ``None``; nested models and mappings take JSON.
 
 ``cfc experiment NAME --help`` lists a study's options with their defaults;
 ``cfc experiment`` lists the studies.
@@ -18,129 +21,102 @@ study's frozen config model is an option, generically:
 
 from __future__ import annotations
 
-import difflib
-import importlib
 import json
-import types
-import typing
+from functools import cache
+from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Any, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Annotated, Any, Optional, Sequence
 
 import typer
-from pydantic import BaseModel
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from complexity_from_constraints.entities import CfcError
+if TYPE_CHECKING:  # pragma: no cover
+    from pydantic import BaseModel
+    from rich.console import Console
+    from rich.table import Table
 
-from ._duckdb_store import DuckDBStore
-
-_NONE = {"none", "null"}
+STUDY_GROUP = "complexity_from_constraints.studies"
 _MAX_ROWS = 40
 
 
-def _studies():
-    return importlib.import_module("complexity_from_constraints.experiments")  # a leaf package: loaded by name, only when asked for
+def studies() -> dict[str, metadata.EntryPoint]:
+    """The registered studies by name, in declaration order (entry points of :data:`STUDY_GROUP`)."""
+    return {ep.name: ep for ep in metadata.entry_points(group=STUDY_GROUP)}
 
 
-def _is_number(token: str) -> bool:
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
+def load_study(name: str) -> Any:
+    """The study registered as ``name`` (a ``CfcError`` listing the known names otherwise)."""
+    from complexity_from_constraints.entities import CfcError
+
+    found = studies()
+    if name not in found:
+        raise CfcError(f"unknown study {name!r}; known: {', '.join(found)}")
+    return found[name].load()
 
 
-def _is_option(token: str) -> bool:
-    return token.startswith("--") and not _is_number(token)
+@cache
+def _options_model(model: type[BaseModel]) -> type:
+    """A pydantic-settings class with ``model``'s fields that reads the command line only (no environment)."""
+    from pydantic_settings import BaseSettings, SettingsConfigDict
 
+    class Options(BaseSettings):
+        @classmethod
+        def settings_customise_sources(cls, settings_cls, init_settings, **_sources):
+            return (init_settings,)  # the command line arrives through CliApp; environment variables never count
 
-def _members(annotation: Any) -> tuple[Any, ...]:
-    if typing.get_origin(annotation) in (Union, types.UnionType):
-        return typing.get_args(annotation)
-    return (annotation,)
-
-
-def _is_sequence(annotation: Any) -> bool:
-    return any(typing.get_origin(a) in (tuple, list) for a in _members(annotation))
-
-
-def _is_bool(annotation: Any) -> bool:
-    return bool in _members(annotation)
-
-
-def _value(token: str) -> Any:
-    if token.lower() in _NONE:
-        return None
-    if token[:1] in "{[":
-        try:
-            return json.loads(token)
-        except json.JSONDecodeError as exc:
-            raise CfcError(f"cannot parse {token!r} as JSON: {exc}") from None
-    return token
+    fields = model.model_fields
+    namespace = {"__annotations__": {n: f.annotation for n, f in fields.items()}, **fields,
+                 "__doc__": model.__doc__,
+                 "model_config": SettingsConfigDict(cli_kebab_case=True, cli_implicit_flags=True,
+                                                    cli_exit_on_error=False, cli_parse_none_str="null",
+                                                    cli_prog_name=f"cfc experiment ({model.__name__})")}
+    return type(f"{model.__name__}Options", (Options,), namespace)
 
 
 def parse_options(model: type[BaseModel], tokens: Sequence[str]) -> dict[str, Any]:
-    """Map ``--field value …`` tokens onto the fields of ``model`` (values still strings; the model validates).
+    """The fields that ``--field value …`` tokens set on ``model`` (validated by the field types, not yet by the model).
 
     >>> from complexity_from_constraints.entities import RelaxConfig
     >>> parse_options(RelaxConfig, ["--steps", "10", "--line-search=armijo"])
-    {'steps': '10', 'line_search': 'armijo'}
+    {'steps': 10, 'line_search': 'armijo'}
     """
-    fields = model.model_fields
-    out: dict[str, Any] = {}
-    i = 0
-    while i < len(tokens):
-        token = tokens[i]
-        if not _is_option(token):
-            raise CfcError(f"expected an option such as --{next(iter(fields), 'field')}, got {token!r}")
-        name, has_inline, inline = token[2:].partition("=")
-        key, negated = name.replace("-", "_"), False
-        if key not in fields and key.startswith("no_") and key[3:] in fields:
-            key, negated = key[3:], True
-        if key not in fields:
-            close = difflib.get_close_matches(key, list(fields), n=1)
-            hint = f"; did you mean --{close[0].replace('_', '-')}?" if close else ""
-            raise CfcError(f"{model.__name__} has no option --{name}{hint}")
-        i += 1
-        values = [inline] if has_inline else []
-        while not has_inline and i < len(tokens) and not _is_option(tokens[i]):
-            values.append(tokens[i])
-            i += 1
-        annotation = fields[key].annotation
-        if negated:
-            if values or not _is_bool(annotation):
-                raise CfcError(f"--no-{key.replace('_', '-')} is only for a true/false option, without a value")
-            out[key] = False
-        elif not values:
-            if not _is_bool(annotation):
-                raise CfcError(f"--{name} needs a value")
-            out[key] = True
-        elif _is_sequence(annotation) and len(values) == 1 and values[0][:1] == "[":
-            out[key] = _value(values[0])
-        elif _is_sequence(annotation):
-            parts = [p for v in values for p in v.split(",") if p != ""]
-            out[key] = None if len(parts) == 1 and parts[0].lower() in _NONE else [_value(p) for p in parts]
-        elif len(values) == 1:
-            out[key] = _value(values[0])
-        else:
-            raise CfcError(f"--{name} takes one value, got {len(values)}: {' '.join(values)}")
-    return out
+    from pydantic import ValidationError
+    from pydantic_settings import CliApp, SettingsError
+
+    from complexity_from_constraints.entities import CfcError, InvalidEntityError
+
+    short = {f"--{name}" for name in model.model_fields if len(name) == 1}  # argparse spells these -b, not --b
+    tokens = [t[1:] if t.split("=")[0] in short else t for t in tokens]
+    try:
+        parsed = CliApp.run(_options_model(model), cli_args=tokens)
+    except SettingsError as exc:
+        raise CfcError(f"{model.__name__}: {exc}".replace("error parsing CLI: ", "")) from None
+    except ValidationError as exc:
+        raise InvalidEntityError.from_validation(model.__name__, None, exc) from None
+    return parsed.model_dump(exclude_unset=True)
 
 
 def config_from_options(model: type[BaseModel], tokens: Sequence[str]) -> Any:
-    """A validated ``model`` with the defaults overridden by ``tokens`` (errors name the field)."""
+    """A validated ``model`` with the defaults overridden by ``tokens`` (errors name the field).
+
+    >>> from complexity_from_constraints.entities import RelaxConfig
+    >>> config_from_options(RelaxConfig, ["--steps", "10", "--solver", "accelerated"]).solver
+    'accelerated'
+    """
     return model.model_validate(parse_options(model, tokens))
 
 
 def _type_name(annotation: Any) -> str:
+    import typing
+
     text = getattr(annotation, "__name__", None) if not typing.get_args(annotation) else None
     return text or str(annotation).replace("typing.", "")
 
 
 def _options_table(model: type[BaseModel]) -> Table:
+    from pydantic import BaseModel
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table(title="options", title_justify="left", header_style="bold")
     for column in ("option", "type", "default", "meaning"):
         table.add_column(column)
@@ -162,6 +138,9 @@ def _show(value: Any) -> str:
 
 def _rows_table(rows: Sequence[dict[str, Any]]) -> Table:
     """The result rows as a table; a few wide rows are shown transposed (one column per row)."""
+    from rich.markup import escape
+    from rich.table import Table
+
     columns = list(dict.fromkeys(k for r in rows for k in r))
     table = Table(header_style="bold")
     if len(columns) > 8 and len(rows) <= 6:
@@ -181,6 +160,8 @@ def _rows_table(rows: Sequence[dict[str, Any]]) -> Table:
 
 def show_result(result: Any, console: Console, db: Path | str) -> None:
     """Print a StudyResult: hypothesis, measured numbers, verdict, the seed's number, notes and the rows."""
+    from rich.markup import escape
+
     mark = {True: "[green]✔ held[/green]", False: "[red]✘ did not hold[/red]", None: "not a yes/no test"}[result.held]
     console.print(f"[bold]{result.study}[/bold]")
     for label, text in (("hypothesis", result.hypothesis), ("measured", result.measured), ("verdict", mark),
@@ -194,21 +175,34 @@ def show_result(result: Any, console: Console, db: Path | str) -> None:
     console.print(f"{len(result.run_ids)} run(s) recorded in {db}", soft_wrap=True)
 
 
+class _BarProgress:
+    """A study's ``progress`` (``start(total, description)``, ``advance(n)``) drawn as a rich bar."""
+
+    def __init__(self, bar: Any, task: Any, name: str):
+        self.bar, self.task, self.name = bar, task, name
+        self.done = 0
+
+    def start(self, total: int, description: str = "runs") -> None:
+        self.done = 0
+        self.bar.update(self.task, completed=0, total=total or None, description=f"{self.name}: {description}")
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        self.bar.update(self.task, completed=self.done)
+
+
 def run_study(study: Any, config: Any, store: Any, console: Console) -> Any:
     """Run ``study`` with a rich progress bar on ``console``."""
-    experiments = _studies()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task(study.name, total=None)
-
-        def listener(done: int, total: int, what: str) -> None:
-            bar.update(task, completed=done, total=total or None, description=f"{study.name}: {what}")
-
-        return study.run(config, store, progress=experiments.Progress(listener))
+        return study.run(config, store, progress=_BarProgress(bar, task, study.name))
 
 
-def register(app: typer.Typer, console: Console, default_db: Path) -> None:
+def register(app: typer.Typer, console: Any, default_db: Path) -> None:
     """Add the ``experiment`` command to ``app``."""
 
     @app.command("experiment", context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
@@ -220,20 +214,23 @@ def register(app: typer.Typer, console: Console, default_db: Path) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     ) -> None:
         """Run a scripted study (see experiments/README.md); `cfc experiment NAME --help` lists its options."""
-        experiments = _studies()
+        from rich.console import Console
+        from rich.markup import escape
+        from rich.table import Table
+
+        from ._cli_common import rich_console
+        from ._duckdb_store import DuckDBStore
+
         if name is None or name in ("--help", "-h"):
             table = Table(title="studies (cfc experiment NAME [--option value …])", title_justify="left",
                           header_style="bold")
             table.add_column("name")
             table.add_column("what it tests")
-            for study_name in experiments.STUDIES:
-                table.add_row(study_name, escape(experiments.load(study_name).title))
+            for study_name, entry in studies().items():
+                table.add_row(study_name, escape(entry.load().title))
             console.print(table)
             return
-        try:
-            study = experiments.load(name)
-        except KeyError as exc:
-            raise CfcError(exc.args[0]) from None
+        study = load_study(name)
         tokens = list(ctx.args)
         if "--help" in tokens or "-h" in tokens:
             console.print(f"[bold]cfc experiment {name}[/bold]: {escape(study.title)}")
@@ -242,11 +239,12 @@ def register(app: typer.Typer, console: Console, default_db: Path) -> None:
                 console.print(escape(doc))
             console.print(_options_table(study.config))
             console.print(f"also: --db FILE (the DuckDB file to record into, default {default_db}), --json (print "
-                          "the result as JSON); a tuple takes several values (--x 1 2 or --x 1,2), a flag --x / --no-x")
+                          "the result as JSON); a tuple takes a comma list (--x 1,2) or JSON (--x '[1, 2]'), "
+                          "a flag --x / --no-x")
             return
         config = config_from_options(study.config, tokens)
         with DuckDBStore(db) as store:
-            result = run_study(study, config, store, Console(stderr=True) if as_json else console)
+            result = run_study(study, config, store, Console(stderr=True) if as_json else rich_console())
         if as_json:
             print(result.model_dump_json(indent=2))
         else:

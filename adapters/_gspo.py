@@ -1,6 +1,7 @@
 """The GSPO-token weight adapter: a small GRU policy learns term weights from gradient-norm ratios.
 
-Registered for :class:`~entities.GspoTokenAdapter` by ``import adapters``, so
+Found for :class:`~entities.GspoTokenAdapter` through the entry point ``gspo_token`` of
+``complexity_from_constraints.weight_adapters``, so
 ``RelaxConfig(adapter=GspoTokenAdapter())`` records it like any other adapter
 and a re-run rebuilds it from the config (same seed, same weights). torch is
 imported only when the adapter is built.

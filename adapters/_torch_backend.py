@@ -1,6 +1,6 @@
 """The torch array backend: the same kind formulas and solvers on tensors, on CPU or GPU.
 
-Nothing here imports torch at module import time: ``import adapters`` works
+Nothing here imports torch at module import time: importing the package works
 without torch, and constructing :class:`TorchBackend` without it raises
 :class:`~entities.MissingDependencyError` with a one-line install hint.
 """
@@ -14,7 +14,7 @@ import numpy as np
 from complexity_from_constraints.entities import InvalidEntityError, MissingDependencyError
 from complexity_from_constraints.projectors._backend import AbstractBackend, check_dtype
 
-INSTALL_HINT = 'torch is not installed: pip install "complexity-from-constraints[torch]"'
+INSTALL_HINT = 'torch is not installed: pip install torch (for the CPU-only build add --index-url https://download.pytorch.org/whl/cpu)'
 
 
 def import_torch() -> Any:
@@ -101,5 +101,5 @@ class TorchBackend(AbstractBackend):
 
 
 def torch_backend(device: str = "cpu", dtype: str = "float64", **options: Any) -> TorchBackend:
-    """The factory ``make_backend("torch", ...)`` calls (registered by ``import adapters``)."""
+    """The factory ``make_backend("torch", ...)`` calls (found through the entry point `torch` of `complexity_from_constraints.backends`)."""
     return TorchBackend(device=device, dtype=dtype, **options)

@@ -22,30 +22,45 @@ Everything else stays in the layer packages, which import in one direction only:
 True
 """
 
-from complexity_from_constraints.adapters import DuckDBStore
-from complexity_from_constraints.entities import (
-    AbstractCoupling,
-    AbstractModule,
-    AsymmetricHingeCoupling,
-    CfcError,
-    CompressionModule,
-    ConnectivityModule,
-    DampedGateBenefitCoupling,
-    DirectedHingeCoupling,
-    GateBenefitCoupling,
-    GateModule,
-    LandauModule,
-    NashModule,
-    PolynomialModule,
-    QuadraticCoupling,
-    RelaxConfig,
-    SequenceModule,
-    System,
-    demo_system,
-    standard_system,
-)
-from complexity_from_constraints.events import hooks
-from complexity_from_constraints.projectors import diff_runs, first_difference, fork, relax, replay, rerun
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_HOMES = {
+    **dict.fromkeys(
+        ("AbstractCoupling", "AbstractModule", "AsymmetricHingeCoupling", "CfcError", "CompressionModule",
+         "ConnectivityModule", "DampedGateBenefitCoupling", "DirectedHingeCoupling", "GateBenefitCoupling",
+         "GateModule", "LandauModule", "NashModule", "PolynomialModule", "QuadraticCoupling", "RelaxConfig",
+         "SequenceModule", "System", "demo_system", "standard_system"), "entities"),
+    "hooks": "events",
+    **dict.fromkeys(("diff_runs", "first_difference", "fork", "relax", "replay", "rerun"), "projectors"),
+    "DuckDBStore": "adapters",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from complexity_from_constraints.adapters import DuckDBStore
+    from complexity_from_constraints.entities import (
+        AbstractCoupling, AbstractModule, AsymmetricHingeCoupling, CfcError, CompressionModule, ConnectivityModule,
+        DampedGateBenefitCoupling, DirectedHingeCoupling, GateBenefitCoupling, GateModule, LandauModule, NashModule,
+        PolynomialModule, QuadraticCoupling, RelaxConfig, SequenceModule, System, demo_system, standard_system)
+    from complexity_from_constraints.events import hooks
+    from complexity_from_constraints.projectors import diff_runs, first_difference, fork, relax, replay, rerun
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use (PEP 562): `cfc --help` imports this package too, and must stay quick.
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOMES))
+
 
 __all__ = [
     "AbstractCoupling",

@@ -1,7 +1,7 @@
 """Entities: versioned, frozen Pydantic models and each kind's energy formulas."""
 
 from ._base import AbstractEntity, AbstractFrozen, KindRegistry, content_digest
-from ._config import Candidate, ExpansionConfig, RelaxConfig, Revision
+from ._config import BUILT_IN_SOLVERS, Candidate, ExpansionConfig, RelaxConfig, Revision
 from ._couplings import (
     AbstractCoupling,
     AsymmetricHingeCoupling,
@@ -43,6 +43,7 @@ from ._solvers import (
     AgmPhaseAdapter,
     AutoBalanceAdapter,
     CoordinateConfig,
+    CustomAdapter,
     DiagnosticsConfig,
     DirectionConfig,
     EarlyStopConfig,
@@ -75,11 +76,13 @@ __all__ = [
     "AgmPhaseAdapter",
     "AsymmetricHingeCoupling",
     "AutoBalanceAdapter",
+    "BUILT_IN_SOLVERS",
     "Candidate",
     "CfcError",
     "CompressionModule",
     "ConnectivityModule",
     "CoordinateConfig",
+    "CustomAdapter",
     "DampedGateBenefitCoupling",
     "DiagnosticsConfig",
     "DirectedHingeCoupling",

@@ -26,7 +26,8 @@ from ._solvers import (
     WarmStart,
 )
 
-Solver = Literal["projected_gradient", "accelerated", "coordinate", "adaptive", "proximal", "admm", "lbfgsb"]
+BUILT_IN_SOLVERS = ("projected_gradient", "accelerated", "coordinate", "adaptive", "proximal", "admm", "lbfgsb")
+"""The solvers ``projectors`` provides; ``register_solver`` (or an entry point) adds more by name."""
 
 
 class Revision(AbstractFrozen):
@@ -142,7 +143,7 @@ class RelaxConfig(AbstractFrozen):
         revisions: entity changes applied at given steps (``EntityRevised``).
         expansion: energy-gated expansion (``ModuleAdded`` / ``ExpansionRejected``).
         backend: the array backend by name: ``"numpy"`` (built in) or
-            ``"torch"`` (registered by ``import adapters``; needs the
+            ``"torch"`` (found through its entry point; needs the
             ``[torch]`` extra). ``relax`` builds it from these three fields
             unless it is handed a backend object, so the recorded config
             says what a run ran on and a re-run runs on the same.
@@ -162,7 +163,7 @@ class RelaxConfig(AbstractFrozen):
     'float32'
     """
 
-    solver: Solver = "projected_gradient"
+    solver: str = Field("projected_gradient", pattern=r"^[a-z][a-z0-9_]*$", max_length=64)
     steps: int = Field(200, ge=0, le=10_000_000)
     step_size: float = Field(0.05, gt=0)
     line_search: Literal["none", "armijo"] = "none"

@@ -40,6 +40,13 @@ class InvalidEntityError(CfcError):
         who = f"{kind} {entity_id!r}" if entity_id is not None else kind
         super().__init__(f"{who}: field {field!r} = {_short(value)}: {reason}")
 
+    @classmethod
+    def from_validation(cls, kind: str, data: Any, exc: Exception) -> InvalidEntityError:
+        """The error for a pydantic ``ValidationError`` raised while validating ``data`` as ``kind``."""
+        from ._base import _to_entity_error
+
+        return _to_entity_error(kind, data, exc)  # type: ignore[arg-type]
+
 
 class UnknownRunError(CfcError):
     """The store holds no run with this id."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, model_validator
+from pydantic import Field, JsonValue, model_validator
 
 from ._base import AbstractFrozen
 from ._errors import InvalidEntityError
@@ -327,7 +327,7 @@ class SmallGainAdapter(_AdapterBase):
 
 
 class GspoTokenAdapter(_AdapterBase):
-    r"""Term weights learned by a small GSPO-trained token policy (needs torch; registered by ``import adapters``).
+    r"""Term weights learned by a small GSPO-trained token policy (needs torch; found through its entry point).
 
     Prompt: each kind's ratio :math:`\min(‖∇_k‖/\text{target}, \text{max\_ratio})`
     bucketised into ``buckets`` tokens (kinds in sorted order). A GRU policy
@@ -366,8 +366,25 @@ class GspoTokenAdapter(_AdapterBase):
         return self
 
 
+class CustomAdapter(_AdapterBase):
+    """A weight adapter of your own, found by ``name`` when the run starts (and again when it is re-run).
+
+    ``projectors.register_adapter(name, factory)`` makes ``factory(config)``
+    build it in this process; an installed package can offer ``name`` as an
+    entry point of ``complexity_from_constraints.weight_adapters`` instead.
+    ``options`` are yours, recorded with the run (JSON values).
+
+    >>> CustomAdapter(name="halve", options={"factor": 0.5}).options
+    {'factor': 0.5}
+    """
+
+    kind: Literal["custom"] = "custom"
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$", max_length=64)
+    options: dict[str, JsonValue] = {}
+
+
 AdapterConfig = Annotated[
-    Union[AutoBalanceAdapter, GradNormAdapter, AgmPhaseAdapter, SmallGainAdapter, GspoTokenAdapter],
+    Union[AutoBalanceAdapter, GradNormAdapter, AgmPhaseAdapter, SmallGainAdapter, GspoTokenAdapter, CustomAdapter],
     Field(discriminator="kind"),
 ]
 

@@ -18,7 +18,7 @@ from pydantic import Field
 from complexity_from_constraints.entities import AbstractFrozen, AgmPhaseAdapter, DirectionConfig, RelaxConfig
 from complexity_from_constraints.projectors import compile_system, energy, relax
 
-from ._framework import Progress, Study, by_run, glitch_system, query_runs, result, row, run_summaries, study_main
+from ._framework import Progress, Study, by_run, glitch_system, query_runs, result, row, run_summaries
 
 
 class AgmPhaseConfig(AbstractFrozen):
@@ -81,8 +81,8 @@ def run(config: AgmPhaseConfig, store, progress: Progress | None = None):
         seed_result="gate-local weight 1.2 → 1.05 → 1.0185 → 0.98795 → 0.95831; coupling weights never change; "
                     "E 0.0666 → 0.0405 over 10 updates, then stopped at update 11 of 40 (rejected)",
         notes="The seed's adapter replaced the configured gate weight 1.2 by 1.05 on its first call and never "
-              "touched the couplings, whose keys were absent from its weight dict (W6); its acceptance test then "
-              "compared energies under different weights and stopped the run at update 11 (W7). Here the adapter "
+              "touched the couplings, whose keys were absent from its weight dict; its acceptance test then "
+              "compared energies under different weights and stopped the run at update 11. Here the adapter "
               "starts from the configured weights, scales every coupling kind and the gate, and the loop "
               f"re-evaluates the reference energy after each change. Δ on offer {delta:.4f}.",
         metrics={"weight_changes": len(changes), "boosts": len(boosts), "tames": len(tames),
@@ -93,11 +93,3 @@ def run(config: AgmPhaseConfig, store, progress: Progress | None = None):
 
 
 STUDY = Study("agm_phase_demo", "phase-adaptive weights on the sequence + gate scenario", AgmPhaseConfig, run)
-
-
-def main(argv=None) -> int:
-    return study_main(STUDY.name, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

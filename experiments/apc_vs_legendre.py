@@ -28,7 +28,7 @@ from pydantic import Field
 from complexity_from_constraints.entities import AbstractFrozen, DirectionConfig, PolynomialModule, RelaxConfig, System, apc_basis, legendre_monomials
 from complexity_from_constraints.projectors import diff_runs, relax
 
-from ._framework import Progress, Study, by_run, fmt, mean, query_runs, result, row, run_summaries, study_main
+from ._framework import Progress, Study, by_run, fmt, mean, query_runs, result, row, run_summaries
 
 
 class ApcVsLegendreConfig(AbstractFrozen):
@@ -150,7 +150,7 @@ def run(config: ApcVsLegendreConfig, store, progress: Progress | None = None):
                     "(re-run at steps=30: identical again); the test split was never used",
         notes="The seed fitted APC on its train split and then never used the test split, so 'train' and 'test' "
               "rows were the same run; and it compared the same coefficients in two bases, i.e. two different "
-              "functions (W24). For a scalar η, changing basis only reparametrises the coefficients: the "
+              "functions. For a scalar η, changing basis only reparametrises the coefficients: the "
               "coordinator evaluates every polynomial in monomials, so the same function relaxes the same way "
               "in any basis. Orthonormality is a property of the basis under the training measure; on held-out "
               "data it holds only approximately and on out-of-distribution data not at all.",
@@ -161,11 +161,3 @@ def run(config: ApcVsLegendreConfig, store, progress: Progress | None = None):
 
 STUDY = Study("apc_vs_legendre", "does an orthonormal (APC) basis need fewer backtracks than Legendre?",
               ApcVsLegendreConfig, run)
-
-
-def main(argv=None) -> int:
-    return study_main(STUDY.name, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -35,7 +35,6 @@ from ._framework import (
     result,
     row,
     run_summaries,
-    study_main,
 )
 
 Scenario = Literal["baseline", "gradnorm", "auto_balance"]
@@ -115,8 +114,8 @@ def run(config: AutoBalanceConfig, store, progress: Progress | None = None):
                     "as the weights changed); --steps 30: baseline stopped at update 14, gradnorm at update 2; final "
                     "gradnorm weights ≈ {GB 1.23–1.24, Q 1.18, gate 1.09–1.14, seq 1.23–1.24}",
         notes="The seed's GradNorm restarted every weight from 1.0 (the gate's configured 2.5 became 1.08–1.14 in "
-              "one step; W6) and its acceptance test compared energies under different weights, so the run "
-              "stopped after 2 updates (W7). Here adapters start from the configured family weights, the "
+              "one step) and its acceptance test compared energies under different weights, so the run "
+              "stopped after 2 updates. Here adapters start from the configured family weights, the "
               "reference energy is re-evaluated after every weight change, and every scenario runs its full "
               "step budget. final_energy_fixed is the returned state on the configured objective.",
         metrics={f"within_2x_{k}": v for k, v in near.items()} | {"delta": delta},
@@ -124,11 +123,3 @@ def run(config: AutoBalanceConfig, store, progress: Progress | None = None):
 
 
 STUDY = Study("auto_balance_demo", "do weight adapters keep term gradient norms near a target?", AutoBalanceConfig, run)
-
-
-def main(argv=None) -> int:
-    return study_main(STUDY.name, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

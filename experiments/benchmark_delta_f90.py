@@ -44,7 +44,7 @@ from complexity_from_constraints.entities import (
 from complexity_from_constraints.events import NullStore
 from complexity_from_constraints.projectors import compile_system, energy, relax
 
-from ._framework import Progress, Study, by_run, result, row, run_summaries, study_main
+from ._framework import Progress, Study, by_run, result, row, run_summaries
 
 _NORMALIZED = dict(line_search="armijo", direction=DirectionConfig(normalize=True))
 
@@ -65,7 +65,7 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "lbfgsb": ("scipy L-BFGS-B with bounds (reference)", dict(solver="lbfgsb")),
 }
 
-# The seed's re-run at HEAD (§6.3 of the feature map), ΔF90 (energy_final), keyed by
+# The seed's re-run at HEAD (what the seed's own code gave when run again at its last commit), ΔF90 (energy_final), keyed by
 # (preset, scenario, dense size or None, steps): the baseline and dense n=16 at 60 steps, dense n=32 at 80.
 _SEED_60 = {
     "analytic": ("22 (−0.000385)", "40 (+0.018582)"), "vect": ("9 (−0.002507)", "17 (−0.010650)"),
@@ -188,9 +188,9 @@ def run(config: BenchmarkConfig, store, progress: Progress | None = None):
                     "rows' seed column as ΔF90 (energy_final)",
         notes="The seed's harness missed E₀ in gradient mode (its ΔF90 was 1 + k from after the first step), "
               "ignored the step budget in prox/ADMM/CD, reported the last emitted energy instead of the returned "
-              "state's, stopped its line-search presets early through armijo_failed_fallback (W2, W14), and its "
+              "state's, stopped its line-search presets early through armijo_failed_fallback, and its "
               "SmallGain multiplied every coupling weight, including the negative gate benefit, so its energies "
-              "were of other functions (W5). Here every preset honours the step budget, records step 0 and "
+              "were of other functions. Here every preset honours the step budget, records step 0 and "
               "returns its best accepted state; final_energy_fixed evaluates that state on the System's own "
               "objective. The dense scenario's ring wraps around (i + 1 mod n), which reproduces the seed's E₀.",
         metrics={f"f90_{p}_{s}": got[(p, s)]["f90"] for p, s in got} | {"failures": len(failures)},
@@ -199,11 +199,3 @@ def run(config: BenchmarkConfig, store, progress: Progress | None = None):
 
 STUDY = Study("benchmark_delta_f90", "ΔF90 / ΔF99, final energy and wall time of every solver preset",
               BenchmarkConfig, run)
-
-
-def main(argv=None) -> int:
-    return study_main(STUDY.name, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

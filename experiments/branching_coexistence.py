@@ -25,7 +25,7 @@ from pydantic import Field
 from complexity_from_constraints.entities import AbstractFrozen, GateModule, RelaxConfig, System
 from complexity_from_constraints.projectors import relax
 
-from ._framework import Progress, Study, eta_at, eta_table, fmt, mean, query_runs, result, row, study_main
+from ._framework import Progress, Study, eta_at, eta_table, fmt, mean, query_runs, result, row
 
 
 class BranchingConfig(AbstractFrozen):
@@ -105,7 +105,7 @@ def run(config: BranchingConfig, store, progress: Progress | None = None):
         held=coexist > 0.5,
         seed_result="not logged; a re-run of the seed gave ends 2.0, branching rate 2.0, hazard mean 0.589",
         notes="The seed kept the global top-2 of every level's Gumbel race whatever the gains, so 2 ends and a "
-              "branching rate of 2 were true by construction (defect W23). Here a child lives only if its own "
+              "branching rate of 2 were true by construction. Here a child lives only if its own "
               "gate opens; the race only breaks ties among more than `keep` open children. With gains "
               "N(0.05, 0.1) and cost 0.1 a child opens with probability P(g ≥ cost) ≈ 0.31, so a branch has "
               "fewer than one open child on average and trees die out.",
@@ -115,11 +115,3 @@ def run(config: BranchingConfig, store, progress: Progress | None = None):
 
 
 STUDY = Study("branching_coexistence", "do branches survive when each must open its own gate?", BranchingConfig, run)
-
-
-def main(argv=None) -> int:
-    return study_main(STUDY.name, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

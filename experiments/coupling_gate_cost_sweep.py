@@ -28,7 +28,7 @@ from complexity_from_constraints.entities import (
 )
 from complexity_from_constraints.projectors import relax
 
-from ._framework import Progress, Study, by_run, eta_table, final_eta, gating, result, row, run_summaries, study_main
+from ._framework import Progress, Study, by_run, eta_table, final_eta, gating, result, row, run_summaries
 
 
 class CouplingGateCostConfig(AbstractFrozen):
@@ -105,7 +105,7 @@ def run(config: CouplingGateCostConfig, store, progress: Progress | None = None)
         seed_result="the seed listed this sweep among its hypotheses to run but never ran it",
         notes="The gate's cost only sets its measured starting η (its hazard); the energy aη² + bη⁴ − wΔη that "
               "relaxation minimises does not contain it (as in the seed, where cost changes were a no-op for "
-              "relaxation, W4). So once the runs converge the map depends on w alone: below the boundary the "
+              "relaxation). So once the runs converge the map depends on w alone: below the boundary the "
               "gate closes and the chain relaxes as if it were not there (behaviour collapses to local). A cost "
               "that should move the boundary has to enter the energy, e.g. as the expansion cost γ "
               "(energy_gated_expansion).",
@@ -116,11 +116,3 @@ def run(config: CouplingGateCostConfig, store, progress: Progress | None = None)
 
 STUDY = Study("coupling_gate_cost_sweep", "where do future-like corrections happen on a weight × cost grid?",
               CouplingGateCostConfig, run)
-
-
-def main(argv=None) -> int:
-    return study_main(STUDY.name, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

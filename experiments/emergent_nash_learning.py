@@ -19,7 +19,7 @@ from pydantic import Field
 from complexity_from_constraints.entities import AbstractFrozen, NashModule, RelaxConfig, System, regret, replicator_step
 from complexity_from_constraints.projectors import relax
 
-from ._framework import Progress, Study, eta_at, eta_table, fmt, result, row, study_main
+from ._framework import Progress, Study, eta_at, eta_table, fmt, result, row
 
 
 class NashLearningConfig(AbstractFrozen):
@@ -93,7 +93,7 @@ def run(config: NashLearningConfig, store, progress: Progress | None = None):
                     "Cooperate) with both 'regrets' ≈ 0",
         notes="The seed computed the column player's payoffs with the transposed index, so play converged to "
               "(Defect, Cooperate), which is not an equilibrium of the Prisoner's Dilemma, while its regret "
-              "metric reported ≈ 0 (defect W23). Here the column player's payoff is B[r][c] with B = Aᵀ, both "
+              "metric reported ≈ 0. Here the column player's payoff is B[r][c] with B = Aᵀ, both "
               "regrets come from entities.regret, and η is the NashModule's measurement.",
         metrics={"converged_trials": converged, "monotone_trials": monotone, "min_p_final": min(worst["p_row"], worst["p_col"]),
                  "max_regret_final": max(max(r["regret_row"], r["regret_col"]) for r in rows)},
@@ -102,11 +102,3 @@ def run(config: NashLearningConfig, store, progress: Progress | None = None):
 
 STUDY = Study("emergent_nash_learning", "replicator dynamics reach mutual defection in the Prisoner's Dilemma",
               NashLearningConfig, run)
-
-
-def main(argv=None) -> int:
-    return study_main(STUDY.name, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -37,7 +37,7 @@ from complexity_from_constraints.entities import (
 )
 from complexity_from_constraints.projectors import relax
 
-from ._framework import Progress, Study, dipped_ramp, eta_table, final_eta, fmt, mean, query_runs, result, row, study_main
+from ._framework import Progress, Study, dipped_ramp, eta_table, final_eta, fmt, mean, query_runs, result, row
 
 
 class EnergyGatedExpansionConfig(AbstractFrozen):
@@ -148,11 +148,3 @@ def run(config: EnergyGatedExpansionConfig, store, progress: Progress | None = N
 
 STUDY = Study("energy_gated_expansion", "a repair module is admitted only when it pays its complexity cost",
               EnergyGatedExpansionConfig, run)
-
-
-def main(argv=None) -> int:
-    return study_main(STUDY.name, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -19,7 +19,7 @@ from pydantic import Field
 from complexity_from_constraints.entities import AbstractFrozen, LandauModule, MissingDependencyError, RelaxConfig, System
 from complexity_from_constraints.projectors import relax
 
-from ._framework import Progress, Study, eta_table, final_eta, result, row, study_main
+from ._framework import Progress, Study, eta_table, final_eta, result, row
 
 
 class LandauPlotConfig(AbstractFrozen):
@@ -101,11 +101,3 @@ def run(config: LandauPlotConfig, store, progress: Progress | None = None):
 
 
 STUDY = Study("landau_plot", "the Landau double well, drawn, with relaxation marks", LandauPlotConfig, run)
-
-
-def main(argv=None) -> int:
-    return study_main(STUDY.name, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -18,7 +18,7 @@ from pydantic import Field
 from complexity_from_constraints.entities import AbstractFrozen, LandauModule, RelaxConfig, System
 from complexity_from_constraints.projectors import relax
 
-from ._framework import Progress, Study, by_run, eta_table, final_eta, fmt, result, row, run_summaries, study_main
+from ._framework import Progress, Study, by_run, eta_table, final_eta, fmt, result, row, run_summaries
 
 
 class LandauSweepConfig(AbstractFrozen):
@@ -93,11 +93,3 @@ def run(config: LandauSweepConfig, store, progress: Progress | None = None):
 
 
 STUDY = Study("landau_sweep", "η* = √(−a/2b) below the transition, 0 above", LandauSweepConfig, run)
-
-
-def main(argv=None) -> int:
-    return study_main(STUDY.name, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -43,7 +43,6 @@ from ._framework import (
     result,
     row,
     run_summaries,
-    study_main,
 )
 
 
@@ -143,11 +142,3 @@ def run(config: MultiModuleScalingConfig, store, progress: Progress | None = Non
 
 STUDY = Study("multi_module_scaling", "sequence + connectivity + gate blocks, chained vs independent",
               MultiModuleScalingConfig, run)
-
-
-def main(argv=None) -> int:
-    return study_main(STUDY.name, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

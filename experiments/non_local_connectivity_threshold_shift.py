@@ -18,7 +18,7 @@ from pydantic import Field
 from complexity_from_constraints.entities import AbstractFrozen, ConnectivityModule, RelaxConfig, System
 from complexity_from_constraints.projectors import relax
 
-from ._framework import Progress, Study, eta_at, eta_table, fmt, mean, result, row, study_main
+from ._framework import Progress, Study, eta_at, eta_table, fmt, mean, result, row
 
 
 class ThresholdShiftConfig(AbstractFrozen):
@@ -75,11 +75,3 @@ def run(config: ThresholdShiftConfig, store, progress: Progress | None = None):
 
 STUDY = Study("non_local_connectivity_threshold_shift", "shortcuts lower the apparent percolation threshold",
               ThresholdShiftConfig, run)
-
-
-def main(argv=None) -> int:
-    return study_main(STUDY.name, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

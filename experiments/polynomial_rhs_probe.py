@@ -20,7 +20,7 @@ from pydantic import Field
 from complexity_from_constraints.entities import AbstractFrozen, PolynomialModule, RelaxConfig, System, apc_basis, legendre_monomials
 from complexity_from_constraints.projectors import relax
 
-from ._framework import Progress, Study, energy_traces, eta_traces, result, row, study_main
+from ._framework import Progress, Study, energy_traces, eta_traces, result, row
 
 
 class RhsProbeConfig(AbstractFrozen):
@@ -109,11 +109,3 @@ def run(config: RhsProbeConfig, store, progress: Progress | None = None):
 
 
 STUDY = Study("polynomial_rhs_probe", "recover η̇ = −E′ from samples of the right-hand side", RhsProbeConfig, run)
-
-
-def main(argv=None) -> int:
-    return study_main(STUDY.name, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -43,7 +43,6 @@ from ._framework import (
     result,
     row,
     run_summaries,
-    study_main,
 )
 
 
@@ -127,7 +126,7 @@ def run(config: SequenceGatingConfig, store, progress: Progress | None = None):
         seed_result="not logged; a re-run of the seed gave 0/20 gates open (mean η_gate 0.017), mean redemption "
                     "−0.0054, E 0.0358 → 0.0001",
         notes="The seed's Δη (≈0.002–0.01) and its negative mean redemption were sampling noise from an unseeded "
-              "score (defect W23): with no gate open its redemption should be exactly 0. Here η is the exact "
+              "score: with no gate open its redemption should be exactly 0. Here η is the exact "
               "inversion fraction, so redemption is 0 whenever the gate stays closed, and Δη is the true benefit "
               "of the repair. The gate still stays closed: one repaired value out of 64 raises η by about 1 %, "
               "far below the pull needed to hold a gate with a = 0.2, b = 0.3 open.",
@@ -138,11 +137,3 @@ def run(config: SequenceGatingConfig, store, progress: Progress | None = None):
 
 STUDY = Study("sequence_gating_hypothesis", "a repair gate pulled by the benefit of fixing a planted mistake",
               SequenceGatingConfig, run)
-
-
-def main(argv=None) -> int:
-    return study_main(STUDY.name, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -26,7 +26,7 @@ from pydantic import Field
 from complexity_from_constraints.entities import AbstractFrozen, RelaxConfig, SequenceModule, System
 from complexity_from_constraints.projectors import relax
 
-from ._framework import Progress, Study, dipped_ramp, eta_at, eta_table, result, row, study_main
+from ._framework import Progress, Study, dipped_ramp, eta_at, eta_table, result, row
 
 
 class SequenceRedemptionConfig(AbstractFrozen):
@@ -101,11 +101,3 @@ def run(config: SequenceRedemptionConfig, store, progress: Progress | None = Non
 
 STUDY = Study("sequence_redemption", "prefix-only vs full-sequence scoring of a planted mistake",
               SequenceRedemptionConfig, run)
-
-
-def main(argv=None) -> int:
-    return study_main(STUDY.name, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -21,7 +21,7 @@ from pydantic import Field
 from complexity_from_constraints.entities import AbstractFrozen, GateBenefitCoupling, GateModule, LandauModule, QuadraticCoupling, RelaxConfig, System
 from complexity_from_constraints.projectors import compile_system, energy_and_gradient, relax
 
-from ._framework import Progress, Study, by_run, eta_table, final_eta, fmt, result, row, run_summaries, study_main
+from ._framework import Progress, Study, by_run, eta_table, final_eta, fmt, result, row, run_summaries
 
 
 class WormholeConfig(AbstractFrozen):
@@ -100,7 +100,7 @@ def run(config: WormholeConfig, store, progress: Progress | None = None):
                     "FD gradient at the closed gate −1.0 vs −1.1 (ratio 1.1×)",
         notes="The seed compared spring weight 1.0 without the coupling to 0.5 with it, so two things changed at "
               "once, and its '33× better energy' compared two different functions (the benefit term −wΔη is "
-              "itself most of the difference; defect W23). Here the controlled arms differ only by the coupling, "
+              "itself most of the difference). Here the controlled arms differ only by the coupling, "
               "and the task energy puts both on the same function. The coupling does open the gate, at a price "
               "in task energy: the gate's own energy and the spring's mismatch rise.",
         metrics={"eta_gate_with": with_["eta_gate"], "eta_gate_without": without["eta_gate"],
@@ -111,11 +111,3 @@ def run(config: WormholeConfig, store, progress: Progress | None = None):
 
 
 STUDY = Study("wormhole_demo", "a gate-benefit coupling vs the same System without it", WormholeConfig, run)
-
-
-def main(argv=None) -> int:
-    return study_main(STUDY.name, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -28,6 +28,7 @@ import numpy as np
 from complexity_from_constraints.entities import AgmPhaseAdapter, AutoBalanceAdapter, GradNormAdapter, MissingDependencyError, SmallGainAdapter
 
 from ._objective import LipschitzRows
+from ._plugins import find, known
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,25 @@ class AbstractWeightAdapter:
     ``every`` asks the loop to call it after every that many accepted steps;
     ``details`` (optional) is recorded with each change. A kind whose
     configured family weight is 0 is switched off: the loop keeps it at 0.
+    The new weights are recorded as a ``WeightsAdapted`` event and are in
+    force from the next step; the loop re-evaluates the reference energy
+    under them before that step's acceptance test.
+
+    Pass an instance as ``relax(..., adapter=obj)``, or register a factory by
+    name (:func:`register_adapter`) and configure it as
+    ``RelaxConfig(adapter=CustomAdapter(name=...))`` so that a re-run rebuilds it.
+
+    >>> from complexity_from_constraints.entities import RelaxConfig, standard_system
+    >>> from complexity_from_constraints.events import InMemoryStore
+    >>> from complexity_from_constraints.projectors import relax
+    >>> class DampCouplings(AbstractWeightAdapter):
+    ...     name, every = "damp_couplings", 5
+    ...     def adapt(self, ctx):  # halve every coupling kind whose gradient dominates
+    ...         return {k: ctx.weights[k] / 2 for k in ctx.coupling_kinds if ctx.grad_norms.get(k, 0) > 1.0} or None
+    >>> store = InMemoryStore()
+    >>> r = relax(standard_system(50, seed=0), RelaxConfig(steps=20, step_size=0.5), adapter=DampCouplings(), store=store)
+    >>> [e.event.adapter for e in store.read(r.run_id, types=["WeightsAdapted"])][:1]
+    ['damp_couplings']
     """
 
     name: ClassVar[str] = "custom"
@@ -178,15 +198,40 @@ ADAPTERS: dict[type, Callable[..., AbstractWeightAdapter]] = {
 }
 
 
-def register_adapter(config_type: type, factory: Callable[..., AbstractWeightAdapter]) -> None:
-    """Make ``RelaxConfig(adapter=config_type(...))`` build ``factory(config)`` (adapters outside this layer)."""
-    ADAPTERS[config_type] = factory
+_BY_NAME: dict[str, Callable[..., AbstractWeightAdapter]] = {}
+
+
+def register_adapter(key: type | str, factory: Callable[..., AbstractWeightAdapter]) -> None:
+    """Make a ``RelaxConfig`` adapter build ``factory(config)``.
+
+    ``key`` is a config model type of the ``adapter`` union, or a name: then
+    ``RelaxConfig(adapter=CustomAdapter(name=key, options={...}))`` builds it, in
+    this process; an installed package can offer the same name as an entry
+    point of ``complexity_from_constraints.weight_adapters`` instead.
+
+    >>> from complexity_from_constraints.entities import CustomAdapter, RelaxConfig
+    >>> class Halve(AbstractWeightAdapter):
+    ...     name = "halve"
+    ...     def adapt(self, ctx):
+    ...         return {k: w / 2 for k, w in ctx.weights.items()}
+    >>> register_adapter("halve", lambda config: Halve())
+    >>> make_adapter(CustomAdapter(name="halve")).name
+    'halve'
+    """
+    if isinstance(key, str):
+        _BY_NAME[key] = factory
+    else:
+        ADAPTERS[key] = factory
 
 
 def make_adapter(config) -> AbstractWeightAdapter:
-    """The adapter a config model describes."""
+    """The adapter a config model describes (by its type, else by its name or kind through the entry points)."""
     factory = ADAPTERS.get(type(config))
+    name = getattr(config, "name", None) if config.kind == "custom" else config.kind
     if factory is None:
-        raise MissingDependencyError(f"no implementation registered for adapter kind {config.kind!r}: "
-                                     "import adapters (and install its extra) first")
+        factory = find(_BY_NAME, "weight_adapters", name)
+    if factory is None:
+        raise MissingDependencyError(
+            f"no weight adapter {name!r} in this process (known: {known(_BY_NAME, 'weight_adapters') or 'none'}): "
+            "register_adapter() it, or install the package whose entry point provides it")
     return factory(config)

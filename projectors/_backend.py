@@ -13,6 +13,8 @@ import numpy as np
 
 from complexity_from_constraints.entities import InvalidEntityError
 
+from ._plugins import entry_point_names, find, known
+
 FLOAT_DTYPES = ("float64", "float32")
 
 
@@ -29,6 +31,23 @@ class AbstractBackend:
     ``"float32"``): :meth:`asarray` turns every floating request into it, so
     parameters, weights and η share one precision; ``"int64"`` index arrays
     stay integers.
+
+    A backend is chosen by name in ``RelaxConfig(backend=...)``:
+    :func:`register_backend` a factory in this process, or declare it as an
+    entry point of ``complexity_from_constraints.backends`` in a package.
+
+    >>> from complexity_from_constraints.entities import RelaxConfig, standard_system
+    >>> from complexity_from_constraints.projectors import relax
+    >>> class CountingNumpy(NumpyBackend):
+    ...     name = "counting_numpy"
+    ...     calls = 0
+    ...     def scatter_add(self, index, values, n):
+    ...         CountingNumpy.calls += 1
+    ...         return super().scatter_add(index, values, n)
+    >>> register_backend("counting_numpy", CountingNumpy)
+    >>> _ = relax(standard_system(20, seed=0), RelaxConfig(steps=5, backend="counting_numpy"))
+    >>> CountingNumpy.calls > 0
+    True
     """
 
     name: str
@@ -118,8 +137,8 @@ def register_backend(name: str, factory: BackendFactory) -> None:
 
 
 def backend_names() -> tuple[str, ...]:
-    """The registered backend names, sorted."""
-    return tuple(sorted(_BACKENDS))
+    """The backend names this process can build: registered ones and installed entry points, sorted."""
+    return tuple(sorted(set(_BACKENDS) | set(entry_point_names("backends"))))
 
 
 def make_backend(name: str = "numpy", **options: Any) -> AbstractBackend:
@@ -133,10 +152,9 @@ def make_backend(name: str = "numpy", **options: Any) -> AbstractBackend:
     ...     print(e.reason.split(";")[0])
     unknown backend
     """
-    try:
-        factory = _BACKENDS[name]
-    except KeyError:
+    factory = find(_BACKENDS, "backends", name)
+    if factory is None:
         raise InvalidEntityError("backend", None, "name", name,
-                                 f"unknown backend; known: {', '.join(backend_names())}"
-                                 + ("" if "torch" in _BACKENDS else " (torch is registered by `import adapters`)")) from None
+                                 f"unknown backend; known: {known(_BACKENDS, 'backends')} (register_backend() it in "
+                                 "this process, or install the package whose entry point provides it)")
     return factory(**options)

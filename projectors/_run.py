@@ -18,6 +18,7 @@ from ._compile import compile_system
 from ._adapters import AbstractWeightAdapter
 from ._amortizers import AbstractAmortizer
 from ._coordinator import Proposer, relaxation
+from ._solvers import make_solver
 from ._structure import check_candidates
 
 HookMap = Mapping[str, Callable[..., Any] | Iterable[Callable[..., Any]]]
@@ -188,6 +189,7 @@ def relax(
                          parent_step=fork_point.step if fork_point is not None else None)
     if backend is None:
         backend = make_backend(config.backend, device=config.device, dtype=config.dtype)
+    make_solver(config, backend)  # an unknown or unsuitable solver is refused before anything is recorded
     compiled = compile_system(system, backend)
     run_id = store.new_run_id(started)
     recorder = _Recorder(store, run_id, max(1, flush_every), max(1, flush_values), pipelined)
@@ -214,7 +216,7 @@ def relax(
     finally:
         recorder.close()
         for sig, fn in connected:
-            sig.disconnect(fn, sender=run_id)
+            sig.disconnect(fn)
     return RunResult(run_id, outcome.status, outcome.steps, outcome.energy, outcome.ids, outcome.eta,
                      tuple(recorder.failures))
 
@@ -224,6 +226,7 @@ def _connect(hook_map: HookMap, run_id: str):
     for name, fns in hook_map.items():
         sig = hooks.get(name)
         for fn in ([fns] if callable(fns) else list(fns)):
-            sig.connect(fn, sender=run_id)
-            connected.append((sig, fn))
+            only = hooks.for_run(run_id, fn)
+            sig.connect(only)
+            connected.append((sig, only))
     return connected

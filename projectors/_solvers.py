@@ -20,6 +20,7 @@ import numpy as np
 from complexity_from_constraints.entities import InvalidEntityError, MissingDependencyError, RelaxConfig
 
 from ._objective import Evaluation, Objective
+from ._plugins import find, known
 
 
 @dataclass(frozen=True)
@@ -80,10 +81,25 @@ class Proposal:
 class AbstractSolver:
     """How steps are proposed. Subclasses set ``name`` and implement :meth:`propose`.
 
-    ``numpy_only`` solvers work on host arrays (sequential or scipy code) and
-    refuse other backends with a clear error. A solver with ``inner_state``
-    (ADMM's split and dual variables) can make progress while its proposed η
-    stays put, so the loop does not read an unmoved proposal as a stall.
+    The loop owns acceptance: it accepts a proposal only if ``proposal.accepted``
+    and its value is at most ``ctx.threshold``, records the step, and tells the
+    solver what it decided through :meth:`feedback`. ``numpy_only`` solvers work
+    on host arrays (sequential or scipy code) and refuse other backends with a
+    clear error. A solver with ``inner_state`` (ADMM's split and dual variables)
+    can make progress while its proposed η stays put, so the loop does not read
+    an unmoved proposal as a stall.
+
+    >>> from complexity_from_constraints.entities import RelaxConfig, standard_system
+    >>> from complexity_from_constraints.projectors import relax
+    >>> @register_solver
+    ... class FixedStep(AbstractSolver):
+    ...     name = "fixed_step_example"
+    ...     def propose(self, ctx):
+    ...         be, alpha = ctx.objective.backend, self.config.step_size
+    ...         eta = be.clip01(ctx.state.eta - alpha * ctx.state.grad)
+    ...         return Proposal.of(eta, ctx.objective.evaluate(eta), alpha, 0, True, "decrease")
+    >>> relax(standard_system(20, seed=0), RelaxConfig(solver="fixed_step_example", steps=50)).status
+    'max_steps'
     """
 
     name: ClassVar[str]
@@ -107,14 +123,24 @@ SOLVERS: dict[str, Callable[[RelaxConfig], AbstractSolver]] = {}
 
 
 def register_solver(cls: type[AbstractSolver]) -> type[AbstractSolver]:
-    """Class decorator: make ``cls`` selectable as ``RelaxConfig(solver=cls.name)``."""
+    """Class decorator: make ``cls`` selectable as ``RelaxConfig(solver=cls.name)``.
+
+    The name is recorded with the run; a re-run in another process finds it if
+    that process registered it too, or through an installed entry point of
+    ``complexity_from_constraints.solvers`` (see ``projectors._plugins``).
+    """
     SOLVERS[cls.name] = cls
     return cls
 
 
 def make_solver(config: RelaxConfig, backend) -> AbstractSolver:
-    """The solver ``config.solver`` names, checked against the backend."""
-    solver = SOLVERS[config.solver](config)
+    """The solver ``config.solver`` names (registered here, or an installed entry point), checked against the backend."""
+    factory = find(SOLVERS, "solvers", config.solver)
+    if factory is None:
+        raise InvalidEntityError("RelaxConfig", None, "solver", config.solver,
+                                 f"no such solver in this process (known: {known(SOLVERS, 'solvers')}); "
+                                 "register_solver() it, or install the package whose entry point provides it")
+    solver = factory(config)
     if solver.numpy_only and backend.name != "numpy":
         raise InvalidEntityError("RelaxConfig", None, "solver", config.solver,
                                  f"runs on the numpy backend only (got backend {backend.name!r})")

@@ -102,3 +102,19 @@ line_search = "armijo"
     bad.write_text('[system]\nid = "b"\n[[system.modules]]\nkind = "landau"\nid = "x"\nb = -1\n')
     code, _, err = cli("run", str(bad), "--db", str(tmp_path / "r.duckdb"))
     assert code == 2 and "LandauModule 'x': field 'b' = -1" in err
+
+
+def test_cfc_help_imports_none_of_the_heavy_libraries():
+    """`cfc --help` stays quick: the commands import numpy, DuckDB, Polars, … only when they run."""
+    import subprocess
+    import sys
+
+    code = ("import sys, contextlib, io\n"
+            "from complexity_from_constraints.adapters.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+            "    assert main(['--help']) == 0\n"
+            "heavy = {'numpy', 'duckdb', 'polars', 'pyarrow', 'torch', 'scipy', 'networkx', 'pydantic', 'matplotlib'}\n"
+            "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}), 'experiment' in out.getvalue())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[] True"
