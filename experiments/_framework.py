@@ -7,8 +7,10 @@ A study is one module ``experiments/<name>.py`` exposing
 - ``run(config, store, progress=None) -> StudyResult``, which relaxes its
   Systems with ``projectors.relax(..., store=store)`` and reads every number it
   reports back through the store's SQL views,
-- ``STUDY = Study(...)`` (the registry entry) and ``main()`` so that
-  ``python -m complexity_from_constraints.experiments.<name>`` works like ``cfc experiment <name>``.
+- ``STUDY = Study(...)``, which an entry point of the group
+  ``complexity_from_constraints.studies`` in ``pyproject.toml`` names
+  (``name = "complexity_from_constraints.experiments.<name>:STUDY"``), so that
+  ``cfc experiment <name>`` finds it without this package being imported by anyone.
 
 Nothing here imports DuckDB: ``store`` is any object with ``query(sql, params)``
 returning a Polars frame (``adapters.DuckDBStore``) that ``relax`` can record into.
@@ -113,7 +115,7 @@ def run_summaries(store: Any, run_ids: Iterable[str]) -> pl.DataFrame:
     """One row per run: ``v_run_summary`` plus ΔF99 (``v_delta_f90``) and backtracks (``v_step_stats``)."""
     return query_runs(store, """
         SELECT s.run_id, s.status, s.steps, s.e0, s.final_energy, s.energy_drop, s.delta_f90, d.delta_f99,
-               s.accepted_steps, s.rejected_steps, st.total_backtracks, s.gates_opened
+               s.accepted_steps, s.rejected_steps, st.total_backtracks, s.gate_openings
         FROM v_run_summary AS s
         LEFT JOIN v_delta_f90 AS d ON d.run_id = s.run_id
         LEFT JOIN v_step_stats AS st ON st.run_id = s.run_id
@@ -237,12 +239,3 @@ def result(study: str, config: AbstractFrozen, *, hypothesis: str, measured: str
                        rows=tuple({k: plain(v) for k, v in r.items()} for r in rows), run_ids=tuple(run_ids),
                        config=config_dict(config))
 
-
-def study_main(name: str, argv: Sequence[str] | None = None) -> int:
-    """``python -m complexity_from_constraints.experiments.<name> [--db F] [--json] [--option value …]``: the same as ``cfc experiment <name>``."""
-    import sys
-
-    from complexity_from_constraints.adapters.cli import main as cfc_main
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    return cfc_main(["experiment", name, *args])

@@ -164,10 +164,10 @@ def test_run_summary_has_one_row_per_run_and_agrees_with_the_parts(db, toy_syste
         "final_energy": done.energy, "energy_drop": energies[0] - done.energy,
         "delta_f90": delta_f_q(energies, 0.9),
         "accepted_steps": sum(s.event.accepted and s.event.step > 0 for s in db.read(done.run_id, types=["StepCommitted"])),
-        "rejected_steps": 0, "gates_opened": 1,
+        "rejected_steps": 0, "gate_openings": 1,
     }
     assert row["energy_drop"] > 0
     crashed = summary.filter(summary["run_id"] == "crashed-1").row(0, named=True)
     assert crashed == {"run_id": "crashed-1", "status": "incomplete", "steps": None, "e0": 0.25, "final_energy": None,
                        "energy_drop": None, "delta_f90": None, "accepted_steps": 0, "rejected_steps": 0,
-                       "gates_opened": 0}
+                       "gate_openings": 0}
