@@ -37,7 +37,7 @@ from ._measures import (
 )
 from ._modules import AbstractModule, GateModule, LandauModule, module_kinds, softplus
 from ._system import System
-from ._solvers import (
+from ._settings import (
     AcceleratedConfig,
     AdmmConfig,
     AgmPhaseAdapter,

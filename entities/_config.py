@@ -10,7 +10,7 @@ from ._base import AbstractFrozen
 from ._couplings import AbstractCoupling, coupling_kinds
 from ._errors import InvalidEntityError
 from ._modules import AbstractModule, module_kinds
-from ._solvers import (
+from ._settings import (
     AcceleratedConfig,
     AdapterConfig,
     AdmmConfig,

@@ -1,6 +1,6 @@
 """The loop's small pieces that are not solvers: homotopy, noise, diagnostics.
 
-Each piece is configured by one model of :mod:`entities._solvers`, keeps the
+Each piece is configured by one model of :mod:`entities._settings`, keeps the
 little state it needs, and tells the loop what to record.
 """
 
