@@ -52,13 +52,15 @@ def open_store(db: Path, *, write: bool = False) -> DuckDBStore:
     return DuckDBStore(db, read_only=not write)
 
 
-def table(df: pl.DataFrame, title: str | None = None, floats: str = "{:.6g}") -> Table:
-    """A rich table of a Polars frame: numbers right-aligned, floats with ``floats``."""
+def table(df: pl.DataFrame, title: str | None = None, floats: str = "{:.6g}", keep: tuple[str, ...] = ()) -> Table:
+    """A rich table of a Polars frame: numbers right-aligned, floats with ``floats``; ``keep`` columns never shrink."""
     from rich.table import Table
 
     out = Table(title=title, title_justify="left", header_style="bold")
     for name in df.columns:
-        out.add_column(name, justify="right" if df[name].dtype.is_numeric() else "left")
+        width = max([len(name), *(len(str(v)) for v in df[name].to_list())]) if name in keep else None
+        out.add_column(name, justify="right" if df[name].dtype.is_numeric() else "left",
+                       no_wrap=name in keep, min_width=width, overflow="fold")
     for row in df.iter_rows():
         out.add_row(*[floats.format(v) if isinstance(v, float) else ("" if v is None else str(v)) for v in row])
     return out
@@ -100,3 +102,47 @@ def summary(store: DuckDBStore, run_id: str) -> None:
                   f"backtracks {steps['total_backtracks']}")
     gates = store.query("SELECT step, gate_id, event, eta FROM v_gate_events WHERE run_id = ? ORDER BY step, gate_id", [run_id])
     console.print(table(gates, "gate events") if not gates.is_empty() else "gate events: none")
+
+
+def resolve_run(store: DuckDBStore, text: str) -> str:
+    """The run id that ``text`` names: an id, a unique prefix of one, a run's name, ``@latest`` or ``@-N``.
+
+    ``@-1`` is the latest run, ``@-2`` the one before it. An ambiguous prefix or
+    name is refused with the matching runs listed.
+    """
+    from complexity_from_constraints.entities import CfcError
+
+    runs = store.query("SELECT run_id, name FROM v_runs")  # in the order they were started
+    ids, names = runs["run_id"].to_list(), runs["name"].to_list()
+    if text.startswith("@"):
+        back = 1 if text == "@latest" else -int(text[1:]) if text[1:].lstrip("-").isdigit() and text[1] == "-" else 0
+        if back < 1:
+            raise CfcError(f"{text!r}: use @latest or @-N (N ≥ 1), e.g. @-2 for the run before the latest")
+        if back > len(ids):
+            raise CfcError(f"{text!r}: {store.path} holds {len(ids)} run(s)")
+        return ids[-back]
+    if text in ids:
+        return text
+    named = [i for i, n in zip(ids, names) if n == text]
+    matches = named or [i for i in ids if i.startswith(text)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise CfcError(f"no run {text!r} in {store.path} (by id, id prefix or name); `cfc runs` lists them")
+    listed = ", ".join(f"{i} ({n})" for i, n in zip(ids, names) if i in matches[:10])
+    raise CfcError(f"{text!r} matches {len(matches)} runs: {listed}{' …' if len(matches) > 10 else ''}")
+
+
+def short_ids(ids: list[str], least: int = 8) -> list[str]:
+    """The shortest prefixes (at least ``least`` characters) that tell ``ids`` apart.
+
+    >>> short_ids(["abcdef1234-1", "abcdef1234-2", "0123456789-1"], least=4)
+    ['abcdef1234-1', 'abcdef1234-2', '0123']
+    """
+    out = []
+    for run_id in ids:
+        n = least
+        while n < len(run_id) and sum(other.startswith(run_id[:n]) for other in ids) > 1:
+            n += 1
+        out.append(run_id[:n])
+    return out

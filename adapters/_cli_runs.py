@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from ._cli_common import DEFAULT_DB, Db, console, open_store, summary, table
+from ._cli_common import DEFAULT_DB, Db, console, open_store, resolve_run, short_ids, summary, table
+
+Run = Annotated[str, typer.Argument(help="A run: its id, a unique prefix of it, its name, @latest or @-N.")]
 
 if TYPE_CHECKING:  # pragma: no cover
     from complexity_from_constraints.projectors import RunDiff
@@ -47,8 +49,11 @@ def run_config(
     config_file: Annotated[Path, typer.Argument(help="A TOML or JSON file: [system] (modules, couplings), optional [config] and seed.")],
     db: Db = DEFAULT_DB,
     seed: Annotated[Optional[int], typer.Option(help="Override the file's seed.")] = None,
+    name: Annotated[Optional[str], typer.Option(help="What to call the run (default: system-solver-seed-ordinal).")] = None,
+    tags: Annotated[Optional[list[str]], typer.Option("--tag", help="A label KEY=VALUE; repeatable.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the run id.")] = False,
 ) -> None:
-    """Relax the System described in a TOML or JSON file."""
+    """Relax the System described in a TOML or JSON file (a progress bar shows step, energy and acceptance)."""
     import json
     import tomllib
 
@@ -66,27 +71,128 @@ def run_config(
         raise CfcError(f"{config_file}: needs a 'system' table (id, modules, couplings)")
     system = System.model_validate(data["system"])
     config = RelaxConfig.model_validate(data.get("config", {}))
+    labels = dict(parse_tag(t) for t in tags or ())
     with open_store(db, write=True) as store:
-        result = relax(system, config, seed=data.get("seed", 0) if seed is None else seed, store=store)
-        summary(store, result.run_id)
-    console.print(f"run id: {result.run_id}")
+        with _progress(config.steps, quiet) as hook:
+            result = relax(system, config, seed=data.get("seed", 0) if seed is None else seed, store=store,
+                           name=name, tags=labels, hooks={"step_committed": hook})
+        if not quiet:
+            summary(store, result.run_id)
+    print(result.run_id) if quiet else console.print(f"run id: {result.run_id}")
 
 
-def runs(db: Db = DEFAULT_DB) -> None:
-    """List the runs in DB."""
+def parse_tag(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` → (key, value).
+
+    >>> parse_tag("lab=north")
+    ('lab', 'north')
+    """
+    from complexity_from_constraints.entities import CfcError
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise CfcError(f"--tag {text!r}: expected KEY=VALUE, e.g. --tag lab=north")
+    return key.strip(), value.strip()
+
+
+class _progress:
+    """A rich progress bar over a run's steps (step, energy, accepted), fed by the step_committed hook."""
+
+    def __init__(self, steps: int, quiet: bool):
+        self.steps, self.quiet, self.bar = steps, quiet, None
+
+    def __enter__(self):
+        if self.quiet:
+            return lambda run_id, event, seq: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from ._cli_common import rich_console
+
+        self.bar = Progress(TextColumn("[bold]relaxing"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[what]}"), TimeElapsedColumn(), console=rich_console(),
+                            transient=True)
+        self.bar.__enter__()
+        task = self.bar.add_task("relax", total=self.steps, what="")
+
+        def hook(run_id, event, seq):
+            mark = "" if event.accepted else "  rejected"
+            self.bar.update(task, completed=event.step, what=f"energy {event.energy:.6g}{mark}")
+
+        return hook
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+def runs(
+    db: Db = DEFAULT_DB,
+    where: Annotated[Optional[str], typer.Option(help="A SQL condition on v_runs' columns, e.g. \"solver = 'accelerated'\".")] = None,
+    tags: Annotated[Optional[list[str]], typer.Option("--tag", help="Only runs labelled KEY=VALUE; repeatable.")] = None,
+    study: Annotated[Optional[str], typer.Option(help="Only the runs of this study.")] = None,
+    sweep: Annotated[Optional[str], typer.Option(help="Only the runs of this sweep.")] = None,
+    sort: Annotated[Optional[str], typer.Option(help="Sort by this column of v_runs (default: start order).")] = None,
+    desc: Annotated[bool, typer.Option("--desc", help="Sort descending.")] = False,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Show at most this many runs.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (one object per run) for scripts.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV for scripts.")] = False,
+) -> None:
+    """List the runs in DB: filter by SQL, tag, study or sweep; sort; print a table, JSON or CSV."""
+    from complexity_from_constraints.entities import CfcError
+
+    conditions, params = [], []
+    if where:
+        conditions.append(f"({where})")
+    for key, value in (parse_tag(t) for t in tags or ()):
+        conditions.append("json_extract_string(tags, '$.' || ?) = ?")
+        params += [key, value]
+    for column, value in (("study", study), ("sweep", sweep)):
+        if value is not None:
+            conditions.append(f"{column} = ?")
+            params.append(value)
     with open_store(db) as store:
-        df = store.query("SELECT run_id, system_id, n_modules, seed, status, steps, final_energy FROM v_runs")
-    console.print(table(df, f"{len(df)} run(s) in {db}"))
+        columns = set(store.query("SELECT * FROM v_runs LIMIT 0").columns)
+        if sort is not None and sort not in columns:
+            raise CfcError(f"--sort {sort!r}: not a column of v_runs ({', '.join(sorted(columns))})")
+        sql = ("SELECT run_id, name, system_id, n_modules, seed, solver, status, steps, final_energy, started_at, "
+               "duration_s, tags, study, sweep FROM (SELECT *, row_number() OVER () AS _order FROM v_runs)"
+               + (" WHERE " + " AND ".join(conditions) if conditions else "")
+               + f" ORDER BY {sort or '_order'}{' DESC' if desc else ''}" + (f" LIMIT {int(limit)}" if limit else ""))
+        df = store.query(sql, params)
+    if emit(df, as_json, as_csv):
+        return
+    import polars as pl
+
+    shown = df.select("run_id", "name", "status", "steps", "final_energy", "solver", "seed").with_columns(
+        run_id=pl.Series(short_ids(df["run_id"].to_list())))
+    console.print(table(shown, f"{len(df)} run(s) in {db} (ids shortened to a unique prefix; --json for all columns)",
+                        keep=("run_id",)))
 
 
-def show(run_id: str, db: Db = DEFAULT_DB) -> None:
+def emit(df, as_json: bool, as_csv: bool) -> bool:
+    """Print ``df`` as JSON lines or CSV for scripts; ``False`` when neither was asked for."""
+    import sys
+
+    if as_json and as_csv:
+        from complexity_from_constraints.entities import CfcError
+
+        raise CfcError("choose one of --json and --csv")
+    if as_json:
+        sys.stdout.write(df.write_json())
+        sys.stdout.write("\n")
+    elif as_csv:
+        sys.stdout.write(df.write_csv())
+    return as_json or as_csv
+
+
+def show(run_id: Run, db: Db = DEFAULT_DB) -> None:
     """Summarise one run: energy trace, step counts, gate events."""
     with open_store(db) as store:
-        summary(store, run_id)
+        summary(store, resolve_run(store, run_id))
 
 
 def replay_cmd(
-    run_id: str,
+    run_id: Run,
     step: Annotated[Optional[int], typer.Option(help="The step to rebuild (default: the last).")] = None,
     db: Db = DEFAULT_DB,
 ) -> None:
@@ -96,17 +202,19 @@ def replay_cmd(
     from complexity_from_constraints.projectors import replay
 
     with open_store(db) as store:
+        run_id = resolve_run(store, run_id)
         state = replay(store, run_id, step)
     console.print(f"run {run_id} at step {state.step}: energy {state.energy:.9g}, "
                   f"open gates: {', '.join(sorted(state.open_gates)) or 'none'}")
     console.print(table(pl.DataFrame({"module": list(state.ids), "eta": state.eta.tolist()}), floats="{:.9g}"))
 
 
-def rerun_cmd(run_id: str, db: Db = DEFAULT_DB) -> None:
+def rerun_cmd(run_id: Run, db: Db = DEFAULT_DB) -> None:
     """Execute a run again from its recorded System, config and seed, and compare the event streams."""
     from complexity_from_constraints.projectors import first_difference, rerun
 
     with open_store(db, write=True) as store:
+        run_id = resolve_run(store, run_id)
         result = rerun(store, run_id)
         diff = first_difference(store, run_id, result.run_id)
     if diff is None:
@@ -117,7 +225,7 @@ def rerun_cmd(run_id: str, db: Db = DEFAULT_DB) -> None:
 
 
 def fork_cmd(
-    run_id: str,
+    run_id: Run,
     step: Annotated[int, typer.Option(min=0, help="The parent's step to continue from.")],
     changes: Annotated[Optional[list[str]], typer.Option(
         "--set", help="A config change FIELD=VALUE (dotted for nested fields; VALUE as JSON, else text); repeatable.")] = None,
@@ -129,6 +237,7 @@ def fork_cmd(
 
     parsed = dict(parse_change(c) for c in changes or ())
     with open_store(db, write=True) as store:
+        run_id = resolve_run(store, run_id)
         result = fork(store, run_id, step, parsed, seed=seed)
         diff = diff_runs(store, run_id, result.run_id)
         summary(store, result.run_id)
@@ -160,31 +269,49 @@ def sql(
     query: Annotated[str, typer.Argument(help="SQL to run, e.g. \"SELECT * FROM v_runs\".")],
     db: Db = DEFAULT_DB,
     limit: Annotated[int, typer.Option(min=1, help="Show at most this many rows.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print every row as JSON, for scripts.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print every row as CSV, for scripts.")] = False,
 ) -> None:
     """Run SQL against DB (read-only) and print the result."""
     with open_store(db) as store:
         df = store.query(query)
+    if emit(df, as_json, as_csv):
+        return
     console.print(table(df.head(limit)))
     if len(df) > limit:
         console.print(f"... {len(df) - limit} more row(s); raise --limit to see them")
 
 
 def diff_cmd(
-    run_a: str,
-    run_b: str,
+    run_a: Run,
+    run_b: Run,
     db: Db = DEFAULT_DB,
     tol: Annotated[float, typer.Option(min=0.0, help="Largest |η_a − η_b| (and energy gap) counted as equal.")] = 1e-9,
     as_json: Annotated[bool, typer.Option("--json", help="Print the diff as JSON.")] = False,
+    exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit with 1 when the runs differ (as git diff does).")] = False,
 ) -> None:
     """Compare two runs: config, System, seed, first η divergence, energies, gate events."""
     from complexity_from_constraints.projectors import diff_runs
 
     with open_store(db) as store:
-        diff = diff_runs(store, run_a, run_b, tol=tol)
+        diff = diff_runs(store, resolve_run(store, run_a), resolve_run(store, run_b), tol=tol)
     if as_json:
         print(diff.to_json(indent=2))
     else:
         print_diff(diff)
+    if exit_code and not diff.is_empty:
+        raise typer.Exit(1)
+
+
+def rm(
+    run_ids: Annotated[list[str], typer.Argument(help="Runs to delete: ids, unique prefixes, names, @latest, @-N.")],
+    db: Db = DEFAULT_DB,
+) -> None:
+    """Delete whole runs from DB, atomically (all of them or none); the deletion itself is recorded."""
+    with open_store(db, write=True) as store:
+        ids = sorted({resolve_run(store, r) for r in run_ids})
+        removed = store.delete_runs(ids)
+    console.print(f"deleted {len(ids)} run(s) ({removed} events): {', '.join(ids)}", soft_wrap=True)
 
 
 def print_diff(d: RunDiff) -> None:
@@ -237,3 +364,4 @@ def register(app: typer.Typer, _console: Any = None, _default_db: Path = DEFAULT
     app.command("fork")(fork_cmd)
     app.command()(sql)
     app.command("diff")(diff_cmd)
+    app.command()(rm)

@@ -47,6 +47,7 @@ from complexity_from_constraints.events import (
     Recorded,
     RunFinished,
     RunInfo,
+    RunMeta,
     RunStarted,
     StepCommitted,
     current_version,
@@ -74,10 +75,60 @@ CREATE TABLE IF NOT EXISTS mat_positions (name VARCHAR, run_id VARCHAR, seq BIGI
 CREATE TABLE IF NOT EXISTS mat_steps (
     run_id VARCHAR, seq BIGINT, step INTEGER, energy DOUBLE, pg_norm DOUBLE, step_size DOUBLE, backtracks INTEGER,
     accepted BOOLEAN, reason VARCHAR, trial_energy DOUBLE, diagnostics JSON);
+CREATE TABLE IF NOT EXISTS run_meta (
+    run_id VARCHAR PRIMARY KEY, name VARCHAR, tags JSON, study VARCHAR, sweep VARCHAR, parent VARCHAR,
+    started_at TIMESTAMPTZ, duration_s DOUBLE);
+CREATE TABLE IF NOT EXISTS run_params (run_id VARCHAR, key VARCHAR, value VARCHAR);
+CREATE TABLE IF NOT EXISTS deletions (run_id VARCHAR, events BIGINT, deleted_at TIMESTAMPTZ);
+CREATE TABLE IF NOT EXISTS sweeps (sweep_id VARCHAR PRIMARY KEY, name VARCHAR, digest VARCHAR, spec JSON);
+CREATE TABLE IF NOT EXISTS sweep_points (
+    sweep_id VARCHAR, point INTEGER, run_id VARCHAR, seed BIGINT, axes JSON, status VARCHAR, attempts INTEGER,
+    reason VARCHAR, seconds DOUBLE, PRIMARY KEY (sweep_id, point));
 CREATE TABLE IF NOT EXISTS mat_run_stats (
     run_id VARCHAR, e0 DOUBLE, e_min DOUBLE, delta_f90 INTEGER, delta_f99 INTEGER, accepted_steps BIGINT,
     rejected_steps BIGINT, total_backtracks BIGINT, mean_step_size DOUBLE, min_step_size DOUBLE, max_step_size DOUBLE);
 """
+
+
+MAX_ENTITY_PARAMS = 2_000
+"""Systems with more entities than this keep only their System-level parameters in ``run_params``."""
+
+
+def run_params(started: RunStarted) -> list[tuple[str, str]]:
+    """``(key, value)`` rows of a run's parameters: ``seed``, every config field as a dotted key
+    (``stability.cap_fraction``), ``system.<field>`` for the System's own scalars and, for Systems of at
+    most :data:`MAX_ENTITY_PARAMS` entities, ``system.<entity id>.<field>`` for every entity's scalars.
+
+    >>> from complexity_from_constraints.entities import RelaxConfig, demo_system
+    >>> from complexity_from_constraints.events import RunStarted
+    >>> rows = dict(run_params(RunStarted(system=demo_system(0), config=RelaxConfig(step_size=0.1), seed=3,
+    ...                                   package_version="x", system_digest="d")))
+    >>> rows["step_size"], rows["seed"], rows["stability"], float(rows["system.s0.a"]) == demo_system(0).modules[0].a
+    ('0.1', '3', 'null', True)
+    """
+    out = [("seed", str(started.seed))]
+    out += _flatten(started.config.model_dump(mode="json"), "")
+    system = started.system.model_dump(mode="json")
+    entities = system.pop("modules", []) + system.pop("couplings", [])
+    out += _flatten(system, "system.")
+    if len(entities) <= MAX_ENTITY_PARAMS:
+        for entity in entities:
+            out += [(k, v) for k, v in _flatten({k: v for k, v in entity.items() if k != "id"}, f"system.{entity['id']}.")
+                    if not isinstance(v, list)]
+    return out
+
+
+def _flatten(data: Any, prefix: str) -> list[tuple[str, str]]:
+    if isinstance(data, dict):
+        return [row for k, v in data.items() for row in _flatten(v, f"{prefix}{k}.")]
+    key = prefix[:-1]
+    if data is None:
+        return [(key, "null")]
+    if isinstance(data, bool):
+        return [(key, "true" if data else "false")]
+    if isinstance(data, (int, float, str)):
+        return [(key, str(data) if not isinstance(data, float) else repr(data))]
+    return [(key, json.dumps(data))]
 
 
 class StoreBusyError(CfcError):
@@ -202,6 +253,7 @@ class DuckDBStore(AbstractEventStore):
                 with self.transaction():
                     if new_run is not None:
                         self._register_run(run_id, new_run)
+                        self._register_params(run_id, new_run)
                     self._register_added_modules(run_id, [r.event for r in others if r.event.type == "ModuleAdded"])
                     if frames:
                         con.register("_cfc_values", self._value_rows(run_id, frames))
@@ -465,6 +517,85 @@ class DuckDBStore(AbstractEventStore):
         with self._lock:
             rel = self._con.sql(sql, params=params)
             return rel.pl() if rel is not None else pl.DataFrame()
+
+    def record_meta(self, run_id: str, meta: RunMeta) -> None:
+        """Keep a run's name, tags, study, sweep, parent, start and duration in ``run_meta`` (replacing its row)."""
+        with self._lock:
+            if self.read_only:
+                raise CfcError(f"{self.path} is open read-only")
+            self._con.execute("INSERT OR REPLACE INTO run_meta VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                              [run_id, meta.name, json.dumps(dict(meta.tags), sort_keys=True), meta.study, meta.sweep,
+                               meta.parent, meta.started_at, meta.duration_s])
+
+    def run_meta(self, run_id: str) -> RunMeta | None:
+        with self._lock:
+            rows = self._con.execute("SELECT name, tags, study, sweep, parent, strftime(started_at, '%Y-%m-%dT%H:%M:%S.%g'), "
+                                     "duration_s FROM run_meta WHERE run_id = ?", [run_id]).fetchall()
+        if not rows:
+            return None
+        name, tags, study, sweep, parent, started, duration = rows[0]
+        return RunMeta(name, json.loads(tags or "{}"), study, sweep, parent, started, duration)
+
+    def _register_params(self, run_id: str, started: RunStarted) -> None:
+        """Every config field (dotted) and the System's scalar parameters as rows of ``run_params``."""
+        rows = run_params(started)
+        self._con.register("_cfc_params", pa.table({"run_id": [run_id] * len(rows), "key": [k for k, _ in rows],
+                                                    "value": [v for _, v in rows]}))
+        try:
+            self._con.execute("INSERT INTO run_params SELECT * FROM _cfc_params")
+        finally:
+            self._con.unregister("_cfc_params")
+
+    def delete_runs(self, run_ids: Sequence[str]) -> int:
+        """Remove whole runs in one transaction (all or none) and record each in ``deletions``; return the events removed.
+
+        The only mutation of the log: every table that holds a run's rows loses
+        them together, and ``deletions`` keeps the run id, its event count and when.
+        """
+        ids = sorted(set(run_ids))
+        with self._lock:
+            if self.read_only:
+                raise CfcError(f"{self.path} is open read-only")
+            known = {r[0] for r in self._con.execute("SELECT run_id FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+                                                     [ids]).fetchall()}
+            unknown = [r for r in ids if r not in known]
+            if unknown:
+                raise UnknownRunError(f"no run {unknown[0]!r} in {self.path}")
+            with self.transaction():
+                con = self._con
+                con.execute("CREATE OR REPLACE TEMP TABLE _cfc_gone AS SELECT r.run_id, r.run_key, "
+                            "(SELECT count(*) FROM events AS e WHERE e.run_id = r.run_id) + "
+                            "(SELECT count(*) FROM eta_frames AS f WHERE f.run_id = r.run_id) AS events "
+                            "FROM runs AS r WHERE r.run_id IN (SELECT unnest(?::VARCHAR[]))", [ids])
+                removed = int(con.execute("SELECT coalesce(sum(events), 0) FROM _cfc_gone").fetchall()[0][0])
+                for table in ("eta_values", "run_modules"):
+                    con.execute(f"DELETE FROM {table} WHERE run_key IN (SELECT run_key FROM _cfc_gone)")
+                for table in ("events", "eta_frames", "mat_steps", "mat_positions", "mat_run_stats", "run_meta",
+                              "run_params", "runs"):
+                    con.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT run_id FROM _cfc_gone)")
+                con.execute("INSERT INTO deletions SELECT run_id, events, now() FROM _cfc_gone")
+                con.execute("DROP TABLE _cfc_gone")
+            for run_id in ids:
+                self._next_seq.pop(run_id, None)
+                self._keys.pop(run_id, None)
+                self._mat_seq.pop(run_id, None)
+            return removed
+
+    def _execute(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
+        """One statement on the writable connection (for the sweep driver's own tables), its rows."""
+        with self._lock:
+            if self.read_only:
+                raise CfcError(f"{self.path} is open read-only")
+            return self._con.execute(sql, params).fetchall()
+
+    def _insert_arrow(self, table: str, rows: pa.Table) -> None:
+        """Append an Arrow table to one of the store's own tables (one INSERT)."""
+        with self._lock:
+            self._con.register("_cfc_rows", rows)
+            try:
+                self._con.execute(f"INSERT INTO {table} SELECT * FROM _cfc_rows")
+            finally:
+                self._con.unregister("_cfc_rows")
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -2,7 +2,7 @@
 
 from . import _hooks as hooks
 from ._hooks import HookFailure, HookSignal
-from ._store import AbstractEventStore, InMemoryStore, NullStore, Recorded, RunInfo
+from ._store import AbstractEventStore, InMemoryStore, NullStore, Recorded, RunInfo, RunMeta
 from ._types import (
     EVENT_TYPES,
     AbstractEvent,
@@ -53,6 +53,7 @@ __all__ = [
     "Recorded",
     "RunFinished",
     "RunInfo",
+    "RunMeta",
     "RunStarted",
     "StepCommitted",
     "WarmStartProposed",

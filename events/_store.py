@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import abc
 import threading
-from dataclasses import dataclass
-from typing import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
 
 from complexity_from_constraints.entities import LogIntegrityError, UnknownRunError, content_digest
 
@@ -45,6 +45,23 @@ class RunInfo:
     seed: int
     n_modules: int
     complete: bool
+
+
+@dataclass(frozen=True)
+class RunMeta:
+    """What people call a run and where it came from: metadata that replay, re-run and diff ignore.
+
+    ``started_at`` (ISO 8601, UTC) and ``duration_s`` are the only wall-clock
+    values the project keeps, and they live here, outside the log.
+    """
+
+    name: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    study: str | None = None
+    sweep: str | None = None
+    parent: str | None = None  # the run this one forks or re-runs
+    started_at: str | None = None
+    duration_s: float | None = None
 
 
 class AbstractEventStore(abc.ABC):
@@ -123,6 +140,22 @@ class AbstractEventStore(abc.ABC):
             n += 1
         return f"{stem}-{n}"
 
+    def delete_runs(self, run_ids: Sequence[str]) -> int:
+        """Remove whole runs, all or none, and return how many events went: the one mutation of the log.
+
+        A store that keeps a log of its own records what was deleted and when.
+        Unknown ids raise :class:`UnknownRunError` before anything is removed.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not delete runs")
+
+    def record_meta(self, run_id: str, meta: RunMeta) -> None:
+        """Keep ``meta`` for ``run_id`` (replacing what was kept). Not part of the log: no seq, no hooks."""
+        self.__dict__.setdefault("_run_meta", {})[run_id] = meta
+
+    def run_meta(self, run_id: str) -> RunMeta | None:
+        """The metadata kept for ``run_id``, if any."""
+        return self.__dict__.get("_run_meta", {}).get(run_id)
+
     def close(self) -> None:
         """Release resources (no-op by default)."""
 
@@ -176,6 +209,18 @@ class InMemoryStore(AbstractEventStore):
         return [RunInfo(i.run_id, i.system_id, i.system_digest, i.seed, i.n_modules,
                         any(isinstance(r.event, RunFinished) for r in self._logs[i.run_id]))
                 for i in self._infos.values()]
+
+    def delete_runs(self, run_ids):
+        with self._lock:
+            unknown = sorted(set(run_ids) - set(self._logs))
+            if unknown:
+                raise UnknownRunError(f"no run {unknown[0]!r} in this store")
+            removed = 0
+            for run_id in set(run_ids):
+                removed += len(self._logs.pop(run_id))
+                self._infos.pop(run_id, None)
+                self.__dict__.get("_run_meta", {}).pop(run_id, None)
+            return removed
 
 
 class NullStore(AbstractEventStore):

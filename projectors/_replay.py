@@ -17,6 +17,7 @@ from complexity_from_constraints.events import (
     ModuleAdded,
     Recorded,
     RunFinished,
+    RunMeta,
     RunStarted,
     StepCommitted,
 )
@@ -124,7 +125,7 @@ def rerun(store: AbstractEventStore, run_id: str, *, hooks: HookMap | None = Non
     ev = started[0].event
     if ev.parent_run_id is not None:
         return fork(store, ev.parent_run_id, ev.parent_step, ev.config, seed=ev.seed, hooks=hooks)
-    return relax(ev.system, ev.config, seed=ev.seed, store=store, hooks=hooks)
+    return relax(ev.system, ev.config, seed=ev.seed, store=store, hooks=hooks, meta=RunMeta(parent=run_id))
 
 
 @dataclass(frozen=True)

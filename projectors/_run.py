@@ -4,14 +4,25 @@ from __future__ import annotations
 
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
 from complexity_from_constraints.entities import InvalidEntityError, RelaxConfig, System
-from complexity_from_constraints.events import AbstractEventStore, EtaRecorded, HookFailure, InMemoryStore, Recorded, RunStarted, hooks
+from complexity_from_constraints.events import (
+    AbstractEventStore,
+    EtaRecorded,
+    HookFailure,
+    InMemoryStore,
+    Recorded,
+    RunMeta,
+    RunStarted,
+    hooks,
+)
 
 from ._backend import AbstractBackend, make_backend
 from ._compile import compile_system
@@ -129,6 +140,9 @@ def relax(
     adapter: AbstractWeightAdapter | None = None,
     amortizer: AbstractAmortizer | None = None,
     fork_point: ForkPoint | None = None,
+    name: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    meta: RunMeta | None = None,
 ) -> RunResult:
     """Relax ``system`` and record every event of the run in ``store``.
 
@@ -164,6 +178,12 @@ def relax(
             :class:`ForkPoint`; ``projectors.fork`` builds it): ``config.eta0``
             must hold the parent's η at that step and ``system`` its System
             there.
+        name: what people call the run (default ``<system id>-<solver>-s<seed>-<ordinal>``);
+            ``cfc`` commands accept it wherever they take a run.
+        tags: ``key=value`` labels to find the run by (``cfc runs --tag k=v``).
+        meta: the rest of the run's metadata (study, sweep, parent), for tools that
+            start runs. Metadata, the start time and the duration are kept beside
+            the log, never in it: replay, re-run and diff ignore them.
 
     Returns:
         A :class:`RunResult` with the run id and the returned (best accepted) state.
@@ -192,9 +212,15 @@ def relax(
     make_solver(config, backend)  # an unknown or unsuitable solver is refused before anything is recorded
     compiled = compile_system(system, backend)
     run_id = store.new_run_id(started)
+    meta = replace(meta or RunMeta(), started_at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                   name=name or (meta.name if meta else None) or _default_name(system, config, seed, run_id),
+                   tags={**(meta.tags if meta else {}), **(tags or {})},
+                   parent=(meta.parent if meta else None) or (fork_point.parent_run_id if fork_point else None))
+    clock = time.perf_counter()
     recorder = _Recorder(store, run_id, max(1, flush_every), max(1, flush_values), pipelined)
     connected = _connect(hooks or {}, run_id)
     try:
+        store.record_meta(run_id, meta)  # beside the log, so it may come first
         recorder.add(started)
         recorder.flush()  # register the run now, so a pipelined writer stores the System while we relax
         for event in fork_point.events if fork_point is not None else ():
@@ -207,6 +233,7 @@ def relax(
         except StopIteration as stop:
             outcome = stop.value
         recorder.flush(wait=True)
+        store.record_meta(run_id, replace(meta, duration_s=time.perf_counter() - clock))
     except BaseException:
         try:  # keep every whole event produced before the failure; the run stays incomplete
             recorder.flush(wait=True)
@@ -219,6 +246,10 @@ def relax(
             sig.disconnect(fn)
     return RunResult(run_id, outcome.status, outcome.steps, outcome.energy, outcome.ids, outcome.eta,
                      tuple(recorder.failures))
+
+
+def _default_name(system: System, config: RelaxConfig, seed: int, run_id: str) -> str:
+    return f"{system.id}-{config.solver}-s{seed}-{run_id.rsplit('-', 1)[-1]}"
 
 
 def _connect(hook_map: HookMap, run_id: str):

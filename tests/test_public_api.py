@@ -11,7 +11,7 @@ PUBLIC = {
         "EVENT_TYPES", "AbstractEvent", "AbstractEventStore", "EntityRevised", "Event", "EtaRecorded",
         "ExpansionRejected", "GateClosed", "GateOpened", "ModuleAdded",
         "HookFailure", "HookSignal", "InMemoryStore", "ModelEvent", "NullStore", "Recorded", "RunFinished", "RunInfo",
-        "RunStarted", "StepCommitted", "WarmStartProposed", "StabilityBounded", "CouplingsCapped", "MarginWarning",
+        "RunMeta", "RunStarted", "StepCommitted", "WarmStartProposed", "StabilityBounded", "CouplingsCapped", "MarginWarning",
         "ObjectiveScaled", "HomotopyBackedOff", "WeightsAdapted", "SolverSwitched", "EscapeDetected", "TermsRecorded",
         "current_version", "decode", "encode", "hooks", "register_upcaster", "upcast",
     },

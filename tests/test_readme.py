@@ -26,12 +26,22 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "quickstart.duckdb").exists()
 
 
-def test_readme_toml_example_is_a_valid_system(tmp_path, capsys):
+def test_readme_toml_examples_are_valid(tmp_path, capsys):
+    """Each TOML block is a run file (a System and a config) or a sweep spec, and validates as one."""
     import tomllib
 
+    from complexity_from_constraints.adapters._sweep import SweepSpec
     from complexity_from_constraints.entities import RelaxConfig, System
 
-    (block,) = re.findall(r"```toml\n(.*?)```", README.read_text(), flags=re.S)
-    data = tomllib.loads(block)
-    System.model_validate(data["system"])
-    RelaxConfig.model_validate(data["config"])
+    blocks = re.findall(r"```toml\n(.*?)```", README.read_text(), flags=re.S)
+    kinds = []
+    for block in blocks:
+        data = tomllib.loads(block)
+        if "axes" in data:
+            kinds.append("sweep")
+            assert len(SweepSpec.model_validate(data).points()) > 1
+        else:
+            kinds.append("run")
+            System.model_validate(data["system"])
+            RelaxConfig.model_validate(data["config"])
+    assert sorted(kinds) == ["run", "sweep"]
