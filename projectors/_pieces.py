@@ -1,7 +1,9 @@
-"""The loop's small pieces that are not solvers: homotopy, noise, diagnostics.
+"""The maths behind three of the loop's pieces: homotopy ramps, noise, diagnostics.
 
-Each piece is configured by one model of :mod:`entities._solvers`, keeps the
-little state it needs, and tells the loop what to record.
+Each is configured by one model of :mod:`entities._solvers` and keeps the
+little state it needs; the pieces that drive them in the loop
+(:mod:`projectors._controls`, :mod:`projectors._observers`) turn what they
+compute into events.
 """
 
 from __future__ import annotations

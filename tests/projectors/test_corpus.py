@@ -7,7 +7,11 @@ round-trip), η arrays by their bytes. A failure names the case and its first
 differing event.
 
 Cases regenerated on purpose, and why:
-- (none yet)
+- ``homotopy-backoff``: a rejected step whose objective had just changed (the
+  ramp moved) and that backed the homotopy off reported the projected-gradient
+  norm of the state under the previous objective; it now reports it under the
+  current one, as every other rejected step after an objective change does
+  (only ``pg_norm`` at steps 5 and 14 changed).
 """
 
 from __future__ import annotations
