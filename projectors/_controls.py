@@ -26,7 +26,6 @@ from complexity_from_constraints.events import (
 )
 
 from ._adapters import AbstractWeightAdapter, AdaptContext
-from ._compile import energy_and_gradient
 from ._loop import AbstractPiece, Run, Step
 from ._objective import coupling_cap_scale, coupling_kinds_of, lipschitz_rows, step_cap, term_breakdown
 from ._pieces import Homotopy, Noise
@@ -69,7 +68,7 @@ class Restructure(AbstractPiece):
         self.offers = iter(config.expansion.candidates if config.expansion is not None else ())
 
     def before(self, run: Run) -> Iterator:
-        step, cs, eta, energy = run.step, run.cs, run.state.eta, run.state.energy
+        step, cs, eta = run.step, run.cs, run.state.eta
         changed = False
         for rev in self.revisions:
             if rev.step == step:
@@ -82,10 +81,8 @@ class Restructure(AbstractPiece):
             host = cs.backend.to_numpy(eta)
             candidate = self.proposer(step, cs.ids, host) if self.proposer is not None else next(self.offers, None)
             if candidate is not None:
-                if changed:  # a revision this step changed the objective: ΔF is measured against the new one
-                    energy = energy_and_gradient(cs, eta)[0]
                 changed = True
-                ev = evaluate_candidate(cs, eta, energy, candidate, exp)
+                ev = evaluate_candidate(cs, eta, candidate, exp)  # on the System after this step's revisions
                 if ev.admitted(exp.tau):
                     cs, eta, run.grew = ev.compiled, ev.eta, True
                     if run.mask is not None:

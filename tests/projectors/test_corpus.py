@@ -12,6 +12,11 @@ Cases regenerated on purpose, and why:
   norm of the state under the previous objective; it now reports it under the
   current one, as every other rejected step after an objective change does
   (only ``pg_norm`` at steps 5 and 14 changed).
+- ``expansion+adapter``, ``expansion+homotopy``, ``expansion+stability``:
+  an expansion's ΔF subtracted the scaled objective's energy (weight adapter,
+  ramp, coupling cap) from the extended System's unscaled one; both terms are
+  now the System's own energy, so ΔF (and which candidates are admitted)
+  changed.
 """
 
 from __future__ import annotations
