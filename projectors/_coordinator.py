@@ -38,9 +38,11 @@ from ._controls import (
     WeightAdaptation,
 )
 from ._loop import AbstractPiece, Run, Step, Weights
-from ._observers import CheckMonotone, RecordState, RecordTerms, StopEarly, WatchDiagnostics
+from ._observers import CheckMonotone, RecordState, RecordTerms, StopAtFloor, StopEarly, WatchDiagnostics
 from ._pieces import Homotopy, Noise
-from ._solvers import State, StepContext, make_solver
+from ._solvers import SOLVERS, State, StepContext, make_solver
+
+FLOOR_PATIENCE = 10  # accepted steps in a row with the objective exactly unchanged before a run is stalled
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,8 @@ def pieces_for(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Pro
         pieces.append(WatchDiagnostics(config.diagnostics))
     if config.record_terms_every:
         pieces.append(RecordTerms(config.record_terms_every))
+    if not getattr(SOLVERS[config.solver], "inner_state", False):
+        pieces.append(StopAtFloor(FLOOR_PATIENCE))
     if config.early_stop is not None:
         pieces.append(StopEarly(config.early_stop.patience, config.early_stop.delta))
     if adapter is not None or config.adapter is not None:

@@ -100,3 +100,26 @@ class StopEarly(AbstractPiece):
             if self.calm >= self.patience:
                 run.stop = "early_stopped"
         return iter(())
+
+
+class StopAtFloor(AbstractPiece):
+    """Ends the run (status ``stalled``) after ``patience`` accepted steps in a row that left the objective exactly unchanged.
+
+    At the floating-point floor a solver can keep moving η by rounding-sized
+    amounts that no longer change the objective; each such step is recorded
+    with ``diagnostics["unchanged_steps"]``, the count so far. Not built for
+    solvers with inner state (ADMM), which progress while the objective stays.
+    """
+
+    def __init__(self, patience: int):
+        self.patience = patience
+        self.unchanged = 0
+
+    def judge(self, run: Run, step: Step) -> Iterator:
+        if step.accepted and not step.initial:
+            self.unchanged = self.unchanged + 1 if run.state.value == step.previous.value and not step.changed else 0
+            if self.unchanged:
+                step.diagnostics["unchanged_steps"] = float(self.unchanged)
+            if self.unchanged >= self.patience:
+                run.stop = "stalled"
+        return iter(())

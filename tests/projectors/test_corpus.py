@@ -17,6 +17,9 @@ Cases regenerated on purpose, and why:
   ramp, coupling cap) from the extended System's unscaled one; both terms are
   now the System's own energy, so ΔF (and which candidates are admitted)
   changed.
+- ``solver-projected_gradient-stalls``: accepted steps that leave the
+  objective exactly unchanged now carry ``diagnostics["unchanged_steps"]``
+  (a run stalls after ten in a row); this run still stalls where it did.
 """
 
 from __future__ import annotations

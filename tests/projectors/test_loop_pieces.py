@@ -53,6 +53,7 @@ from complexity_from_constraints.projectors._observers import (
     CheckMonotone,
     RecordState,
     RecordTerms,
+    StopAtFloor,
     StopEarly,
     WatchDiagnostics,
 )
@@ -88,14 +89,19 @@ def _config(fields) -> RelaxConfig:
     return RelaxConfig(**({"steps": 25, "step_size": 0.1} | fields))
 
 
-def test_only_the_always_on_piece_is_built_when_nothing_is_configured():
-    assert [type(p) for p in _coordinator.pieces_for(compile_system(SYSTEM), RelaxConfig(), 0)] == [RecordState]
+ALWAYS = {RecordState, StopAtFloor}
+
+
+def test_only_the_always_on_pieces_are_built_when_nothing_is_configured():
+    assert {type(p) for p in _coordinator.pieces_for(compile_system(SYSTEM), RelaxConfig(), 0)} == ALWAYS
+    # a solver with inner state progresses while its objective stays put: no floor for it
+    assert {type(p) for p in _coordinator.pieces_for(compile_system(SYSTEM), RelaxConfig(solver="admm"), 0)} == {RecordState}
 
 
 @pytest.mark.parametrize("name", sorted(CONTROLS))
 def test_a_configured_control_builds_its_piece_and_nothing_else(name):
     fields, piece = CONTROLS[name]
-    built = {type(p) for p in _coordinator.pieces_for(compile_system(SYSTEM), _config(fields), 0)} - {RecordState}
+    built = {type(p) for p in _coordinator.pieces_for(compile_system(SYSTEM), _config(fields), 0)} - ALWAYS
     side = {NoiseInjection} if name == "diagnostics" else set()  # the escape case needs noise too
     assert built == {piece} | side
 

@@ -161,3 +161,23 @@ def test_a_run_below_the_floating_point_floor_ends_stalled_not_spinning():
     assert r.eta_of("m") == pytest.approx(np.sqrt(0.5), abs=1e-7)
     last = _steps(store, r.run_id)[-1]
     assert last.reason == "stalled" and not last.accepted
+
+
+def test_a_run_whose_energy_stopped_changing_ends_stalled():
+    # The accelerated solver kept moving η by rounding-sized amounts that left the energy exactly unchanged:
+    # this run reached its final energy at step 166 and went on to step 15,349.
+    from complexity_from_constraints.entities import StabilityConfig
+
+    store = InMemoryStore()
+    r = relax(standard_system(2000, seed=2), RelaxConfig(solver="accelerated", step_size=10.0, steps=20000,
+                                                         stability=StabilityConfig(cap_fraction=0.99)), store=store)
+    steps = _steps(store, r.run_id)
+    last_change = max(s.step for s, before in zip(steps[1:], steps) if s.energy != before.energy)
+    assert r.status == "stalled" and r.steps <= last_change + 30
+    assert r.energy == min(s.energy for s in steps)
+    assert steps[-1].diagnostics["unchanged_steps"] == 10  # the recorded reason: ten unchanged accepted steps in a row
+
+
+def test_a_solver_with_inner_state_is_not_stalled_by_an_unchanged_energy(toy_system):
+    r = relax(toy_system, RelaxConfig(solver="admm", steps=300, tol=0.0))
+    assert r.status == "max_steps" and r.steps == 300
