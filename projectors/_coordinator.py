@@ -22,7 +22,7 @@ from typing import Generator, Iterator
 import numpy as np
 
 from complexity_from_constraints.entities import InvalidEntityError, RelaxConfig
-from complexity_from_constraints.events import Event, RunFinished, SolverSwitched, StepCommitted
+from complexity_from_constraints.events import EtaRecorded, Event, RunFinished, SolverSwitched, StepCommitted
 
 from . import _coordinate_descent, _prox  # noqa: F401  (they register their solvers)
 from ._adapters import AbstractWeightAdapter, make_adapter
@@ -157,52 +157,55 @@ def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Pro
     pieces = pieces_for(cs, config, seed, proposer, adapter)
     run = Run(config, cs, Weights(cs), step=start_step, start_step=start_step, best_step=start_step)
     eta = be.asarray(initial_eta(cs, config, seed))
-    for piece in pieces:
-        yield from piece.start(run)
-    run.objective = run.weights.build(cs)
-    for piece in pieces:
-        yield from piece.reframe(run)
-    run.state = State.at(run.objective, eta)
-    if not math.isfinite(run.state.value):
-        raise InvalidEntityError("System", cs.system.id, "modules", "initial state", f"energy is not finite ({run.state.value})")
-    solver.reset(run.objective, run.state, start_step, run.mask)
-    run.pg, run.host = projected_gradient_norm(be, eta, run.state.grad), _readonly(be.to_numpy(eta))
-    initial = list(_commit(run, pieces, Step(start_step, None, True, False, run.state), "initial"))
-    if start_step == 0:  # a fork's start is already in the log: its pieces observe it, nothing is yielded
-        yield from initial
-    # While a piece holds the run (a homotopy ramping), converging or stalling on the current objective is not the end.
-    while run.step < config.steps and run.stop is None and (
-            any(piece.holds(run) for piece in pieces) or (run.pg > config.tol and not run.stalled)):
-        run.step, run.grew = run.step + 1, False
-        for piece in pieces:
-            yield from piece.before(run)
-        changed, reset, run.changed, run.reset = run.changed, run.changed or run.reset, False, False
-        if changed:
-            run.objective = run.weights.build(run.cs)
-            run.state = State.at(run.objective, run.state.eta)  # the reference under the new objective
+    try:
+        yield from _each(pieces, "start", run)
+        run.objective = run.weights.build(cs)
+        yield from _each(pieces, "reframe", run)
+        run.state = State.at(run.objective, eta)
+        run.pg = projected_gradient_norm(be, eta, run.state.grad)
+        _check_initial(run)
+        solver.reset(run.objective, run.state, start_step, run.mask)
+        run.host = _readonly(be.to_numpy(eta))
+        initial = list(_commit(run, pieces, Step(start_step, None, True, False, run.state), "initial"))
+        if start_step == 0:  # a fork's start is already in the log: its pieces observe it, nothing is yielded
+            yield from initial
+        # While a piece holds the run (a homotopy ramping), converging or stalling on the current objective is not the end.
+        while run.step < config.steps and run.stop is None and (
+                any(piece.holds(run) for piece in pieces) or (run.pg > config.tol and not run.stalled)):
+            run.step, run.grew = run.step + 1, False
+            yield from _each(pieces, "before", run)
+            changed, reset, run.changed, run.reset = run.changed, run.changed or run.reset, False, False
+            if changed:
+                run.objective = run.weights.build(run.cs)
+                run.state = State.at(run.objective, run.state.eta)  # the reference under the new objective
+                yield from _each(pieces, "reframe", run)
+            if reset:
+                solver.reset(run.objective, run.state, run.step - 1, run.mask)
+            ctx = StepContext(run.step, run.objective, run.state, run.state.value - run.slack, run.cap, run.mask)
+            p = solver.propose(ctx)
+            if p.diagnostics.get("switched"):
+                yield SolverSwitched(step=run.step, solver="coordinate", reason="gradient_stalled")
             for piece in pieces:
-                yield from piece.reframe(run)
-        if reset:
-            solver.reset(run.objective, run.state, run.step - 1, run.mask)
-        ctx = StepContext(run.step, run.objective, run.state, run.state.value - run.slack, run.cap, run.mask)
-        p = solver.propose(ctx)
-        if p.diagnostics.get("switched"):
-            yield SolverSwitched(step=run.step, solver="coordinate", reason="gradient_stalled")
-        for piece in pieces:
-            p = piece.adjust(run, ctx, p)
-        accepted = p.accepted and p.value <= ctx.threshold
-        # At the floating-point floor a proposal no longer moves η, or only shrinks α: stop honestly.
-        still = accepted and bool(be.xp.all(p.eta == run.state.eta))
-        run.stalled = (still and not solver.inner_state) or p.step_size < config.min_step_size
-        step = Step(run.step, p, accepted and not run.stalled, run.stalled, run.state, changed, dict(p.diagnostics))
-        solver.feedback(p, step.accepted or still, run.state)  # not moving is no failure: α stays (it matters mid-ramp)
-        if step.accepted:
-            run.state, run.best_step = p.as_state(), run.step
-        if step.accepted or changed:
-            run.pg = projected_gradient_norm(be, run.state.eta, run.state.grad)
-        if step.accepted or run.grew:
-            run.host = _readonly(be.to_numpy(run.state.eta))
-        yield from _commit(run, pieces, step, "stalled" if run.stalled else p.reason)
+                p = piece.adjust(run, ctx, p)
+            accepted = p.accepted and p.value <= ctx.threshold
+            pg = projected_gradient_norm(be, p.eta, p.grad) if accepted else math.nan
+            diverged = accepted and not _finite(p.value, p.energy, pg)  # no state to go on from: end on the last one
+            # At the floating-point floor a proposal no longer moves η, or only shrinks α: stop honestly.
+            still = accepted and not diverged and bool(be.xp.all(p.eta == run.state.eta))
+            run.stalled = (still and not solver.inner_state) or p.step_size < config.min_step_size
+            step = Step(run.step, p, accepted and not (run.stalled or diverged), run.stalled, run.state, changed,
+                        dict(p.diagnostics))
+            solver.feedback(p, step.accepted or still, run.state)  # not moving is no failure: α stays (it matters mid-ramp)
+            if step.accepted:
+                run.state, run.best_step, run.pg = p.as_state(), run.step, pg
+            elif changed:
+                run.pg = projected_gradient_norm(be, run.state.eta, run.state.grad)
+            if step.accepted or run.grew:
+                run.host = _readonly(be.to_numpy(run.state.eta))
+            run.stop = "diverged" if diverged else run.stop
+            yield from _commit(run, pieces, step, "not_finite" if diverged else "stalled" if run.stalled else p.reason)
+    except _NotFinite:
+        run.stop = "diverged"  # an event would have held a non-finite number: the run ends on its last finite state
     status = run.stop or ("converged" if run.pg <= config.tol else "stalled" if run.stalled else "max_steps")
     yield RunFinished(status=status, steps=run.step, final_energy=run.state.energy, best_step=run.best_step,
                       final_digest=state_digest(run.host))
@@ -210,15 +213,56 @@ def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Pro
                    ids=run.cs.ids)
 
 
+class _NotFinite(Exception):
+    """An event held a non-finite number; the run diverged (never recorded: no event may hold one)."""
+
+
+def _each(pieces: list[AbstractPiece], hook: str, run: Run, *args) -> Iterator[Event]:
+    """Every piece's events from ``hook``, in order, each checked to hold finite numbers only."""
+    for piece in pieces:
+        for event in getattr(piece, hook)(run, *args):
+            if not _finite_event(event):
+                if run.host is None:  # nothing relaxed yet: the input itself is out of range
+                    raise InvalidEntityError("System", run.cs.system.id, "modules", event.type,
+                                             "holds a non-finite number for this System before any step")
+                raise _NotFinite(event)
+            yield event
+
+
+def _finite_event(event) -> bool:
+    if isinstance(event, EtaRecorded):
+        return bool(np.isfinite(event.eta).all())
+    return _finite_value(event.model_dump())
+
+
+def _finite_value(value) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite_value(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_finite_value(v) for v in value)
+    return True
+
+
+def _finite(*values: float) -> bool:
+    return all(math.isfinite(v) for v in values)
+
+
+def _check_initial(run: Run) -> None:
+    s = run.state
+    if not _finite(s.value, s.energy, run.pg):
+        raise InvalidEntityError("System", run.cs.system.id, "modules", "initial state",
+                                 f"energy is not finite ({s.value}) or its projected gradient is not ({run.pg})")
+
+
 def _commit(run: Run, pieces: list[AbstractPiece], step: Step, reason: str) -> Iterator[Event]:
     """The pieces' judgement of ``step``, its ``StepCommitted``, then what the pieces observe after it."""
-    for piece in pieces:
-        yield from piece.judge(run, step)
+    yield from _each(pieces, "judge", run, step)
     p = step.proposal
     yield StepCommitted(step=0 if p is None else step.step, energy=run.state.energy, pg_norm=run.pg,
                         step_size=run.config.step_size if p is None else p.step_size,
                         backtracks=0 if p is None else p.backtracks, accepted=step.accepted, reason=reason,
                         trial_energy=p.energy if p is not None and math.isfinite(p.energy) else None,
                         diagnostics={k: v for k, v in step.diagnostics.items() if math.isfinite(v)})
-    for piece in pieces:
-        yield from piece.after(run, step)
+    yield from _each(pieces, "after", run, step)

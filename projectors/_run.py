@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from complexity_from_constraints.entities import InvalidEntityError, RelaxConfig, System
+from complexity_from_constraints.entities import DivergedError, InvalidEntityError, RelaxConfig, System
 from complexity_from_constraints.events import AbstractEventStore, EtaRecorded, HookFailure, InMemoryStore, Recorded, RunStarted, hooks
 
 from ._backend import AbstractBackend, make_backend
@@ -167,6 +167,10 @@ def relax(
     Returns:
         A :class:`RunResult` with the run id and the returned (best accepted) state.
 
+    Raises:
+        DivergedError: after the run is committed, when its energy, gradient
+            or η stopped being finite (its ``RunFinished`` says ``diverged``).
+
     >>> from complexity_from_constraints.entities import System, LandauModule, RelaxConfig
     >>> s = System(id="one", modules=[LandauModule(id="m", a=-1.0, b=1.0)])
     >>> r = relax(s, RelaxConfig(steps=500, step_size=0.1))
@@ -215,6 +219,8 @@ def relax(
         recorder.close()
         for sig, fn in connected:
             sig.disconnect(fn, sender=run_id)
+    if outcome.status == "diverged":  # recorded and committed first, so the log shows how it ended
+        raise DivergedError(run_id, outcome.steps, outcome.energy)
     return RunResult(run_id, outcome.status, outcome.steps, outcome.energy, outcome.ids, outcome.eta,
                      tuple(recorder.failures))
 

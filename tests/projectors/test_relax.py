@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from complexity_from_constraints.entities import LandauModule, QuadraticCoupling, RelaxConfig, System, standard_system
-from complexity_from_constraints.events import EtaRecorded, InMemoryStore, RunFinished, StepCommitted
+from complexity_from_constraints.events import EtaRecorded, InMemoryStore, RunFinished, RunStarted, StepCommitted
 from complexity_from_constraints.projectors import compile_system, energy, energy_and_gradient, hessian_diagonal, relax, state_digest
 
 
@@ -181,3 +181,40 @@ def test_a_run_whose_energy_stopped_changing_ends_stalled():
 def test_a_solver_with_inner_state_is_not_stalled_by_an_unchanged_energy(toy_system):
     r = relax(toy_system, RelaxConfig(solver="admm", steps=300, tol=0.0))
     assert r.status == "max_steps" and r.steps == 300
+
+
+def _floats(value):
+    if isinstance(value, float):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _floats(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _floats(v)
+
+
+@pytest.mark.parametrize("module", [
+    LandauModule(id="m", a=1e308, b=1e308, eta0=0.3),    # η reaches 0, where the gradient is 0 · ∞
+    LandauModule(id="m", a=-1e308, b=1.0, h=1e308, eta0=0.5),  # η reaches 1, where the energy is −∞
+], ids=["nan-gradient", "minus-infinite-energy"])
+@pytest.mark.parametrize("backend", ["memory", "duckdb"])
+def test_a_run_that_stops_being_finite_is_recorded_diverged_then_raises(module, backend):
+    from complexity_from_constraints.adapters import DuckDBStore
+    from complexity_from_constraints.entities import CfcError, DivergedError
+
+    store = InMemoryStore() if backend == "memory" else DuckDBStore(":memory:")
+    with np.errstate(all="ignore"), pytest.raises(DivergedError) as raised:
+        relax(System(id="x", modules=[module]), RelaxConfig(steps=3), store=store)
+    assert isinstance(raised.value, CfcError) and raised.value.step == 1
+    events = [rec.event for rec in store.read(raised.value.run_id)]
+    finished = events[-1]
+    assert isinstance(finished, RunFinished) and finished.status == "diverged" and finished.best_step == 0
+    last = [e for e in events if isinstance(e, StepCommitted)][-1]
+    assert (last.step, last.accepted, last.reason) == (1, False, "not_finite")
+    for event in events:
+        if isinstance(event, EtaRecorded):
+            assert np.isfinite(event.eta).all()
+        elif not isinstance(event, RunStarted):
+            assert all(np.isfinite(list(_floats(event.model_dump())))), event
+    store.close()
