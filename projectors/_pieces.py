@@ -134,7 +134,13 @@ class Watch:
         self.e0 = initial_energy
 
     def observe(self, eta: np.ndarray, energy: float) -> dict[str, float]:
-        """Add an accepted state; the dispersion and confidence after it."""
+        """Add an accepted state; the dispersion and confidence after it.
+
+        When the System grew (expansion), earlier states are extended with the
+        newcomers' η at arrival, so a new module's dispersion starts at 0.
+        """
+        if self.window and len(eta) > len(self.window[-1]):
+            self.window = deque((np.append(w, eta[len(w):]) for w in self.window), maxlen=self.config.window)
         self.window.append(eta)
         self.energies.append(energy)
         cfg = self.config

@@ -20,6 +20,8 @@ Cases regenerated on purpose, and why:
 - ``solver-projected_gradient-stalls``: accepted steps that leave the
   objective exactly unchanged now carry ``diagnostics["unchanged_steps"]``
   (a run stalls after ten in a row); this run still stalls where it did.
+- ``expansion+diagnostics`` was added once diagnostics could follow a
+  growing System (it raised a ValueError before).
 """
 
 from __future__ import annotations

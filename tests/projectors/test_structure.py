@@ -175,3 +175,19 @@ def test_expansion_measures_delta_f_on_one_objective_whatever_scales_the_run(pie
     (offer,) = _events(store, r.run_id, "ModuleAdded", "ExpansionRejected")
     assert offer.delta_f == pytest.approx(gamma, abs=1e-12)
     assert offer.type == "ExpansionRejected"
+
+
+def test_diagnostics_follow_a_system_that_grows():
+    # The sensitivity window stacked states of different lengths once a module was added (a ValueError mid-run).
+    from complexity_from_constraints.entities import DiagnosticsConfig
+
+    store = InMemoryStore()
+    helper = Candidate(module=LandauModule(id="helper", a=-1.0, b=1.0, eta0=0.3),
+                       couplings=(QuadraticCoupling(id="qh", i="helper", j="m0", weight=0.5),))
+    config = RelaxConfig(steps=20, step_size=0.1, diagnostics=DiagnosticsConfig(window=5),
+                         expansion=ExpansionConfig(every=4, candidates=(helper,)))
+    r = relax(standard_system(12, seed=3), config, seed=1, store=store)
+    (added,) = _events(store, r.run_id, "ModuleAdded")
+    assert r.status == "max_steps" and "helper" in r.ids
+    after = [e for e in _events(store, r.run_id, "StepCommitted") if e.step > added.step and e.accepted]
+    assert after and all(np.isfinite(e.diagnostics["dispersion"]) and 0 <= e.diagnostics["confidence"] <= 1 for e in after)

@@ -145,6 +145,8 @@ def cases() -> dict[str, Callable[[], dict[str, Any]]]:
     c["expansion+homotopy"] = lambda: case(S12, expansion=EXPANSION, homotopy=HomotopyConfig(steps=10, coupling_start=0.3))
     c["expansion+adapter"] = lambda: case(S12, expansion=EXPANSION, adapter=GradNormAdapter())
     c["expansion+stability"] = lambda: case(S12, step_size=2.0, expansion=EXPANSION, stability=StabilityConfig(coupling_target=24.0))
+    c["expansion+diagnostics"] = lambda: case(S12, expansion=EXPANSION, noise=NoiseConfig(magnitude=0.03),
+                                              diagnostics=DiagnosticsConfig(window=5))
     c["expansion+noise"] = lambda: case(S12, expansion=EXPANSION, noise=NoiseConfig(magnitude=0.03))
     c["stability+noise"] = lambda: case(S12, step_size=2.0, stability=StabilityConfig(warn_margin=0.5), noise=NoiseConfig(magnitude=0.05))
     c["revisions+homotopy"] = lambda: case(S12, revisions=REVISIONS, homotopy=HomotopyConfig(steps=8, coupling_start=0.1))
