@@ -71,6 +71,8 @@ def initial_eta(cs: CompiledSystem, config: RelaxConfig, seed: int) -> np.ndarra
     if given == "measured":
         eta = np.array([m.initial_eta() for m in cs.system.modules], dtype=np.float64)
     elif given == "uniform":
+        if seed < 0:
+            raise InvalidEntityError("relax", None, "seed", seed, f"must be ≥ 0: it draws {field}='uniform'")
         eta = np.random.default_rng(seed).uniform(0.0, 1.0, cs.n)
     else:
         eta = np.asarray(given, dtype=np.float64)

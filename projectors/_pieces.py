@@ -86,6 +86,8 @@ class Noise:
     r"""Gradient-orthogonal noise of norm :math:`m_t` from the run's seeded generator (see :class:`~entities.NoiseConfig`)."""
 
     def __init__(self, config: NoiseConfig, seed: int, curvature_floor: float = 1e-3):
+        if seed < 0:
+            raise InvalidEntityError("relax", None, "seed", seed, "must be ≥ 0: it seeds the noise generator")
         self.config = config
         self.rng = np.random.default_rng([seed, NOISE_STREAM])
         self.floor = curvature_floor

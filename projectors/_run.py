@@ -193,16 +193,17 @@ def relax(
     if backend is None:
         backend = make_backend(config.backend, device=config.device, dtype=config.dtype)
     compiled = compile_system(system, backend)
+    loop = relaxation(compiled, config, seed, proposer, adapter,
+                      start_step=fork_point.step if fork_point is not None else 0)
+    opening = _opening(loop)  # bad input (solver, pieces, seed, initial state) raises here, before anything is recorded
     run_id = store.new_run_id(started)
     recorder = _Recorder(store, run_id, max(1, flush_every), max(1, flush_values), pipelined)
     connected = _connect(hooks or {}, run_id)
     try:
         recorder.add(started)
         recorder.flush()  # register the run now, so a pipelined writer stores the System while we relax
-        for event in fork_point.events if fork_point is not None else ():
+        for event in (*(fork_point.events if fork_point is not None else ()), *opening):
             recorder.add(event)
-        loop = relaxation(compiled, config, seed, proposer, adapter,
-                          start_step=fork_point.step if fork_point is not None else 0)
         try:
             while True:
                 recorder.add(next(loop))
@@ -223,6 +224,17 @@ def relax(
         raise DivergedError(run_id, outcome.steps, outcome.energy)
     return RunResult(run_id, outcome.status, outcome.steps, outcome.energy, outcome.ids, outcome.eta,
                      tuple(recorder.failures))
+
+
+def _opening(loop) -> list:
+    """The loop's events up to its first ``StepCommitted`` (or its end): everything it checks on its input happens by then."""
+    events: list = []
+    while not events or events[-1].type not in ("StepCommitted", "RunFinished"):
+        try:
+            events.append(next(loop))
+        except StopIteration:  # pragma: no cover - the loop always ends with RunFinished, drawn above
+            break
+    return events
 
 
 def _connect(hook_map: HookMap, run_id: str):

@@ -218,3 +218,38 @@ def test_a_run_that_stops_being_finite_is_recorded_diverged_then_raises(module, 
         elif not isinstance(event, RunStarted):
             assert all(np.isfinite(list(_floats(event.model_dump())))), event
     store.close()
+
+
+def _bad_inputs():
+    from complexity_from_constraints.entities import GspoTokenAdapter, HomotopyConfig, NoiseConfig, StabilityConfig, WarmStart
+
+    s = standard_system(6, seed=0)
+    return {
+        "numpy-only solver on torch": (s, RelaxConfig(solver="lbfgsb", backend="torch"), 0),
+        "adapter with no implementation": (s, RelaxConfig(adapter=GspoTokenAdapter()), 0),
+        "negative seed with noise": (s, RelaxConfig(noise=NoiseConfig(magnitude=0.1)), -1),
+        "negative seed with a uniform start": (s, RelaxConfig(eta0="uniform"), -1),
+        "eta0 of the wrong length": (s, RelaxConfig(eta0=(0.5, 0.5)), 0),
+        "eta0 out of range": (s, RelaxConfig(eta0=(0.5,) * 5 + (1.5,)), 0),
+        "unknown warm-start active id": (s, RelaxConfig(warm_start=WarmStart(source="t", eta0=(0.5,) * 6, active=("nope",),
+                                                                             active_steps=3)), 0),
+        "unknown homotopy key": (s, RelaxConfig(homotopy=HomotopyConfig(steps=5, kind_starts={"landua": 0.1})), 0),
+        "unreachable coupling target": (s, RelaxConfig(stability=StabilityConfig(coupling_target=1e-3)), 0),
+        "initial energy not finite": (System(id="x", modules=[LandauModule(id="m", a=1e308, b=1e308, eta0=1.0)]),
+                                      RelaxConfig(), 0),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_bad_inputs()))
+def test_bad_input_leaves_no_trace_in_the_store(case, monkeypatch):
+    from complexity_from_constraints.adapters import DuckDBStore
+    from complexity_from_constraints.entities import CfcError, GspoTokenAdapter
+    from complexity_from_constraints.projectors import _adapters
+
+    monkeypatch.delitem(_adapters.ADAPTERS, GspoTokenAdapter, raising=False)  # as if its extra were not installed
+    system, config, seed = _bad_inputs()[case]
+    store = DuckDBStore(":memory:")
+    with np.errstate(all="ignore"), pytest.raises(CfcError):
+        relax(system, config, seed=seed, store=store)
+    assert store.runs() == []
+    store.close()
