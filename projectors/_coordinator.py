@@ -151,6 +151,11 @@ def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Pro
     configured). Whenever the objective changes, the reference is
     re-evaluated under the new objective before the step's acceptance test.
 
+    No event holds a non-finite number: when an accepted proposal, or the
+    reference under a changed objective, is not finite, the step is
+    recorded as rejected (``not_finite``) where it got that far, and the run
+    ends ``diverged`` on its last finite state.
+
     ``start_step`` > 0 continues a run whose steps up to ``start_step`` are
     already in the log (a fork): the loop starts from the config's ``eta0``
     at that step, emits no step-0 events, and still stops at step ``steps``.
@@ -178,9 +183,7 @@ def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Pro
             yield from _each(pieces, "before", run)
             changed, reset, run.changed, run.reset = run.changed, run.changed or run.reset, False, False
             if changed:
-                run.objective = run.weights.build(run.cs)
-                run.state = State.at(run.objective, run.state.eta)  # the reference under the new objective
-                yield from _each(pieces, "reframe", run)
+                yield from _reframe(run, pieces)
             if reset:
                 solver.reset(run.objective, run.state, run.step - 1, run.mask)
             ctx = StepContext(run.step, run.objective, run.state, run.state.value - run.slack, run.cap, run.mask)
@@ -200,8 +203,6 @@ def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Pro
             solver.feedback(p, step.accepted or still, run.state)  # not moving is no failure: α stays (it matters mid-ramp)
             if step.accepted:
                 run.state, run.best_step, run.pg = p.as_state(), run.step, pg
-            elif changed:
-                run.pg = projected_gradient_norm(be, run.state.eta, run.state.grad)
             if step.accepted or run.grew:
                 run.host = _readonly(be.to_numpy(run.state.eta))
             run.stop = "diverged" if diverged else run.stop
@@ -223,12 +224,27 @@ def _each(pieces: list[AbstractPiece], hook: str, run: Run, *args) -> Iterator[E
     """Every piece's events from ``hook``, in order, each checked to hold finite numbers only."""
     for piece in pieces:
         for event in getattr(piece, hook)(run, *args):
-            if not _finite_event(event):
-                if run.host is None:  # nothing relaxed yet: the input itself is out of range
-                    raise InvalidEntityError("System", run.cs.system.id, "modules", event.type,
-                                             "holds a non-finite number for this System before any step")
-                raise _NotFinite(event)
-            yield event
+            yield _checked(run, event)
+
+
+def _checked(run: Run, event):
+    if not _finite_event(event):
+        if run.host is None:  # nothing relaxed yet: the input itself is out of range
+            raise InvalidEntityError("System", run.cs.system.id, "modules", event.type,
+                                     "holds a non-finite number for this System before any step")
+        raise _NotFinite(event)
+    return event
+
+
+def _reframe(run: Run, pieces: list[AbstractPiece]) -> Iterator[Event]:
+    """Rebuild the objective and re-evaluate the reference under it (a non-finite reference ends the run)."""
+    run.objective = run.weights.build(run.cs)
+    state = State.at(run.objective, run.state.eta)
+    pg = projected_gradient_norm(run.backend, state.eta, state.grad)
+    if not _finite(state.value, state.energy, pg):
+        raise _NotFinite(None)  # the run keeps its last finite state, as measured under the previous objective
+    run.state, run.pg = state, pg
+    yield from _each(pieces, "reframe", run)
 
 
 def _finite_event(event) -> bool:
@@ -262,9 +278,10 @@ def _commit(run: Run, pieces: list[AbstractPiece], step: Step, reason: str) -> I
     """The pieces' judgement of ``step``, its ``StepCommitted``, then what the pieces observe after it."""
     yield from _each(pieces, "judge", run, step)
     p = step.proposal
-    yield StepCommitted(step=0 if p is None else step.step, energy=run.state.energy, pg_norm=run.pg,
-                        step_size=run.config.step_size if p is None else p.step_size,
-                        backtracks=0 if p is None else p.backtracks, accepted=step.accepted, reason=reason,
-                        trial_energy=p.energy if p is not None and math.isfinite(p.energy) else None,
-                        diagnostics={k: v for k, v in step.diagnostics.items() if math.isfinite(v)})
+    committed = StepCommitted(step=0 if p is None else step.step, energy=run.state.energy, pg_norm=run.pg,
+                              step_size=run.config.step_size if p is None else p.step_size,
+                              backtracks=0 if p is None else p.backtracks, accepted=step.accepted, reason=reason,
+                              trial_energy=p.energy if p is not None and math.isfinite(p.energy) else None,
+                              diagnostics={k: v for k, v in step.diagnostics.items() if math.isfinite(v)})
+    yield _checked(run, committed)
     yield from _each(pieces, "after", run, step)

@@ -253,3 +253,19 @@ def test_bad_input_leaves_no_trace_in_the_store(case, monkeypatch):
         relax(system, config, seed=seed, store=store)
     assert store.runs() == []
     store.close()
+
+
+def test_a_revision_that_makes_the_objective_infinite_ends_the_run_diverged_on_its_last_finite_state():
+    from complexity_from_constraints.entities import DivergedError, Revision
+
+    system = System(id="two", modules=[LandauModule(id=m, a=-1.0, b=1.0, eta0=0.9) for m in ("p", "q")])
+    huge = {"a": -1e308, "h": 1e308}  # each module's energy stays finite; their sum is −∞
+    config = RelaxConfig(steps=10, revisions=[Revision(step=3, entity_id=m, changes=huge) for m in ("p", "q")])
+    store = InMemoryStore()
+    with np.errstate(all="ignore"), pytest.raises(DivergedError) as raised:
+        relax(system, config, store=store)
+    events = [rec.event for rec in store.read(raised.value.run_id)]
+    finished, steps = events[-1], [e for e in events if isinstance(e, StepCommitted)]
+    assert finished.status == "diverged" and finished.steps == 3 and steps[-1].step == 2
+    assert finished.final_energy == steps[-1].energy and np.isfinite(finished.final_energy)
+    assert [e.type for e in events[-3:]] == ["EntityRevised", "EntityRevised", "RunFinished"]
