@@ -45,6 +45,7 @@ from pydantic import Field, JsonValue, model_validator
 from complexity_from_constraints.entities import (
     AbstractFrozen,
     CfcError,
+    DivergedError,
     InvalidEntityError,
     RelaxConfig,
     System,
@@ -279,14 +280,16 @@ def run_point(spec_json: str, index: int, faults: str | None = None) -> PointOut
             marker.unlink()
             os.kill(os.getpid(), signal.SIGKILL)
     started = time.perf_counter()
+    store = InMemoryStore()
     try:
         system, config, seed = spec.build(point)
-        store = InMemoryStore()
-        result = relax(system, config, seed=seed, store=store, pipelined=False)
+        run_id = relax(system, config, seed=seed, store=store, pipelined=False).run_id
+    except DivergedError as exc:  # a result like any other: the run is recorded, and ends "diverged"
+        run_id = exc.run_id
     except CfcError as exc:  # a deterministic refusal: trying again would give the same answer
         return PointOutcome(point.run_id, error=f"{type(exc).__name__}: {exc}")
-    events = tuple(Recorded(point.run_id, r.seq, r.event) for r in store.read(result.run_id))
-    meta = store.run_meta(result.run_id)
+    events = tuple(Recorded(point.run_id, r.seq, r.event) for r in store.read(run_id))
+    meta = store.run_meta(run_id)
     return PointOutcome(point.run_id, events, seconds=time.perf_counter() - started,
                         started_at=meta.started_at if meta else None)
 

@@ -14,6 +14,7 @@ from ._couplings import (
 from ._families import demo_system, standard_system
 from ._errors import (
     CfcError,
+    DivergedError,
     InvalidEntityError,
     LogIntegrityError,
     MissingDependencyError,
@@ -87,6 +88,7 @@ __all__ = [
     "DiagnosticsConfig",
     "DirectedHingeCoupling",
     "DirectionConfig",
+    "DivergedError",
     "EarlyStopConfig",
     "ExpansionConfig",
     "FreeEnergyConfig",

@@ -8,7 +8,9 @@
     ├── UnknownStepError        a step a run never reached
     ├── SchemaVersionError      a stored event payload from an unknown (future) schema
     ├── LogIntegrityError       a batch would break the append-only, gap-free log
-    └── MissingDependencyError  an optional dependency is not installed
+    ├── MissingDependencyError  an optional dependency is not installed
+    ├── MonotonicityError       an accepted step raised the energy (``monotone="strict"``)
+    └── DivergedError           a run's energy, gradient or η stopped being finite
 
 None of them derives from ``ValueError`` on purpose: Pydantic re-wraps a
 ``ValueError`` raised inside a validator, and we want the error that names the
@@ -75,3 +77,21 @@ def _short(value: Any, limit: int = 80) -> str:
 
 class MonotonicityError(CfcError):
     """``RelaxConfig(monotone="strict")``: an accepted step raised the energy U."""
+
+
+class DivergedError(CfcError):
+    """A run's energy, gradient or η stopped being finite; it was recorded as ``diverged``.
+
+    Raised by ``relax`` after the run is committed, so the log keeps it (its
+    ``RunFinished`` has status ``"diverged"`` and the last finite state).
+
+    Attributes:
+        run_id: the recorded run.
+        step: the step at which it diverged.
+        energy: the energy of the last finite state.
+    """
+
+    def __init__(self, run_id: str, step: int, energy: float):
+        self.run_id, self.step, self.energy = run_id, step, energy
+        super().__init__(f"run {run_id!r} diverged at step {step}: its energy, gradient or η stopped being finite "
+                         f"(recorded with status 'diverged'; the last finite state has energy {energy!r})")

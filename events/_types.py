@@ -231,7 +231,7 @@ class RunFinished(AbstractEvent):
     """The run ended; ``final_digest`` identifies the returned state."""
 
     type: Literal["RunFinished"] = "RunFinished"
-    status: Literal["converged", "max_steps", "stalled", "early_stopped"]
+    status: Literal["converged", "max_steps", "stalled", "early_stopped", "diverged"]
     steps: int
     final_energy: float
     best_step: int

@@ -1,7 +1,9 @@
-"""The loop's small pieces that are not solvers: homotopy, noise, diagnostics.
+"""The maths behind three of the loop's pieces: homotopy ramps, noise, diagnostics.
 
-Each piece is configured by one model of :mod:`entities._settings`, keeps the
-little state it needs, and tells the loop what to record.
+Each is configured by one model of :mod:`entities._settings` and keeps the
+little state it needs; the pieces that drive them in the loop
+(:mod:`projectors._controls`, :mod:`projectors._observers`) turn what they
+compute into events.
 """
 
 from __future__ import annotations
@@ -84,6 +86,8 @@ class Noise:
     r"""Gradient-orthogonal noise of norm :math:`m_t` from the run's seeded generator (see :class:`~entities.NoiseConfig`)."""
 
     def __init__(self, config: NoiseConfig, seed: int, curvature_floor: float = 1e-3):
+        if seed < 0:
+            raise InvalidEntityError("relax", None, "seed", seed, "must be ≥ 0: it seeds the noise generator")
         self.config = config
         self.rng = np.random.default_rng([seed, NOISE_STREAM])
         self.floor = curvature_floor
@@ -132,7 +136,13 @@ class Watch:
         self.e0 = initial_energy
 
     def observe(self, eta: np.ndarray, energy: float) -> dict[str, float]:
-        """Add an accepted state; the dispersion and confidence after it."""
+        """Add an accepted state; the dispersion and confidence after it.
+
+        When the System grew (expansion), earlier states are extended with the
+        newcomers' η at arrival, so a new module's dispersion starts at 0.
+        """
+        if self.window and len(eta) > len(self.window[-1]):
+            self.window = deque((np.append(w, eta[len(w):]) for w in self.window), maxlen=self.config.window)
         self.window.append(eta)
         self.energies.append(energy)
         cfg = self.config

@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from complexity_from_constraints.entities import InvalidEntityError, RelaxConfig, System
+from complexity_from_constraints.entities import DivergedError, InvalidEntityError, RelaxConfig, System
 from complexity_from_constraints.events import (
     AbstractEventStore,
     EtaRecorded,
@@ -29,7 +29,6 @@ from ._compile import compile_system
 from ._adapters import AbstractWeightAdapter
 from ._amortizers import AbstractAmortizer
 from ._coordinator import Proposer, relaxation
-from ._solvers import make_solver
 from ._structure import check_candidates
 
 HookMap = Mapping[str, Callable[..., Any] | Iterable[Callable[..., Any]]]
@@ -188,6 +187,10 @@ def relax(
     Returns:
         A :class:`RunResult` with the run id and the returned (best accepted) state.
 
+    Raises:
+        DivergedError: after the run is committed, when its energy, gradient
+            or η stopped being finite (its ``RunFinished`` says ``diverged``).
+
     >>> from complexity_from_constraints.entities import System, LandauModule, RelaxConfig
     >>> s = System(id="one", modules=[LandauModule(id="m", a=-1.0, b=1.0)])
     >>> r = relax(s, RelaxConfig(steps=500, step_size=0.1))
@@ -209,8 +212,10 @@ def relax(
                          parent_step=fork_point.step if fork_point is not None else None)
     if backend is None:
         backend = make_backend(config.backend, device=config.device, dtype=config.dtype)
-    make_solver(config, backend)  # an unknown or unsuitable solver is refused before anything is recorded
     compiled = compile_system(system, backend)
+    loop = relaxation(compiled, config, seed, proposer, adapter,
+                      start_step=fork_point.step if fork_point is not None else 0)
+    opening = _opening(loop)  # bad input (solver, pieces, seed, initial state) raises here, before anything is recorded
     run_id = store.new_run_id(started)
     meta = replace(meta or RunMeta(), started_at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
                    name=name or (meta.name if meta else None) or _default_name(system, config, seed, run_id),
@@ -223,10 +228,8 @@ def relax(
         store.record_meta(run_id, meta)  # beside the log, so it may come first
         recorder.add(started)
         recorder.flush()  # register the run now, so a pipelined writer stores the System while we relax
-        for event in fork_point.events if fork_point is not None else ():
+        for event in (*(fork_point.events if fork_point is not None else ()), *opening):
             recorder.add(event)
-        loop = relaxation(compiled, config, seed, proposer, adapter,
-                          start_step=fork_point.step if fork_point is not None else 0)
         try:
             while True:
                 recorder.add(next(loop))
@@ -244,8 +247,21 @@ def relax(
         recorder.close()
         for sig, fn in connected:
             sig.disconnect(fn)
+    if outcome.status == "diverged":  # recorded and committed first, so the log shows how it ended
+        raise DivergedError(run_id, outcome.steps, outcome.energy)
     return RunResult(run_id, outcome.status, outcome.steps, outcome.energy, outcome.ids, outcome.eta,
                      tuple(recorder.failures))
+
+
+def _opening(loop) -> list:
+    """The loop's events up to its first ``StepCommitted`` (or its end): everything it checks on its input happens by then."""
+    events: list = []
+    while not events or events[-1].type not in ("StepCommitted", "RunFinished"):
+        try:
+            events.append(next(loop))
+        except StopIteration:  # pragma: no cover - the loop always ends with RunFinished, drawn above
+            break
+    return events
 
 
 def _default_name(system: System, config: RelaxConfig, seed: int, run_id: str) -> str:

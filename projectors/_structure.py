@@ -143,15 +143,18 @@ class CandidateEvaluation:
         return self.delta_f < -tau
 
 
-def evaluate_candidate(cs: CompiledSystem, eta, energy: float, candidate: Candidate,
-                       config: ExpansionConfig) -> CandidateEvaluation:
+def evaluate_candidate(cs: CompiledSystem, eta, candidate: Candidate, config: ExpansionConfig) -> CandidateEvaluation:
     r"""ΔF_new = 𝓕_new(η, η_new*) − 𝓕(η), with η_new* from a short local relaxation.
 
-    Only the new η moves: projected gradient steps on its coordinate, each kept
-    only if 𝓕 decreases (else the step halves). γ enters through the extended
-    System's ``complexity_cost · (N + 1)``.
+    Both terms are the System's own energy 𝓕 (its configured weights, no run
+    scaling: weight adapters, homotopy ramps and the coupling cap shape how a
+    run descends, not what a module is worth), so a module that adds nothing
+    has ΔF = γ exactly. Only the new η moves: projected gradient steps on its
+    coordinate, each kept only if 𝓕 decreases (else the step halves). γ
+    enters through the extended System's ``complexity_cost · (N + 1)``.
     """
     be = cs.backend
+    energy = energy_and_gradient(cs, eta)[0]
     new_cs = extend(cs, candidate)
     n = cs.n
     ext = be.asarray(np.append(be.to_numpy(eta), candidate.module.initial_eta()))

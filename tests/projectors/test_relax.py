@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from complexity_from_constraints.entities import LandauModule, QuadraticCoupling, RelaxConfig, System, standard_system
-from complexity_from_constraints.events import EtaRecorded, InMemoryStore, RunFinished, StepCommitted
+from complexity_from_constraints.events import EtaRecorded, InMemoryStore, RunFinished, RunStarted, StepCommitted
 from complexity_from_constraints.projectors import compile_system, energy, energy_and_gradient, hessian_diagonal, relax, state_digest
 
 
@@ -161,3 +161,109 @@ def test_a_run_below_the_floating_point_floor_ends_stalled_not_spinning():
     assert r.eta_of("m") == pytest.approx(np.sqrt(0.5), abs=1e-7)
     last = _steps(store, r.run_id)[-1]
     assert last.reason == "stalled" and not last.accepted
+
+
+def test_a_run_whose_energy_stopped_changing_ends_stalled():
+    # The accelerated solver kept moving η by rounding-sized amounts that left the energy exactly unchanged:
+    # this run reached its final energy at step 166 and went on to step 15,349.
+    from complexity_from_constraints.entities import StabilityConfig
+
+    store = InMemoryStore()
+    r = relax(standard_system(2000, seed=2), RelaxConfig(solver="accelerated", step_size=10.0, steps=20000,
+                                                         stability=StabilityConfig(cap_fraction=0.99)), store=store)
+    steps = _steps(store, r.run_id)
+    last_change = max(s.step for s, before in zip(steps[1:], steps) if s.energy != before.energy)
+    assert r.status == "stalled" and r.steps <= last_change + 30
+    assert r.energy == min(s.energy for s in steps)
+    assert steps[-1].diagnostics["unchanged_steps"] == 10  # the recorded reason: ten unchanged accepted steps in a row
+
+
+def test_a_solver_with_inner_state_is_not_stalled_by_an_unchanged_energy(toy_system):
+    r = relax(toy_system, RelaxConfig(solver="admm", steps=300, tol=0.0))
+    assert r.status == "max_steps" and r.steps == 300
+
+
+def _floats(value):
+    if isinstance(value, float):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _floats(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _floats(v)
+
+
+@pytest.mark.parametrize("module", [
+    LandauModule(id="m", a=1e308, b=1e308, eta0=0.3),    # η reaches 0, where the gradient is 0 · ∞
+    LandauModule(id="m", a=-1e308, b=1.0, h=1e308, eta0=0.5),  # η reaches 1, where the energy is −∞
+], ids=["nan-gradient", "minus-infinite-energy"])
+@pytest.mark.parametrize("backend", ["memory", "duckdb"])
+def test_a_run_that_stops_being_finite_is_recorded_diverged_then_raises(module, backend):
+    from complexity_from_constraints.adapters import DuckDBStore
+    from complexity_from_constraints.entities import CfcError, DivergedError
+
+    store = InMemoryStore() if backend == "memory" else DuckDBStore(":memory:")
+    with np.errstate(all="ignore"), pytest.raises(DivergedError) as raised:
+        relax(System(id="x", modules=[module]), RelaxConfig(steps=3), store=store)
+    assert isinstance(raised.value, CfcError) and raised.value.step == 1
+    events = [rec.event for rec in store.read(raised.value.run_id)]
+    finished = events[-1]
+    assert isinstance(finished, RunFinished) and finished.status == "diverged" and finished.best_step == 0
+    last = [e for e in events if isinstance(e, StepCommitted)][-1]
+    assert (last.step, last.accepted, last.reason) == (1, False, "not_finite")
+    for event in events:
+        if isinstance(event, EtaRecorded):
+            assert np.isfinite(event.eta).all()
+        elif not isinstance(event, RunStarted):
+            assert all(np.isfinite(list(_floats(event.model_dump())))), event
+    store.close()
+
+
+def _bad_inputs():
+    from complexity_from_constraints.entities import CustomAdapter, HomotopyConfig, NoiseConfig, StabilityConfig, WarmStart
+
+    s = standard_system(6, seed=0)
+    return {
+        "numpy-only solver on torch": (s, RelaxConfig(solver="lbfgsb", backend="torch"), 0),
+        "adapter with no implementation": (s, RelaxConfig(adapter=CustomAdapter(name="nobody_registered_this")), 0),
+        "negative seed with noise": (s, RelaxConfig(noise=NoiseConfig(magnitude=0.1)), -1),
+        "negative seed with a uniform start": (s, RelaxConfig(eta0="uniform"), -1),
+        "eta0 of the wrong length": (s, RelaxConfig(eta0=(0.5, 0.5)), 0),
+        "eta0 out of range": (s, RelaxConfig(eta0=(0.5,) * 5 + (1.5,)), 0),
+        "unknown warm-start active id": (s, RelaxConfig(warm_start=WarmStart(source="t", eta0=(0.5,) * 6, active=("nope",),
+                                                                             active_steps=3)), 0),
+        "unknown homotopy key": (s, RelaxConfig(homotopy=HomotopyConfig(steps=5, kind_starts={"landua": 0.1})), 0),
+        "unreachable coupling target": (s, RelaxConfig(stability=StabilityConfig(coupling_target=1e-3)), 0),
+        "initial energy not finite": (System(id="x", modules=[LandauModule(id="m", a=1e308, b=1e308, eta0=1.0)]),
+                                      RelaxConfig(), 0),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_bad_inputs()))
+def test_bad_input_leaves_no_trace_in_the_store(case, monkeypatch):
+    from complexity_from_constraints.adapters import DuckDBStore
+    from complexity_from_constraints.entities import CfcError
+
+    system, config, seed = _bad_inputs()[case]
+    store = DuckDBStore(":memory:")
+    with np.errstate(all="ignore"), pytest.raises(CfcError):
+        relax(system, config, seed=seed, store=store)
+    assert store.runs() == []
+    store.close()
+
+
+def test_a_revision_that_makes_the_objective_infinite_ends_the_run_diverged_on_its_last_finite_state():
+    from complexity_from_constraints.entities import DivergedError, Revision
+
+    system = System(id="two", modules=[LandauModule(id=m, a=-1.0, b=1.0, eta0=0.9) for m in ("p", "q")])
+    huge = {"a": -1e308, "h": 1e308}  # each module's energy stays finite; their sum is −∞
+    config = RelaxConfig(steps=10, revisions=[Revision(step=3, entity_id=m, changes=huge) for m in ("p", "q")])
+    store = InMemoryStore()
+    with np.errstate(all="ignore"), pytest.raises(DivergedError) as raised:
+        relax(system, config, store=store)
+    events = [rec.event for rec in store.read(raised.value.run_id)]
+    finished, steps = events[-1], [e for e in events if isinstance(e, StepCommitted)]
+    assert finished.status == "diverged" and finished.steps == 3 and steps[-1].step == 2
+    assert finished.final_energy == steps[-1].energy and np.isfinite(finished.final_energy)
+    assert [e.type for e in events[-3:]] == ["EntityRevised", "EntityRevised", "RunFinished"]

@@ -9,12 +9,16 @@ from complexity_from_constraints.entities import (
     Candidate,
     ExpansionConfig,
     GateBenefitCoupling,
+    HomotopyConfig,
     InvalidEntityError,
     LandauModule,
     QuadraticCoupling,
     RelaxConfig,
     Revision,
+    SmallGainAdapter,
+    StabilityConfig,
     System,
+    standard_system,
 )
 from complexity_from_constraints.events import InMemoryStore
 from complexity_from_constraints.projectors import compile_system, energy, first_difference, relax, replay, rerun
@@ -145,3 +149,45 @@ def test_system_level_revision_changes_the_complexity_cost():
     r = relax(_lonely(), cfg, store=store)
     steps = {s.step: s.energy for s in _events(store, r.run_id, "StepCommitted")}
     assert steps[2] - steps[1] == pytest.approx(1.0, abs=0.05)
+
+
+NOTHING = Candidate(module=LandauModule(id="nothing", a=0.5, b=1.0, eta0=0.0))  # F(0) = 0, no couplings: it adds exactly γ
+SCALING_PIECES = {
+    "small_gain": {"step_size": 0.02, "adapter": SmallGainAdapter(max_step_change=0.3)},
+    "coupling_homotopy": {"homotopy": HomotopyConfig(steps=30, coupling_start=0.1)},
+    "coupling_cap": {"stability": StabilityConfig(coupling_target=24.0)},
+}
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.01])
+@pytest.mark.parametrize("piece", sorted(SCALING_PIECES))
+def test_expansion_measures_delta_f_on_one_objective_whatever_scales_the_run(piece, gamma):
+    # ΔF_new subtracted the scaled objective's energy from the extended System's unscaled one (−0.19 under a
+    # small-gain adapter, +1.26 under a coupling homotopy, +2.52 under the coupling cap); a module that adds
+    # nothing must cost exactly its complexity cost γ.
+    system = standard_system(12, seed=3).evolve(complexity_cost=gamma)
+    store = InMemoryStore()
+    config = RelaxConfig(steps=12, **({"step_size": 0.1} | SCALING_PIECES[piece]),
+                         expansion=ExpansionConfig(every=10, tau=0.0, candidates=(NOTHING,)))
+    r = relax(system, config, seed=1, store=store)
+    scaled = _events(store, r.run_id, "WeightsAdapted", "ObjectiveScaled", "CouplingsCapped")
+    assert scaled and scaled[0].step < 10  # the piece did change the objective before the offer
+    (offer,) = _events(store, r.run_id, "ModuleAdded", "ExpansionRejected")
+    assert offer.delta_f == pytest.approx(gamma, abs=1e-12)
+    assert offer.type == "ExpansionRejected"
+
+
+def test_diagnostics_follow_a_system_that_grows():
+    # The sensitivity window stacked states of different lengths once a module was added (a ValueError mid-run).
+    from complexity_from_constraints.entities import DiagnosticsConfig
+
+    store = InMemoryStore()
+    helper = Candidate(module=LandauModule(id="helper", a=-1.0, b=1.0, eta0=0.3),
+                       couplings=(QuadraticCoupling(id="qh", i="helper", j="m0", weight=0.5),))
+    config = RelaxConfig(steps=20, step_size=0.1, diagnostics=DiagnosticsConfig(window=5),
+                         expansion=ExpansionConfig(every=4, candidates=(helper,)))
+    r = relax(standard_system(12, seed=3), config, seed=1, store=store)
+    (added,) = _events(store, r.run_id, "ModuleAdded")
+    assert r.status == "max_steps" and "helper" in r.ids
+    after = [e for e in _events(store, r.run_id, "StepCommitted") if e.step > added.step and e.accepted]
+    assert after and all(np.isfinite(e.diagnostics["dispersion"]) and 0 <= e.diagnostics["confidence"] <= 1 for e in after)
