@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-import networkx as nx
+
 import numpy as np
 
 from ._compile import CompiledSystem
@@ -262,6 +262,8 @@ def colour_edges(i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
 
 def colour_nodes(i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
     """Greedy (largest-first) colouring of the nodes: adjacent nodes never share a colour."""
+    import networkx as nx  # only the star sweep colours nodes; networkx is slow to import
+
     graph = nx.Graph()
     graph.add_nodes_from(range(n))
     graph.add_edges_from(zip(i.tolist(), j.tolist()))
