@@ -98,17 +98,14 @@ class AbstractCoupling(AbstractEntity):
         return None
 
     @classmethod
-    def local_energy(cls, members: Sequence[AbstractCoupling], eta_i, eta_j, counts) -> np.ndarray:
-        r"""φ(η_i, η_j) of edges of this kind on numpy, as the views need it: the first ``counts[0]``
-        pairs belong to ``members[0]``, the next ``counts[1]`` to ``members[1]``, …
+    def parameter_arrays(cls, members: Sequence[AbstractCoupling]) -> dict[str, np.ndarray]:
+        """The ``p`` that the formulas read, for ``members`` (edges of this kind) on numpy, one row per edge.
 
-        >>> GateBenefitCoupling.local_energy([GateBenefitCoupling(id="e", i="g", j="m", delta=0.5)],
-        ...                                  np.array([0.0, 1.0]), np.array([0.3, 0.3]), [2])
-        array([-0. , -0.5])
+        >>> p = GateBenefitCoupling.parameter_arrays([GateBenefitCoupling(id="e", i="g", j="m", delta=0.5)])
+        >>> GateBenefitCoupling.energy_grad(np, np.array([1.0]), np.array([0.3]), p)[0]
+        array([-0.5])
         """
-        params = {p: np.repeat(np.asarray([getattr(c, p) for c in members], np.float64), counts, axis=0)
-                  for p in cls.params}
-        return cls.energy_grad(np, np.asarray(eta_i, np.float64), np.asarray(eta_j, np.float64), params)[0]
+        return {p: np.asarray([getattr(c, p) for c in members], np.float64) for p in cls.params}
 
 
 class QuadraticCoupling(AbstractCoupling):

@@ -62,16 +62,14 @@ class AbstractModule(AbstractEntity):
                 f"(an upper bound on |f''| over [0, 1]); define it on {cls.__name__}")
 
     @classmethod
-    def local_energy(cls, members: Sequence[AbstractModule], eta, counts) -> np.ndarray:
-        r"""f(η) of modules of this kind on numpy, as the views need it: the first ``counts[0]``
-        values of ``eta`` belong to ``members[0]``, the next ``counts[1]`` to ``members[1]``, …
+    def parameter_arrays(cls, members: Sequence[AbstractModule]) -> dict[str, np.ndarray]:
+        """The ``p`` that the formulas read, for ``members`` (modules of this kind) on numpy, one row per member.
 
-        >>> LandauModule.local_energy([LandauModule(id="m", a=-1.0)], np.array([0.5, 1.0]), [2])
-        array([-0.1875,  0.    ])
+        >>> p = LandauModule.parameter_arrays([LandauModule(id="m", a=-1.0)])
+        >>> LandauModule.energy_grad(np, np.array([0.5]), p)[0]
+        array([-0.1875])
         """
-        params = {p: np.repeat(np.asarray([getattr(m, p) for m in members], np.float64), counts, axis=0)
-                  for p in cls.params}
-        return cls.energy_grad(np, np.asarray(eta, np.float64), params)[0]
+        return {p: np.asarray([getattr(m, p) for m in members], np.float64) for p in cls.params}
 
     def initial_eta(self) -> float:  # pragma: no cover - abstract
         """η at which relaxation starts when the run does not prescribe one."""
