@@ -14,7 +14,7 @@ Registered on every connection the DuckDB store opens (read-only ones and
 ``v_entity_versions``). Each call groups its rows by kind and evaluates each
 kind once, vectorised over every η of the batch. A kind that this process does
 not define (a kind from the user's own code, read back by a process that has
-not imported it) gives NULL.
+not imported it, nor named its module in ``CFC_KINDS``) gives NULL.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 from duckdb.sqltypes import BOOLEAN, DOUBLE, VARCHAR
 
-from complexity_from_constraints.entities import coupling_kinds, module_kinds
+from complexity_from_constraints.entities import coupling_kinds, import_kind_modules, module_kinds
 
 _DOUBLES = duckdb.list_type(DOUBLE)
 
@@ -61,6 +61,7 @@ def _evaluate(family: str, kinds: pa.Array, entities: pa.Array, etas: list[pa.Ar
     valid = np.zeros(values[0].size, bool)
     rows_by_kind: dict[str, list[int]] = {}
     kind_list, entity_list, null_rows = kinds.to_pylist(), entities.to_pylist(), first.is_null().to_pylist()
+    _look_for(registry, kind_list)
     for row, (kind, text) in enumerate(zip(kind_list, entity_list)):
         if kind in registry and text is not None and not null_rows[row]:
             rows_by_kind.setdefault(kind, []).append(row)
@@ -73,6 +74,17 @@ def _evaluate(family: str, kinds: pa.Array, entities: pa.Array, etas: list[pa.Ar
         valid[at] = True
     return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(out, mask=~valid),
                                     mask=pa.array(null_rows, pa.bool_()))
+
+
+_looked = False
+
+
+def _look_for(registry, kinds: list) -> None:
+    """Import the modules that define kinds outside the package (CFC_KINDS), once, when a kind is unknown."""
+    global _looked
+    if not _looked and any(k is not None and k not in registry for k in kinds):
+        _looked = True
+        import_kind_modules()
 
 
 def _whole(array: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -89,5 +101,6 @@ def _coupling_energy(kind: pa.Array, entity: pa.Array, eta_i: pa.Array, eta_j: p
 
 
 def _gate_benefit(kind: pa.Array) -> pa.Array:
-    return pa.array([coupling_kinds[k].gate_benefit if k in coupling_kinds else None for k in _whole(kind).to_pylist()],
-                    pa.bool_())
+    kinds = _whole(kind).to_pylist()
+    _look_for(coupling_kinds, kinds)
+    return pa.array([coupling_kinds[k].gate_benefit if k in coupling_kinds else None for k in kinds], pa.bool_())

@@ -1,6 +1,6 @@
 """Entities: versioned, frozen Pydantic models and each kind's energy formulas."""
 
-from ._base import AbstractEntity, AbstractFrozen, KindRegistry, content_digest
+from ._base import KINDS_ENV, AbstractEntity, AbstractFrozen, KindRegistry, content_digest, import_kind_modules
 from ._config import Candidate, ExpansionConfig, RelaxConfig, Revision
 from ._couplings import (
     AbstractCoupling,
@@ -97,6 +97,7 @@ __all__ = [
     "GspoTokenAdapter",
     "HomotopyConfig",
     "InvalidEntityError",
+    "KINDS_ENV",
     "KindRegistry",
     "LandauModule",
     "LinearPull",
@@ -130,6 +131,7 @@ __all__ = [
     "coupling_kinds",
     "demo_system",
     "grid_bond_percolation",
+    "import_kind_modules",
     "largest_component_fraction",
     "legendre_monomials",
     "module_kinds",
