@@ -139,7 +139,7 @@ class KindRegistry:
     def __init__(self, family: str):
         self.family = family
         self._classes: dict[str, type[AbstractEntity]] = {}
-        self._adapter: tuple[tuple[str, ...], TypeAdapter[Any]] | None = None
+        self._adapter: tuple[tuple[type, ...], TypeAdapter[Any]] | None = None
 
     def register(self, cls: type[AbstractEntity]) -> None:
         field = cls.model_fields.get("kind")
@@ -166,7 +166,7 @@ class KindRegistry:
 
     def adapter(self) -> TypeAdapter[Any]:
         """A TypeAdapter for a list of this family, discriminated on ``kind`` (rebuilt when a kind is added)."""
-        key = tuple(self._classes)
+        key = tuple(self._classes.values())  # the classes, not the tags: a kind may be defined again
         if self._adapter is None or self._adapter[0] != key:
             members = tuple(self._classes.values())
             member = members[0] if len(members) == 1 else Annotated[Union[members], Field(discriminator="kind")]  # type: ignore[valid-type]
@@ -200,9 +200,10 @@ class KindRegistry:
             if len(self._classes) > 1:
                 rest = rest[1:]  # drop the union tag pydantic puts in the path
             item = items[n]  # type: ignore[index]
-            cls = self._classes[item["kind"]]
+            data = item if isinstance(item, dict) else {"kind": item.kind, "id": item.id}
+            cls = self._classes[data["kind"]]
             more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-            raise InvalidEntityError(cls.__name__, item.get("id"), ".".join(map(str, rest)) or "(entity)",
+            raise InvalidEntityError(cls.__name__, data.get("id"), ".".join(map(str, rest)) or "(entity)",
                                      first.get("input"), first["msg"] + more) from None
 
 
