@@ -60,7 +60,8 @@ def _evaluate(family: str, kinds: pa.Array, entities: pa.Array, etas: list[pa.Ar
     out = np.zeros(values[0].size)
     valid = np.zeros(values[0].size, bool)
     rows_by_kind: dict[str, list[int]] = {}
-    kind_list, entity_list, null_rows = kinds.to_pylist(), entities.to_pylist(), first.is_null().to_pylist()
+    null_rows = first.is_null().to_pylist() if first.null_count else [False] * len(first)  # is_null loads pyarrow.compute
+    kind_list, entity_list = kinds.to_pylist(), entities.to_pylist()
     _look_for(registry, kind_list)
     for row, (kind, text) in enumerate(zip(kind_list, entity_list)):
         if kind in registry and text is not None and not null_rows[row]:
