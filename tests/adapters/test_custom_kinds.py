@@ -276,12 +276,14 @@ def test_rerun_fork_and_export_keep_a_custom_kind(system, db, tmp_path):
     assert imported.equals(original) and imported["energy"].null_count() == 0
 
 
-def test_cfc_reruns_a_custom_kind_once_the_process_defines_it(system, db, tmp_path, cli):
+def test_cfc_reruns_and_forks_a_custom_kind_once_the_process_defines_it(system, db, tmp_path, cli):
     run = relax(system, RelaxConfig(steps=8), store=db)
     db.close()
     path = tmp_path / "runs.duckdb"
     code, out, _ = cli("rerun", run.run_id, "--db", path)  # this process defines the kinds
     assert code == 0 and "identical" in out
+    code, out, _ = cli("fork", run.run_id, "--step", 4, "--set", "step_size=0.02", "--db", path)
+    assert code == 0 and f"of {run.run_id} at step 4" in out
 
     plugin = tmp_path / "plugin" / "lab_kinds.py"
     plugin.parent.mkdir()
