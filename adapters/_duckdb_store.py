@@ -56,6 +56,8 @@ from complexity_from_constraints.events import (
     upcast,
 )
 
+from ._kind_functions import register_kind_functions
+
 STORE_SCHEMA_VERSION = 2  # 2: materialised tables mat_* and their positions
 
 _TABLES = """
@@ -177,6 +179,7 @@ class DuckDBStore(AbstractEventStore):
                     f"{self.path} is open for writing in another process; wait for it to finish "
                     f"(DuckDB allows one writer and no concurrent readers across processes)") from None
             raise CfcError(f"cannot open {self.path}: {exc}") from None
+        register_kind_functions(self._con)  # before any view is created or read: the views call them
         self._lock = threading.RLock()
         self._depth = 0  # nesting of transaction()
         self._next_seq: dict[str, int] = {}

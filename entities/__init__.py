@@ -1,6 +1,6 @@
 """Entities: versioned, frozen Pydantic models and each kind's energy formulas."""
 
-from ._base import AbstractEntity, AbstractFrozen, KindRegistry, content_digest
+from ._base import KINDS_ENV, AbstractEntity, AbstractFrozen, KindRegistry, content_digest, import_kind_modules
 from ._config import BUILT_IN_SOLVERS, Candidate, ExpansionConfig, RelaxConfig, Revision
 from ._couplings import (
     AbstractCoupling,
@@ -8,7 +8,11 @@ from ._couplings import (
     DampedGateBenefitCoupling,
     DirectedHingeCoupling,
     GateBenefitCoupling,
+    LinearPull,
+    ProxForm,
     QuadraticCoupling,
+    SquaredDifference,
+    SquaredHinge,
     coupling_kinds,
 )
 from ._families import demo_system, standard_system
@@ -98,8 +102,10 @@ __all__ = [
     "GspoTokenAdapter",
     "HomotopyConfig",
     "InvalidEntityError",
+    "KINDS_ENV",
     "KindRegistry",
     "LandauModule",
+    "LinearPull",
     "LogIntegrityError",
     "MAX_DEGREE",
     "MissingDependencyError",
@@ -108,6 +114,7 @@ __all__ = [
     "NoiseConfig",
     "NoiseControllerConfig",
     "PolynomialModule",
+    "ProxForm",
     "ProximalConfig",
     "QuadraticCoupling",
     "RelaxConfig",
@@ -115,6 +122,8 @@ __all__ = [
     "SchemaVersionError",
     "SequenceModule",
     "SmallGainAdapter",
+    "SquaredDifference",
+    "SquaredHinge",
     "StabilityConfig",
     "System",
     "UnknownRunError",
@@ -127,6 +136,7 @@ __all__ = [
     "coupling_kinds",
     "demo_system",
     "grid_bond_percolation",
+    "import_kind_modules",
     "largest_component_fraction",
     "legendre_monomials",
     "module_kinds",

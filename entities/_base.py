@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
+import os
+from importlib.metadata import entry_points
 from typing import Annotated, Any, ClassVar, Union
 
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from ._errors import InvalidEntityError
+from ._errors import CfcError, InvalidEntityError
 
 _ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
 
@@ -108,17 +111,46 @@ def content_digest(payload: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+KINDS_ENV = "CFC_KINDS"
+KINDS_ENTRY_POINTS = "complexity_from_constraints.kinds"
+
+
+def import_kind_modules() -> tuple[str, ...]:
+    """Import the modules that define kinds outside this package; return their names.
+
+    A run that used a kind from your own code can be read back (re-run, forked,
+    replayed, shown by ``cfc``) only by a process that defines the kind. Name
+    the modules that define such kinds in the ``CFC_KINDS`` environment
+    variable (comma-separated, e.g. ``CFC_KINDS=my_lab.kinds``), or, for an
+    installed package, as entry points in the group
+    ``complexity_from_constraints.kinds``. The registries call this when they
+    meet a kind they do not know.
+    """
+    names = [n.strip() for n in os.environ.get(KINDS_ENV, "").split(",") if n.strip()]
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise CfcError(f"{KINDS_ENV} names the module {name!r}, which cannot be imported: {exc}") from None
+    for point in entry_points(group=KINDS_ENTRY_POINTS):
+        point.load()
+        names.append(point.value)
+    return tuple(names)
+
+
 class KindRegistry:
     """Maps each ``kind`` tag of one family to its final class.
 
     A family base calls :meth:`register` from ``__pydantic_init_subclass__``,
-    so defining a class is all it takes to add a kind.
+    so defining a class is all it takes to add a kind. A kind this process
+    has not defined is looked for once in the modules :func:`import_kind_modules`
+    names before it is reported unknown.
     """
 
     def __init__(self, family: str):
         self.family = family
         self._classes: dict[str, type[AbstractEntity]] = {}
-        self._adapter: tuple[tuple[str, ...], TypeAdapter[Any]] | None = None
+        self._adapter: tuple[tuple[type, ...], TypeAdapter[Any]] | None = None
 
     def register(self, cls: type[AbstractEntity]) -> None:
         field = cls.model_fields.get("kind")
@@ -129,6 +161,10 @@ class KindRegistry:
         if known is not None and known.__qualname__ != cls.__qualname__:
             raise TypeError(f"{self.family} kind {kind!r} is defined twice ({known.__name__}, {cls.__name__})")
         self._classes[kind] = cls
+
+    def unregister(self, kind: str) -> None:
+        """Forget ``kind`` (a test that defines a kind for itself removes it afterwards)."""
+        self._classes.pop(kind, None)
 
     def __getitem__(self, kind: str) -> type[AbstractEntity]:
         return self._classes[kind]
@@ -141,7 +177,7 @@ class KindRegistry:
 
     def adapter(self) -> TypeAdapter[Any]:
         """A TypeAdapter for a list of this family, discriminated on ``kind`` (rebuilt when a kind is added)."""
-        key = tuple(self._classes)
+        key = tuple(self._classes.values())  # the classes, not the tags: a kind may be defined again
         if self._adapter is None or self._adapter[0] != key:
             members = tuple(self._classes.values())
             member = members[0] if len(members) == 1 else Annotated[Union[members], Field(discriminator="kind")]  # type: ignore[valid-type]
@@ -152,6 +188,8 @@ class KindRegistry:
         """Validate a list of entities or ``kind``-tagged dicts as members of this family."""
         if not isinstance(items, (list, tuple)):
             raise InvalidEntityError(owner, None, field, items, "expected a list")
+        if any(isinstance(item, dict) and item.get("kind") not in self._classes for item in items):
+            import_kind_modules()
         for n, item in enumerate(items):
             if isinstance(item, AbstractEntity):
                 if self._classes.get(getattr(item, "kind", None)) is not type(item):
@@ -160,8 +198,11 @@ class KindRegistry:
             elif not isinstance(item, dict):
                 raise InvalidEntityError(owner, None, f"{field}.{n}", item, f"expected a {self.family} entity or a dict")
             elif item.get("kind") not in self._classes:
-                raise InvalidEntityError(f"{owner}.{field}.{n}", item.get("id"), "kind", item.get("kind"),
-                                         f"unknown {self.family} kind; known kinds: {', '.join(self.kinds())}")
+                raise InvalidEntityError(
+                    f"{owner}.{field}.{n}", item.get("id"), "kind", item.get("kind"),
+                    f"unknown {self.family} kind; known kinds: {', '.join(self.kinds())}. A kind defined in your own "
+                    f"code must be defined in the process that reads it: import its module first, or name the "
+                    f"module in the {KINDS_ENV} environment variable (e.g. {KINDS_ENV}=my_lab.kinds)")
         try:
             return tuple(self.adapter().validate_python(list(items)))
         except ValidationError as exc:
@@ -170,9 +211,10 @@ class KindRegistry:
             if len(self._classes) > 1:
                 rest = rest[1:]  # drop the union tag pydantic puts in the path
             item = items[n]  # type: ignore[index]
-            cls = self._classes[item["kind"]]
+            data = item if isinstance(item, dict) else {"kind": item.kind, "id": item.id}
+            cls = self._classes[data["kind"]]
             more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-            raise InvalidEntityError(cls.__name__, item.get("id"), ".".join(map(str, rest)) or "(entity)",
+            raise InvalidEntityError(cls.__name__, data.get("id"), ".".join(map(str, rest)) or "(entity)",
                                      first.get("input"), first["msg"] + more) from None
 
 

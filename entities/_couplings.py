@@ -8,13 +8,39 @@ weight multiplies φ outside the formula.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Mapping, Sequence, Union
 
+import numpy as np
 from pydantic import Field
 
 from ._base import AbstractEntity, KindRegistry
 
 coupling_kinds = KindRegistry("coupling")
+
+
+@dataclass(frozen=True)
+class SquaredDifference:
+    r"""A closed form for the proximal solvers: :math:`φ = (η_i - η_j)^2`."""
+
+
+@dataclass(frozen=True)
+class SquaredHinge:
+    r"""A closed form for the proximal solvers: :math:`φ = \max(0, βη_j - αη_i)^2`, α, β ≥ 0 per edge."""
+
+    alpha: Any
+    beta: Any
+
+
+@dataclass(frozen=True)
+class LinearPull:
+    r"""A closed form for the proximal solvers: :math:`φ = -η_i Δ`, one Δ per edge (a pull on η_i alone)."""
+
+    delta: Any
+
+
+ProxForm = Union[SquaredDifference, SquaredHinge, LinearPull]
+"""The coupling energies whose proximal operators the proximal solvers know exactly (``projectors._prox``)."""
 
 
 class AbstractCoupling(AbstractEntity):
@@ -26,6 +52,8 @@ class AbstractCoupling(AbstractEntity):
 
     params: ClassVar[tuple[str, ...]] = ()
     source_kinds: ClassVar[frozenset[str] | None] = None
+    gate_benefit: ClassVar[bool] = False
+    """True for a predicted benefit of opening gate ``i``: ``v_gate_redemption`` sums these edges' energies."""
     i: str
     j: str
     weight: float = Field(1.0, ge=0)
@@ -44,13 +72,40 @@ class AbstractCoupling(AbstractEntity):
         raise NotImplementedError
 
     @staticmethod
-    def curvature_bound(xp, one, p: Mapping[str, Any]):  # pragma: no cover - abstract
+    def curvature_bound(xp, one, p: Mapping[str, Any]):
         r"""Upper bounds on :math:`|∂_i^2φ|, |∂_j^2φ|, |∂_i∂_jφ|` over the box, element-wise.
 
-        Returns ``None`` where no finite bound exists (the kind has unbounded
-        curvature on the box), so no global Lipschitz constant holds.
+        Returns ``None`` where no finite bound is known (the default, or a kind
+        whose curvature is unbounded on the box for these parameters), so no
+        global Lipschitz constant holds and the stability guard refuses it.
         """
-        raise NotImplementedError
+        return None
+
+    @classmethod
+    def curvature_unbounded(cls, p: Mapping[str, Any]) -> tuple[str, Any, str]:
+        """``(field, value, reason)`` for the stability guard's refusal when :meth:`curvature_bound` gives ``None``."""
+        return ("curvature_bound", None,
+                f"the coupling kind {cls.model_fields['kind'].default!r} defines no curvature_bound(xp, one, p) "
+                f"(an upper bound on |∂²φ| over [0, 1]); define it on {cls.__name__}")
+
+    @classmethod
+    def prox_form(cls, p: Mapping[str, Any]) -> ProxForm | None:
+        """The closed form the proximal solvers treat exactly, for parameter arrays ``p``.
+
+        ``None`` (the default): no closed-form prox; the proximal solvers step
+        on the kind explicitly with its gradient, like every module term.
+        """
+        return None
+
+    @classmethod
+    def parameter_arrays(cls, members: Sequence[AbstractCoupling]) -> dict[str, np.ndarray]:
+        """The ``p`` that the formulas read, for ``members`` (edges of this kind) on numpy, one row per edge.
+
+        >>> p = GateBenefitCoupling.parameter_arrays([GateBenefitCoupling(id="e", i="g", j="m", delta=0.5)])
+        >>> GateBenefitCoupling.energy_grad(np, np.array([1.0]), np.array([0.3]), p)[0]
+        array([-0.5])
+        """
+        return {p: np.asarray([getattr(c, p) for c in members], np.float64) for p in cls.params}
 
 
 class QuadraticCoupling(AbstractCoupling):
@@ -79,6 +134,10 @@ class QuadraticCoupling(AbstractCoupling):
     @staticmethod
     def curvature_bound(xp, one, p):
         return 2 * one, 2 * one, 2 * one
+
+    @classmethod
+    def prox_form(cls, p):
+        return SquaredDifference()
 
 
 class DirectedHingeCoupling(AbstractCoupling):
@@ -109,6 +168,10 @@ class DirectedHingeCoupling(AbstractCoupling):
     def curvature_bound(xp, one, p):
         return 2 * one, 2 * one, 2 * one
 
+    @classmethod
+    def prox_form(cls, p):
+        return SquaredHinge(alpha=1.0, beta=1.0)
+
 
 class GateBenefitCoupling(AbstractCoupling):
     r"""A predicted benefit that pulls the gate ``i`` open: :math:`φ = -η_i Δ`.
@@ -126,6 +189,7 @@ class GateBenefitCoupling(AbstractCoupling):
     kind: Literal["gate_benefit"] = "gate_benefit"
     params: ClassVar[tuple[str, ...]] = ("delta",)
     source_kinds: ClassVar[frozenset[str] | None] = frozenset({"gate"})
+    gate_benefit: ClassVar[bool] = True
     delta: float = 0.0
 
     @staticmethod
@@ -140,6 +204,10 @@ class GateBenefitCoupling(AbstractCoupling):
     @staticmethod
     def curvature_bound(xp, one, p):
         return 0 * one, 0 * one, 0 * one
+
+    @classmethod
+    def prox_form(cls, p):
+        return LinearPull(delta=p["delta"])
 
 
 class AsymmetricHingeCoupling(AbstractCoupling):
@@ -179,6 +247,10 @@ class AsymmetricHingeCoupling(AbstractCoupling):
         alpha, beta = p["alpha"] * one, p["beta"] * one
         return 2 * alpha * alpha, 2 * beta * beta, 2 * alpha * beta
 
+    @classmethod
+    def prox_form(cls, p):
+        return SquaredHinge(alpha=p["alpha"], beta=p["beta"])
+
 
 class DampedGateBenefitCoupling(AbstractCoupling):
     r"""A damped, sign-scaled benefit on gate ``i``: :math:`φ = -d\,η_i^p\,s(Δ)\,Δ`.
@@ -203,6 +275,7 @@ class DampedGateBenefitCoupling(AbstractCoupling):
     kind: Literal["damped_gate_benefit"] = "damped_gate_benefit"
     params: ClassVar[tuple[str, ...]] = ("delta", "damping", "eta_power", "positive_scale", "negative_scale")
     source_kinds: ClassVar[frozenset[str] | None] = frozenset({"gate"})
+    gate_benefit: ClassVar[bool] = True
     delta: float = 0.0
     damping: float = Field(1.0, ge=0)
     eta_power: float = Field(1.0, ge=1)
@@ -235,3 +308,7 @@ class DampedGateBenefitCoupling(AbstractCoupling):
         if bool(xp.any((power > 1) & (power < 2))):
             return None
         return xp.abs(c) * power * (power - 1), 0 * one, 0 * one
+
+    @classmethod
+    def curvature_unbounded(cls, p):
+        return "eta_power", "in (1, 2)", "curvature is unbounded near η = 0; use eta_power = 1 or ≥ 2"

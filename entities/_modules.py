@@ -8,8 +8,9 @@ kind's parameter arrays (one entry per name in ``params``). They never loop.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Literal, Mapping
+from typing import Any, ClassVar, Literal, Mapping, Sequence
 
+import numpy as np
 from pydantic import Field
 
 from ._base import AbstractEntity, KindRegistry
@@ -45,9 +46,30 @@ class AbstractModule(AbstractEntity):
         raise NotImplementedError
 
     @staticmethod
-    def curvature_bound(xp, one, p: Mapping[str, Any]):  # pragma: no cover - abstract
-        r"""An upper bound on :math:`\max_{η∈[0,1]} |f''(η)|`, element-wise (``one``: ones, one per module)."""
-        raise NotImplementedError
+    def curvature_bound(xp, one, p: Mapping[str, Any]):
+        r"""An upper bound on :math:`\max_{η∈[0,1]} |f''(η)|`, element-wise (``one``: ones, one per module).
+
+        ``None`` (the default) when the kind knows no bound: the stability
+        guard then refuses a System holding it, naming the kind.
+        """
+        return None
+
+    @classmethod
+    def curvature_unbounded(cls, p: Mapping[str, Any]) -> tuple[str, Any, str]:
+        """``(field, value, reason)`` for the stability guard's refusal when :meth:`curvature_bound` gives ``None``."""
+        return ("curvature_bound", None,
+                f"the module kind {cls.model_fields['kind'].default!r} defines no curvature_bound(xp, one, p) "
+                f"(an upper bound on |f''| over [0, 1]); define it on {cls.__name__}")
+
+    @classmethod
+    def parameter_arrays(cls, members: Sequence[AbstractModule]) -> dict[str, np.ndarray]:
+        """The ``p`` that the formulas read, for ``members`` (modules of this kind) on numpy, one row per member.
+
+        >>> p = LandauModule.parameter_arrays([LandauModule(id="m", a=-1.0)])
+        >>> LandauModule.energy_grad(np, np.array([0.5]), p)[0]
+        array([-0.1875])
+        """
+        return {p: np.asarray([getattr(m, p) for m in members], np.float64) for p in cls.params}
 
     def initial_eta(self) -> float:  # pragma: no cover - abstract
         """η at which relaxation starts when the run does not prescribe one."""

@@ -8,9 +8,8 @@ measurements themselves live in :mod:`entities._measures`.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import networkx as nx
 import numpy as np
 from pydantic import Field, model_validator
 
@@ -24,6 +23,9 @@ from ._measures import (
     nash_eta,
 )
 from ._modules import AbstractModule, quartic_curvature_bound
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 def _well_at_one(eta, a, b):

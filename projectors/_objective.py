@@ -179,23 +179,31 @@ def lipschitz_rows(cs: CompiledSystem) -> LipschitzRows:
     rows: dict[str, np.ndarray] = {}
     for g in cs.modules:
         kind = g.cls.model_fields["kind"].default
-        one = xp.ones_like(g.weight)
+        bound = g.cls.curvature_bound(xp, xp.ones_like(g.weight), g.params)
+        if bound is None:
+            raise _unbounded(g)
         row = np.zeros(cs.n)
-        row[be.to_numpy(g.index)] = be.to_numpy(g.weight * g.cls.curvature_bound(xp, one, g.params))
+        row[be.to_numpy(g.index)] = be.to_numpy(g.weight * bound)
         rows[kind] = rows.get(kind, 0) + row
     for c in cs.couplings:
         kind = c.cls.model_fields["kind"].default
         bound = c.cls.curvature_bound(xp, xp.ones_like(c.weight), c.params)
         if bound is None:
-            raise InvalidEntityError(c.cls.__name__, c.ids[0], "eta_power", "in (1, 2)",
-                                     "curvature is unbounded near η = 0, so no Lipschitz bound holds on the box; "
-                                     "use eta_power = 1 or ≥ 2, or turn the stability guard off")
+            raise _unbounded(c)
         ii, jj, ij = (be.to_numpy(c.weight * b) for b in bound)
         row = np.zeros(cs.n)
         np.add.at(row, be.to_numpy(c.i), ii + ij)
         np.add.at(row, be.to_numpy(c.j), jj + ij)
         rows[kind] = rows.get(kind, 0) + row
     return LipschitzRows(rows, cs.n)
+
+
+def _unbounded(group) -> InvalidEntityError:
+    """The stability guard's refusal of a kind with no curvature bound on the box: the kind says what is missing."""
+    field, value, reason = group.cls.curvature_unbounded(group.params)
+    return InvalidEntityError(group.cls.__name__, group.ids[0], field, value,
+                              f"{reason}. The stability guard caps the step by a curvature bound that holds on the "
+                              "whole box and cannot run without one (without the guard the System relaxes unguarded)")
 
 
 def step_cap(lipschitz: float, fraction: float) -> float:

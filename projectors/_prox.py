@@ -1,20 +1,23 @@
 r"""Proximal solvers: forward–backward splitting with closed-form edge proxes, and ADMM.
 
-Both solvers treat the quadratic and hinge edges (and the gate benefits) in
-closed form and step explicitly on the rest, :math:`r(η)`: every module term,
-every coupling kind without a closed form (never silently dropped) and, with a
-temperature, :math:`-T·S`.
+Both solvers ask each coupling kind for its closed form
+(:meth:`~entities.AbstractCoupling.prox_form`: a squared difference, a squared
+hinge or a linear pull), treat those edges exactly and step explicitly on the
+rest, :math:`r(η)`: every module term, every coupling kind without a closed
+form (never silently dropped) and, with a temperature, :math:`-T·S`. A kind
+defined outside this package gets the same treatment by declaring its form.
 
 **Pair proxes.** With :math:`t = τw_e` and anchors :math:`(a, b)` (any reals),
 the pair prox is :math:`\arg\min_{(x, y) ∈ [0,1]^2} tφ(x, y) + ½(x-a)^2 + ½(y-b)^2`,
 strictly convex, so it is the unconstrained minimiser when that lies in the
 box, else the best of the four sides' 1-D minimisers:
 
-- quadratic, :math:`φ = (x-y)^2`: :math:`x + y = a + b`, :math:`x - y = (a - b)/(1 + 4t)`;
-- hinge, :math:`φ = \max(0, βy - αx)^2` (directed: α = β = 1): the identity
+- squared difference ("quadratic" below), :math:`φ = (x-y)^2`: :math:`x + y = a + b`,
+  :math:`x - y = (a - b)/(1 + 4t)`;
+- squared hinge, :math:`φ = \max(0, βy - αx)^2` (directed: α = β = 1): the identity
   when :math:`g_0 = βb - αa ≤ 0`, else :math:`g^* = g_0/(1 + 2t(α^2+β^2))`,
   :math:`x = a + 2tαg^*`, :math:`y = b - 2tβg^*`;
-- gate benefit, :math:`φ = -xΔ`: :math:`x = \mathrm{clip}(a + tΔ)`; a linear term's
+- linear pull (a gate benefit), :math:`φ = -xΔ`: :math:`x = \mathrm{clip}(a + tΔ)`; a linear term's
   forward step is already its prox.
 
 **Star minimiser.** A centre with its neighbours fixed minimises the convex
@@ -28,20 +31,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-import networkx as nx
+
 import numpy as np
+
+from complexity_from_constraints.entities import LinearPull, SquaredDifference, SquaredHinge
 
 from ._compile import CompiledSystem
 from ._objective import ENTROPY_CLIP, Objective
 from ._solvers import AbstractSolver, Proposal, State, StepContext, register_solver
 
-PAIR_KINDS = frozenset({"quadratic", "directed_hinge", "asymmetric_hinge"})
-LINEAR_KINDS = frozenset({"gate_benefit"})
-PROX_KINDS = PAIR_KINDS | LINEAR_KINDS
+PAIR_FORMS = (SquaredDifference, SquaredHinge)
+PROX_FORMS = (*PAIR_FORMS, LinearPull)
 
 
-def _kind(group) -> str:
-    return group.cls.model_fields["kind"].default
+def _form(group):
+    """The closed form the group's kind declares for its parameters, or ``None``."""
+    return group.cls.prox_form(group.params)
 
 
 # --- closed-form proxes -------------------------------------------------------------------------------------------
@@ -178,15 +183,15 @@ def minimise_star(curvature, pull, centre, slope, offset, weight):
 # --- what the solvers read from the compiled system --------------------------------------------------------------
 
 
-def remaining_gradient(objective: Objective, eta: np.ndarray, handled: frozenset[str]) -> np.ndarray:
-    r"""∇r(η): every module term, every coupling kind not in ``handled``, and :math:`-T·S` when a temperature is set."""
+def remaining_gradient(objective: Objective, eta: np.ndarray, handled: tuple[type, ...]) -> np.ndarray:
+    r"""∇r(η): every module term, every coupling kind whose closed form is not one of ``handled``, and :math:`-T·S`."""
     cs = objective.cs
     grad = np.zeros(cs.n)
     for g in cs.modules:
         _, df = g.cls.energy_grad(np, g.take(eta), g.params)
         grad[g.span if g.span is not None else g.index] = g.weight * df
     for c in cs.couplings:
-        if _kind(c) in handled:
+        if isinstance(_form(c), handled):
             continue
         _, di, dj = c.cls.energy_grad(np, eta[c.i], eta[c.j], c.params)
         grad += np.bincount(c.i, c.weight * di, minlength=cs.n) + np.bincount(c.j, c.weight * dj, minlength=cs.n)
@@ -198,7 +203,7 @@ def remaining_gradient(objective: Objective, eta: np.ndarray, handled: frozenset
 
 @dataclass(frozen=True)
 class PairEdges:
-    r"""Every quadratic and hinge edge in one table (quadratic first, then hinges, in group order).
+    r"""Every squared-difference and squared-hinge edge in one table (differences first, then hinges, in group order).
 
     A hinge's gap is :math:`g = βη_j - αη_i` (directed: α = β = 1); a
     quadratic edge has ``hinge = False`` and α = β = 1 (unused by its prox).
@@ -213,17 +218,18 @@ class PairEdges:
 
     @classmethod
     def of(cls, cs: CompiledSystem) -> PairEdges:
-        groups = [c for c in cs.couplings if _kind(c) in PAIR_KINDS]
-        groups.sort(key=lambda c: _kind(c) != "quadratic")
+        groups = [(c, form) for c in cs.couplings if isinstance(form := _form(c), PAIR_FORMS)]
+        groups.sort(key=lambda pair: isinstance(pair[1], SquaredHinge))
         parts: dict[str, list[np.ndarray]] = {k: [] for k in ("i", "j", "weight", "alpha", "beta", "hinge")}
-        for c in groups:
+        for c, form in groups:
             one = np.ones(len(c.ids))
+            hinge = isinstance(form, SquaredHinge)
             parts["i"].append(np.asarray(c.i, np.int64))
             parts["j"].append(np.asarray(c.j, np.int64))
             parts["weight"].append(np.asarray(c.weight, np.float64) * one)
-            parts["alpha"].append(np.asarray(c.params["alpha"], np.float64) * one if "alpha" in c.params else one)
-            parts["beta"].append(np.asarray(c.params["beta"], np.float64) * one if "beta" in c.params else one)
-            parts["hinge"].append(np.full(len(c.ids), _kind(c) != "quadratic"))
+            parts["alpha"].append(np.asarray(form.alpha, np.float64) * one if hinge else one)
+            parts["beta"].append(np.asarray(form.beta, np.float64) * one if hinge else one)
+            parts["hinge"].append(np.full(len(c.ids), hinge))
         empty = {"i": np.int64, "j": np.int64, "hinge": bool}
         return cls(**{k: np.concatenate(v) if v else np.zeros(0, empty.get(k, np.float64)) for k, v in parts.items()})
 
@@ -233,11 +239,11 @@ class PairEdges:
 
 
 def gate_pull(cs: CompiledSystem) -> np.ndarray:
-    r""":math:`G_i = Σ_{e: i_e = i} w_eΔ_e` over the gate-benefit edges: the whole linear pull on each gate."""
+    r""":math:`G_i = Σ_{e: i_e = i} w_eΔ_e` over the linear-pull edges (gate benefits): the whole linear pull on each module."""
     pull = np.zeros(cs.n)
     for c in cs.couplings:
-        if _kind(c) in LINEAR_KINDS:
-            pull += np.bincount(c.i, np.asarray(c.weight * c.params["delta"], np.float64), minlength=cs.n)
+        if isinstance(form := _form(c), LinearPull):
+            pull += np.bincount(c.i, np.asarray(c.weight * form.delta, np.float64) * np.ones(len(c.ids)), minlength=cs.n)
     return pull
 
 
@@ -262,6 +268,8 @@ def colour_edges(i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
 
 def colour_nodes(i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
     """Greedy (largest-first) colouring of the nodes: adjacent nodes never share a colour."""
+    import networkx as nx  # only the star sweep colours nodes; networkx is slow to import
+
     graph = nx.Graph()
     graph.add_nodes_from(range(n))
     graph.add_edges_from(zip(i.tolist(), j.tolist()))
@@ -363,7 +371,7 @@ class _StarSweep:
     def sweep(bound, objective: Objective, state: State, tau: float, frozen):
         eta = np.asarray(state.eta)
         x = eta.copy()
-        anchor = eta - tau * remaining_gradient(objective, eta, PROX_KINDS)  # unclipped: the 1-D problem holds the box
+        anchor = eta - tau * remaining_gradient(objective, eta, PROX_FORMS)  # unclipped: the 1-D problem holds the box
         for centres, curvature, pull, ql, qo, qw, hl, ho, hw, slope, factor in bound:
             m = len(centres)
             b = anchor[centres] / tau + pull + 2 * np.bincount(ql, qw * x[qo], minlength=m)
@@ -516,7 +524,7 @@ class Admm(AbstractSolver):
         x = d - self.u
         s = np.where(e.hinge & (x <= 0), x, rho * x / (rho + 2 * e.weight))
         r = rho * (s - d + self.u)
-        grad = (remaining_gradient(ctx.objective, eta, PAIR_KINDS)
+        grad = (remaining_gradient(ctx.objective, eta, PAIR_FORMS)
                 - np.bincount(e.i, r * self.coef_i, minlength=n) - np.bincount(e.j, r * self.coef_j, minlength=n))
         if ctx.mask is not None:
             grad = grad * np.asarray(ctx.mask)

@@ -1,14 +1,14 @@
 -- Gating metrics per run: the number of gate modules, how many opening and closing events there
 -- were, how many gates are open at the end (a gate's last event is 'opened'), the mean hazard over
 -- the gate events (NULL without gate events or when every event has η = 1), and the expansion
--- metrics of the reference (section 6 of the original feature map, energy_gated_expansion), where
--- an expansion is a gate that opened and a gate's redemption r_g is the energy its benefit terms
--- lowered (v_gate_redemption):
+-- metrics that the energy_gated_expansion study reads, where an expansion is a gate that opened and
+-- a gate's redemption r_g is the energy its benefit terms lowered (v_gate_redemption):
 --     expansions = #opened gates,   redemption_positive = Σ_g max(r_g, 0) over every gate,
 --     mu_hat = expansions / redemption_positive,
 --     good = #opened gates with r_g > 0,   bad = #opened gates with r_g ≤ 0,   good_bad_ratio = good / bad.
--- The reference adds 1e-9 and 1e-6 to the denominators; here a zero denominator gives NULL, and the
--- counts are columns of their own.
+-- Padding the denominators with a small constant (1e-9, 1e-6) would turn "nothing redeemed" or "no
+-- bad opening" into an enormous finite ratio; here a zero denominator gives NULL, and the counts are
+-- columns of their own.
 -- Columns: run_id, gates, opened, closed, open_at_end, hazard_mean, expansions, redemption_positive, mu_hat, good, bad, good_bad_ratio
 WITH last_events AS (
     SELECT run_id, gate_id, arg_max(event, step) AS last_event
