@@ -1,4 +1,4 @@
-"""Adapters: the DuckDB event store and its SQL views, Parquet export, plots, progress mirroring, the torch backend, the CLI."""
+"""Adapters: the DuckDB event store and its SQL views, Parquet export, plots, HTML reports, progress mirroring, the torch backend, the CLI."""
 
 from complexity_from_constraints.entities import GspoTokenAdapter
 from complexity_from_constraints.projectors import register_adapter, register_backend
@@ -7,6 +7,7 @@ from ._duckdb_store import DuckDBStore, StoreBusyError, view_sql
 from ._export import ExportError, export_runs, import_runs
 from ._plots import plot_energy, plot_eta_heatmap, plot_gate_timeline
 from ._progress import ProgressMirror, follow_lines
+from ._report import report
 from ._torch_backend import TorchBackend, torch_backend
 from ._attention import EnergyRegularizedAttention, attention_ablation
 from ._gspo import GspoTokenWeightAdapter
@@ -29,5 +30,6 @@ __all__ = [
     "plot_energy",
     "plot_eta_heatmap",
     "plot_gate_timeline",
+    "report",
     "view_sql",
 ]

@@ -23,6 +23,7 @@ from complexity_from_constraints.events import hooks
 from complexity_from_constraints.projectors import RunDiff, diff_runs, first_difference, fork, relax, replay, rerun
 
 from ._duckdb_store import DuckDBStore
+from ._cli_report import register as register_report_command
 from ._experiment_cli import register as register_experiment_command
 from ._export import export_runs, import_runs
 from ._plots import plot_energy, plot_eta_heatmap, plot_gate_timeline
@@ -102,7 +103,8 @@ def demo(
     console.print(f"\nrecorded in {db}. Next, try:\n"
                   f"  cfc sql \"SELECT step, energy FROM v_energy_by_step WHERE run_id = '{result.run_id}' ORDER BY step LIMIT 10\" --db {db}\n"
                   f"  cfc replay {result.run_id} --step 5 --db {db}\n"
-                  f"  cfc rerun {result.run_id} --db {db}", soft_wrap=True)
+                  f"  cfc rerun {result.run_id} --db {db}\n"
+                  f"  cfc report {result.run_id} --out report.html --db {db}", soft_wrap=True)
 
 
 @app.command("run")
@@ -345,6 +347,7 @@ def follow(
 
 
 register_experiment_command(app, console, DEFAULT_DB)  # `cfc experiment NAME [--option value …]`
+register_report_command(app, console, DEFAULT_DB)  # `cfc report RUN [RUN…] --out FILE`
 
 
 def main(argv: list[str] | None = None) -> int:
