@@ -50,6 +50,8 @@ SWEEP_METRICS = (("final_energy", "final energy"), ("delta_f99", "ΔF99 (steps)"
 _COLORS = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#db2777", "#65a30d", "#7c3aed",
            "#ca8a04")
 _CONFIG = {"displaylogo": False, "responsive": True}
+_HEADS = {"run_id": "run", "system_id": "system", "final_energy": "final energy", "delta_f90": "ΔF90",
+          "delta_f99": "ΔF99", "accepted_steps": "accepted", "rejected_steps": "rejected", "gates_opened": "gates opened"}
 _QUIET_EVENTS = ("RunStarted", "StepCommitted", "EtaRecorded", "RunFinished", "TermsRecorded", "GateOpened",
                  "GateClosed", "WeightsAdapted", "MarginWarning", "EntityRevised", "ModuleAdded", "ExpansionRejected",
                  "StabilityBounded", "ObjectiveScaled")
@@ -246,9 +248,11 @@ def _steps_section(page: _Page, store: DuckDBStore, run_id: str) -> None:
                                  name="rejected", marker={"color": "#dc2626", "symbol": "x", "size": 7},
                                  text=rejected["reason"].to_list(),
                                  hovertemplate="step %{x} rejected (%{text})<br>α %{y:.6g}<extra></extra>"), row=1, col=1)
-    fig.add_trace(go.Bar(x=steps["step"].to_numpy(), y=steps["backtracks"].to_numpy(), name="backtracks",
-                         marker={"color": "#94a3b8"}, hovertemplate="step %{x}<br>%{y} backtracks<extra></extra>"),
-                  row=2, col=1)
+    # One filled step line rather than a bar per step: a thousand steps stay one SVG path.
+    fig.add_trace(go.Scatter(x=steps["step"].to_numpy(), y=steps["backtracks"].to_numpy(), name="backtracks",
+                             mode="lines", line={"color": "#64748b", "width": 1, "shape": "hvh"}, fill="tozeroy",
+                             fillcolor="rgba(100, 116, 139, 0.25)",
+                             hovertemplate="step %{x}<br>%{y} backtracks<extra></extra>"), row=2, col=1)
     positive = steps.filter(steps["step_size"] > 0)
     if not positive.is_empty() and positive["step_size"].max() > 20 * positive["step_size"].min():
         fig.update_yaxes(type="log", row=1, col=1)
@@ -290,11 +294,9 @@ def _eta_section(page: _Page, store: DuckDBStore, run_id: str) -> None:
     names = [a if a == b else f"{a} … {b}" for a, b in zip(labels["first_id"], labels["last_id"])]
     z = grid.select(step_cols).to_numpy()
     fig = go.Figure(go.Heatmap(
-        z=z, x=[int(s) for s in step_cols], y=names if per_bin == 1 else list(range(len(names))),
-        customdata=[[n] * len(step_cols) for n in names] if per_bin > 1 else None,
-        colorscale="Viridis", zmin=0.0, zmax=1.0, colorbar={"title": {"text": "η"}},
-        hovertemplate=("step %{x}<br>%{customdata}<br>mean η %{z:.4g}<extra></extra>" if per_bin > 1
-                       else "step %{x}<br>%{y}<br>η %{z:.6g}<extra></extra>")))
+        z=z, x=[int(s) for s in step_cols], y=names, colorscale="Viridis", zmin=0.0, zmax=1.0,
+        colorbar={"title": {"text": "η"}},
+        hovertemplate=f"step %{{x}}<br>%{{y}}<br>{'mean η' if per_bin > 1 else 'η'} %{{z:.6g}}<extra></extra>"))
     what = []
     if every > 1:
         what.append(f"every {every}th step")
@@ -304,7 +306,7 @@ def _eta_section(page: _Page, store: DuckDBStore, run_id: str) -> None:
             f"{sizes['steps']} recorded steps.") if what else \
         f"Every recorded step and every module ({sizes['modules']} × {sizes['steps']})."
     _layout(fig, height=max(300, min(560, 120 + 22 * len(names))), x="step",
-            y="module" if per_bin == 1 else f"module bin ({per_bin} per row)")
+            y="module" if per_bin == 1 else f"modules ({per_bin} to a row)")
     if every > 1 or per_bin > 1:
         fig.add_annotation(text=", ".join(what), xref="paper", yref="paper", x=0, y=1.02, xanchor="left",
                            yanchor="bottom", showarrow=False, font={"size": 11, "color": "#616e7c"})
@@ -447,7 +449,7 @@ def _comparison_sections(page: _Page, store: DuckDBStore, run_ids: list[str], to
         WHERE r.run_id IN (SELECT unnest(?))""", [run_ids])
     order = {r: k for k, r in enumerate(run_ids)}
     summary = summary.sort(summary["run_id"].replace_strict(order, return_dtype=int))
-    page.section("Runs", _table(summary, key="runs"),
+    page.section("Runs", _table(summary, key="runs", head=_HEADS),
                  lead="One row per run (v_runs, v_run_summary, v_delta_f90); the first is the reference.", key="runs")
     diffs = [diff_runs(store, run_ids[0], other, tol=tol) for other in run_ids[1:]]
     energy = store.query("SELECT run_id, step, energy FROM v_energy_by_step WHERE run_id IN (SELECT unnest(?)) "
@@ -458,11 +460,15 @@ def _comparison_sections(page: _Page, store: DuckDBStore, run_ids: list[str], to
         fig.add_trace(go.Scatter(x=rows["step"].to_numpy(), y=rows["energy"].to_numpy(), mode="lines", name=run,
                                  line={"color": _COLORS[k % len(_COLORS)], "width": 2},
                                  hovertemplate=f"{_esc(run)}<br>step %{{x}}<br>energy %{{y:.9g}}<extra></extra>"))
+    labelled: set[int] = set()  # one label per step, however many runs part there
     for k, d in enumerate(diffs, start=1):
         if d.first_divergence is not None:
+            label = {} if d.first_divergence in labelled else {
+                "annotation": {"text": f"diverges at {d.first_divergence}", "font": {"size": 11}},
+                "annotation_position": "top right" if len(labelled) % 2 == 0 else "bottom right"}
+            labelled.add(d.first_divergence)
             fig.add_vline(x=d.first_divergence, line={"color": _COLORS[k % len(_COLORS)], "dash": "dash", "width": 1.5},
-                          annotation={"text": f"diverges at {d.first_divergence}", "font": {"size": 11}},
-                          annotation_position="top right" if k % 2 else "bottom right")
+                          **label)
     _layout(fig, height=380, x="step", y="energy 𝓕", hovermode="x")
     _step_axis_buttons(fig)
     page.section("Energy", page.figure(fig, name="energy", note="Dashed: the first step at which a run's η parts from "
@@ -547,7 +553,7 @@ def _sweep_section(page: _Page, store: DuckDBStore, run_ids: list[str], axis: st
     for col, (metric, label) in enumerate(SWEEP_METRICS, start=1):
         mean, sd = bands[f"{metric}_mean"].to_numpy(), bands[f"{metric}_sd"].fill_null(0.0).to_numpy()
         fig.add_trace(go.Scatter(x=bx + bx[::-1], y=list(mean + sd) + list((mean - sd)[::-1]), fill="toself",
-                                 fillcolor="rgba(37, 99, 235, 0.15)", line={"width": 0}, hoverinfo="skip",
+                                 mode="lines", fillcolor="rgba(37, 99, 235, 0.15)", line={"width": 0}, hoverinfo="skip",
                                  name="mean ± sd", legendgroup="band", showlegend=col == 1), row=1, col=col)
         fig.add_trace(go.Scatter(x=bx, y=mean, mode="lines", line={"color": _COLORS[0]}, name="mean",
                                  legendgroup="mean", showlegend=col == 1,
@@ -559,8 +565,10 @@ def _sweep_section(page: _Page, store: DuckDBStore, run_ids: list[str], axis: st
                                  hovertemplate=f"%{{text}}<br>{_esc(axis)} %{{x}}<br>{label} %{{y:.6g}}<extra></extra>"),
                       row=1, col=col)
         fig.update_xaxes(title_text=axis, row=1, col=col)
-    _layout(fig, height=360)
-    page.section(f"Against {axis}", page.figure(fig, name="sweep"), _table(bands, key="sweep"),
+    _layout(fig, height=380)
+    fig.update_layout(legend={"y": -0.28})
+    heads = {"x": axis, **{f"{m}_{s}": f"{label} {s}" for m, label in SWEEP_METRICS for s in ("mean", "sd")}}
+    page.section(f"Against {axis}", page.figure(fig, name="sweep"), _table(bands, key="sweep", head=heads),
                  lead=f"Each run's final energy, ΔF99 and steps against {_esc(axis)} (v_run_summary, v_delta_f90), "
                       "with the mean ± sample sd over the runs of each value (computed in SQL).", key="sweep")
 
