@@ -347,7 +347,7 @@ def _gate_section(page: _Page, store: DuckDBStore, run_id: str) -> None:
     fig.update_yaxes(range=[-0.02, 1.02])
     note = f"{len(shown)} of {len(gates)} gates shown (those with the most events first)." if len(gates) > len(shown) else ""
     table = _table(events.head(MAX_ROWS), key="gate-events", empty="no gate opened or closed",
-                   more=len(events) - MAX_ROWS)
+                   more=len(events) - MAX_ROWS, scroll=True)
     page.section("Gates", page.figure(fig, name="gates", note=note), table,
                  lead="Each gate's η at every recorded step (v_gate_trajectory), with its open and close events "
                       "(v_gate_timeline, ▲ opened, ▼ closed; λ is the hazard).", key="gates")
@@ -370,7 +370,8 @@ def _terms_section(page: _Page, store: DuckDBStore, run_id: str) -> None:
                                      hovertemplate=f"{_esc(kind)}<br>step %{{x}}<br>{field} %{{y:.6g}}<extra></extra>"),
                           row=1, col=col)
     fig.update_xaxes(title_text="step")
-    _layout(fig, height=340)
+    _layout(fig, height=360)
+    fig.update_layout(legend={"y": -0.25})
     page.section("Energy by term", page.figure(fig, name="terms"),
                  lead="Each kind's weighted energy and gradient norm under the objective in force, at the steps "
                       "recorded by record_terms_every (v_terms_by_step).", key="terms")
@@ -430,7 +431,7 @@ def _warnings_section(page: _Page, store: DuckDBStore, run_id: str) -> None:
     ]
     table = pl.concat([r.cast({"step": pl.Int64, "what": pl.String, "detail": pl.String}) for r in rows]) \
         .sort("step", "what", nulls_last=True)
-    page.section("Warnings and changes", _table(table.head(MAX_ROWS), key="warnings", more=len(table) - MAX_ROWS,
+    page.section("Warnings and changes", _table(table.head(MAX_ROWS), key="warnings", more=len(table) - MAX_ROWS, scroll=True,
                                                 empty="no margin warning, escape, revision or expansion"),
                  lead="Margin warnings (v_contraction_margin), revisions (v_revisions), expansions (v_expansions) "
                       "and the other events of note (escapes, solver switches, homotopy back-offs, …; v_events).",
@@ -672,14 +673,16 @@ def _kv_table(items: list[tuple[str, Any]], *, key: str, empty: str = "", head: 
         return f'<p class="empty" data-table="{key}">{_esc(empty)}</p>'
     thead = f"<thead><tr><th>{_esc(head[0])}</th><th>{_esc(head[1])}</th></tr></thead>" if any(head) else ""
     rows = "".join(f'<tr data-field="{_esc(k)}"><th>{_esc(k)}</th>{_cell(v, align=False)}</tr>' for k, v in items)
-    return f'<table data-table="{key}">{thead}<tbody>{rows}</tbody></table>'
+    return f'<table class="kv" data-table="{key}">{thead}<tbody>{rows}</tbody></table>'
 
 
-def _table(df: pl.DataFrame, *, key: str, empty: str = "none", more: int = 0, head: dict[str, str] | None = None) -> str:
+def _table(df: pl.DataFrame, *, key: str, empty: str = "none", more: int = 0, head: dict[str, str] | None = None,
+           scroll: bool = False) -> str:
     if df.is_empty():
         return f'<p class="empty" data-table="{key}">{_esc(empty)}</p>'
     names = {**{c: c for c in df.columns}, **(head or {})}
     thead = "".join(f"<th>{_esc(names[c])}</th>" for c in df.columns)
     body = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in df.iter_rows())
     tail = f'<p class="note">… {more} more row(s) not shown</p>' if more > 0 else ""
-    return f'<table data-table="{key}"><thead><tr>{thead}</tr></thead><tbody>{body}</tbody></table>{tail}'
+    table = f'<table data-table="{key}"><thead><tr>{thead}</tr></thead><tbody>{body}</tbody></table>'
+    return (f'<div class="scroll">{table}</div>' if scroll and len(df) > 12 else table) + tail
