@@ -606,9 +606,10 @@ def _nice(n: int) -> int:
 
 
 def _step_axis_buttons(fig: Any) -> None:
-    """Two buttons to read the step axis linearly or in log scale (where early descent is visible)."""
-    fig.update_layout(updatemenus=[{
-        "type": "buttons", "direction": "right", "x": 1.0, "xanchor": "right", "y": 1.12, "yanchor": "bottom",
+    """Two buttons to read the step axis linearly or in log scale (where early descent is visible);
+    top left, clear of plotly's mode bar on the right."""
+    fig.update_layout(margin={"t": 64}, updatemenus=[{
+        "type": "buttons", "direction": "right", "x": 0.0, "xanchor": "left", "y": 1.04, "yanchor": "bottom",
         "showactive": True, "pad": {"r": 0, "t": 0}, "font": {"size": 11},
         "buttons": [{"label": "linear steps", "method": "relayout", "args": [{"xaxis.type": "linear"}]},
                     {"label": "log steps", "method": "relayout", "args": [{"xaxis.type": "log"}]}]}])
@@ -681,7 +682,7 @@ def _table(df: pl.DataFrame, *, key: str, empty: str = "none", more: int = 0, he
     if df.is_empty():
         return f'<p class="empty" data-table="{key}">{_esc(empty)}</p>'
     names = {**{c: c for c in df.columns}, **(head or {})}
-    thead = "".join(f"<th>{_esc(names[c])}</th>" for c in df.columns)
+    thead = "".join(f'<th{" class=num" if df[c].dtype.is_numeric() else ""}>{_esc(names[c])}</th>' for c in df.columns)
     body = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in df.iter_rows())
     tail = f'<p class="note">… {more} more row(s) not shown</p>' if more > 0 else ""
     table = f'<table data-table="{key}"><thead><tr>{thead}</tr></thead><tbody>{body}</tbody></table>'
