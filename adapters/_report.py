@@ -77,6 +77,16 @@ def report(store: DuckDBStore, run_ids: Sequence[str], *, title: str | None = No
     Raises:
         UnknownRunError: a run id the store does not hold.
         MissingDependencyError: plotly is not installed.
+
+    >>> from complexity_from_constraints.adapters import DuckDBStore, report
+    >>> from complexity_from_constraints.entities import RelaxConfig, demo_system
+    >>> from complexity_from_constraints.projectors import relax
+    >>> with DuckDBStore(":memory:") as store:
+    ...     a = relax(demo_system(0), RelaxConfig(steps=20), store=store).run_id
+    ...     b = relax(demo_system(0), RelaxConfig(steps=20, step_size=0.1), store=store).run_id
+    ...     one, two = report(store, [a]), report(store, [a, b])
+    >>> one.startswith("<!DOCTYPE html>"), 'data-plot="eta"' in one, 'data-table="config-diff"' in two
+    (True, True, True)
     """
     run_ids = list(dict.fromkeys(run_ids))
     if not run_ids:
@@ -644,11 +654,12 @@ def _fmt(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.9g}"
+    if isinstance(value, (list, tuple)) and len(value) > 6:
+        return ", ".join(map(_fmt, value[:6])) + f", … ({len(value)} values)"
     if isinstance(value, (list, tuple)):
-        return ", ".join(map(_fmt, value[:6])) + (f", … ({len(value)} values)" if len(value) > 6 else "")
-    if isinstance(value, dict):
-        return json.dumps(value)
-    return str(value)
+        value = json.dumps(value, default=str)
+    text = json.dumps(value) if isinstance(value, dict) else str(value)
+    return text if len(text) <= 160 else text[:159] + "…"  # the whole value is in the cell's data-value
 
 
 def _cell(value: Any, *, changed: bool = False, align: bool = True) -> str:

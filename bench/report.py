@@ -11,7 +11,7 @@ build the report in Python.
 
 Targets: the file under 5 MB, the median load under 2 s.
 
-    python bench/report.py [--n 10000] [--steps 1000] [--loads 5] [--out report-bench.html] [--db FILE]
+    python bench/report.py [--n 10000] [--steps 1000] [--loads 5] [--out FILE.html] [--db FILE]
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--loads", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=Path("report-bench.html"))
+    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "cfc-report-bench.html")
     parser.add_argument("--db", type=Path, default=None, help="DuckDB file for the run (default: a temporary one)")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     args = parser.parse_args()
