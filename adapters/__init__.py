@@ -1,4 +1,4 @@
-"""Adapters: the DuckDB event store and its SQL views, Parquet export, plots, progress mirroring, the torch backend, the CLI.
+"""Adapters: the DuckDB event store and its SQL views, Parquet export, plots, HTML reports, progress mirroring, the torch backend, the CLI.
 
 Names are imported on first use (PEP 562), so ``import
 complexity_from_constraints.adapters`` (and the ``cfc`` command, which lives
@@ -23,6 +23,7 @@ _HOMES = {
     "plot_eta_heatmap": "_plots",
     "plot_gate_timeline": "_plots",
     "ProgressMirror": "_progress",
+    "report": "_report",
     "follow_lines": "_progress",
     "TorchBackend": "_torch_backend",
     "EnergyRegularizedAttention": "_attention",
@@ -37,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._gspo import GspoTokenWeightAdapter
     from ._plots import plot_energy, plot_eta_heatmap, plot_gate_timeline
     from ._progress import ProgressMirror, follow_lines
+    from ._report import report
     from ._torch_backend import TorchBackend
 
 

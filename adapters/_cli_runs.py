@@ -42,7 +42,8 @@ def demo(
     console.print(f"\nrecorded in {db}. Next, try:\n"
                   f"  cfc sql \"SELECT step, energy FROM v_energy_by_step WHERE run_id = '{result.run_id}' ORDER BY step LIMIT 10\" --db {db}\n"
                   f"  cfc replay {result.run_id} --step 5 --db {db}\n"
-                  f"  cfc rerun {result.run_id} --db {db}", soft_wrap=True)
+                  f"  cfc rerun {result.run_id} --db {db}\n"
+                  f"  cfc report {result.run_id} --out report.html --db {db}", soft_wrap=True)
 
 
 def run_config(

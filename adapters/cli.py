@@ -4,7 +4,7 @@ Every command takes ``--db PATH`` (default ``./runs.duckdb``). Commands that
 only read open the file read-only. Errors print one line and exit with 2.
 
 The commands live in small modules (``_cli_runs``, ``_cli_files``,
-``_cli_sweep``, ``_experiment_cli``), each with a ``register(app, console, default_db)``;
+``_cli_sweep``, ``_cli_report``, ``_experiment_cli``), each with a ``register(app, console, default_db)``;
 none of them imports numpy, DuckDB or the layers at import time, so
 ``cfc --help`` does not pay for them.
 """
@@ -15,13 +15,13 @@ import sys
 
 import typer
 
-from . import _cli_files, _cli_runs, _cli_sweep, _experiment_cli
+from . import _cli_files, _cli_report, _cli_runs, _cli_sweep, _experiment_cli
 from ._cli_common import DEFAULT_DB, console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Relax energy-based micro-module systems and query every step with SQL.")
 
-for _module in (_cli_runs, _cli_files, _cli_sweep, _experiment_cli):
+for _module in (_cli_runs, _cli_files, _cli_sweep, _cli_report, _experiment_cli):
     _module.register(app, console, DEFAULT_DB)
 
 

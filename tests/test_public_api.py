@@ -25,7 +25,7 @@ PUBLIC = {
     },
     "adapters": {
         "DuckDBStore", "EnergyRegularizedAttention", "ExportError", "GspoTokenWeightAdapter", "TorchBackend", "attention_ablation", "ProgressMirror", "StoreBusyError", "export_runs", "follow_lines", "import_runs",
-        "plot_energy", "plot_eta_heatmap", "plot_gate_timeline", "view_sql",
+        "plot_energy", "plot_eta_heatmap", "plot_gate_timeline", "report", "view_sql",
     },
 }
 CORE_ENTITIES = {

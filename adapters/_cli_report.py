@@ -1,0 +1,35 @@
+"""``cfc report RUN [RUN…] --out report.html``: one self-contained HTML page per run or comparison.
+
+plotly and polars are imported when the command runs, not when the CLI starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ._cli_common import DEFAULT_DB, open_store, resolve_run
+
+
+def register(app: typer.Typer, console: Any, default_db: Path = DEFAULT_DB) -> None:
+    """Add the ``report`` command to ``app``."""
+
+    @app.command("report")
+    def report_cmd(
+        run_ids: Annotated[list[str], typer.Argument(
+            help="One run (its full report) or several (compared with the first): ids, prefixes, names, @latest, @-N.")],
+        out: Annotated[Path, typer.Option("-o", "--out", help="The HTML file to write.")] = Path("report.html"),
+        db: Annotated[Path, typer.Option("--db", help="DuckDB file holding the runs.")] = default_db,
+        axis: Annotated[Optional[str], typer.Option(
+            help="With several runs: plot final energy, ΔF99 and steps against seed, system_id or a config field.")] = None,
+        tol: Annotated[float, typer.Option(min=0.0, help="Largest |η_a − η_b| counted as equal in the diff.")] = 1e-9,
+    ) -> None:
+        """Write an HTML report (plots and tables, opens offline) of one run or a comparison of several."""
+        from ._report import report
+
+        with open_store(db) as store:
+            page = report(store, [resolve_run(store, r) for r in run_ids], axis=axis, tol=tol)
+        out.write_text(page, encoding="utf-8")
+        console.print(f"wrote {out} ({len(page.encode()) / 1e6:.2f} MB); open it in a browser", soft_wrap=True)
