@@ -51,7 +51,7 @@ _COLORS = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#d
            "#ca8a04")
 _CONFIG = {"displaylogo": False, "responsive": True}
 _HEADS = {"run_id": "run", "system_id": "system", "final_energy": "final energy", "delta_f90": "ΔF90",
-          "delta_f99": "ΔF99", "accepted_steps": "accepted", "rejected_steps": "rejected", "gates_opened": "gates opened"}
+          "delta_f99": "ΔF99", "accepted_steps": "accepted", "rejected_steps": "rejected", "gate_openings": "gate openings"}
 _QUIET_EVENTS = ("RunStarted", "StepCommitted", "EtaRecorded", "RunFinished", "TermsRecorded", "GateOpened",
                  "GateClosed", "WeightsAdapted", "MarginWarning", "EntityRevised", "ModuleAdded", "ExpansionRejected",
                  "StabilityBounded", "ObjectiveScaled")
@@ -194,7 +194,7 @@ def _run_sections(page: _Page, store: DuckDBStore, run_id: str) -> str | None:
         ("initial energy", summary["e0"]), ("energy drop", summary["energy_drop"]), ("ΔF90", summary["delta_f90"]),
         ("ΔF99", delta.get("delta_f99")), ("accepted steps", summary["accepted_steps"]),
         ("rejected steps", summary["rejected_steps"]), ("backtracks", stats.get("total_backtracks")),
-        ("gates opened", summary["gates_opened"]), ("modules", run["n_modules"]),
+        ("gate openings", summary["gate_openings"]), ("modules", run["n_modules"]),
     ]
     identity = [("run id", run_id), *([("name", name)] if name else []), ("system", run["system_id"]),
                 ("system digest", run["system_digest"]), ("seed", run["seed"]), ("solver", config.get("solver")),
@@ -455,7 +455,7 @@ def _comparison_sections(page: _Page, store: DuckDBStore, run_ids: list[str], to
     go, _ = _plotly()
     summary = store.query("""
         SELECT r.run_id, r.system_id, r.seed, s.status, s.steps, s.final_energy, s.delta_f90, d.delta_f99,
-               s.accepted_steps, s.rejected_steps, s.gates_opened
+               s.accepted_steps, s.rejected_steps, s.gate_openings
         FROM v_runs AS r JOIN v_run_summary AS s USING (run_id) LEFT JOIN v_delta_f90 AS d USING (run_id)
         WHERE r.run_id IN (SELECT unnest(?))""", [run_ids])
     order = {r: k for k, r in enumerate(run_ids)}

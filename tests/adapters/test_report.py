@@ -161,7 +161,7 @@ def test_the_header_shows_the_views_numbers(demo_store, open_report):
                 "initial energy": summary["e0"], "energy drop": summary["energy_drop"], "ΔF90": delta["delta_f90"],
                 "ΔF99": delta["delta_f99"], "accepted steps": summary["accepted_steps"],
                 "rejected steps": summary["rejected_steps"], "backtracks": stats["total_backtracks"],
-                "gates opened": summary["gates_opened"]}
+                "gate openings": summary["gate_openings"]}
     for label, value in expected.items():
         exact, shown = opened.card(label)
         assert exact == value, label
