@@ -4,7 +4,7 @@ Names are imported on first use (PEP 562), so ``import
 complexity_from_constraints.adapters`` (and the ``cfc`` command, which lives
 here) does not pay for DuckDB, Polars or torch until something asks for them.
 Nothing is registered by importing this package: the torch backend and the
-GSPO weight adapter are found through their entry points.
+GSPO weighting are found through their entry points.
 """
 
 from __future__ import annotations
@@ -28,14 +28,14 @@ _HOMES = {
     "TorchBackend": "_torch_backend",
     "EnergyRegularizedAttention": "_attention",
     "attention_ablation": "_attention",
-    "GspoTokenWeightAdapter": "_gspo",
+    "GspoToken": "_gspo",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._attention import EnergyRegularizedAttention, attention_ablation
     from ._duckdb_store import DuckDBStore, StoreBusyError, view_sql
     from ._export import ExportError, export_runs, import_runs
-    from ._gspo import GspoTokenWeightAdapter
+    from ._gspo import GspoToken
     from ._plots import plot_energy, plot_eta_heatmap, plot_gate_timeline
     from ._progress import ProgressMirror, follow_lines
     from ._report import report

@@ -1,10 +1,10 @@
-"""The GSPO-token weight adapter: a small GRU policy learns term weights from gradient-norm ratios.
+"""The GSPO-token weighting: a small GRU policy learns term weights from gradient-norm ratios.
 
-Found for :class:`~entities.GspoTokenAdapter` through the entry point ``gspo_token`` of
-``complexity_from_constraints.weight_adapters``, so
-``RelaxConfig(adapter=GspoTokenAdapter())`` records it like any other adapter
+Found for :class:`~entities.GspoTokenWeighting` through the entry point ``gspo_token`` of
+``complexity_from_constraints.weightings``, so
+``RelaxConfig(weighting=GspoTokenWeighting())`` records it like any other weighting
 and a re-run rebuilds it from the config (same seed, same weights). torch is
-imported only when the adapter is built.
+imported only when the weighting is built.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import copy
 import math
 from typing import Any
 
-from complexity_from_constraints.entities import GspoTokenAdapter
-from complexity_from_constraints.projectors import AbstractWeightAdapter, AdaptContext
+from complexity_from_constraints.entities import GspoTokenWeighting
+from complexity_from_constraints.projectors import AbstractWeighting, WeightingContext
 
 from ._torch_backend import import_torch
 
@@ -38,8 +38,8 @@ def _policy(torch: Any, vocab: int, hidden: int, buckets: int) -> Any:
     return Policy()
 
 
-class GspoTokenWeightAdapter(AbstractWeightAdapter):
-    """The adapter :class:`~entities.GspoTokenAdapter` describes (see its docstring for the maths).
+class GspoToken(AbstractWeighting):
+    """The weighting :class:`~entities.GspoTokenWeighting` describes (see its docstring for the maths).
 
     ``details`` of each change: ``loss``, ``mean_reward``, ``mean_ratio``,
     ``clipped_fraction`` of the GSPO update that preceded it.
@@ -47,7 +47,7 @@ class GspoTokenWeightAdapter(AbstractWeightAdapter):
 
     name = "gspo_token"
 
-    def __init__(self, config: GspoTokenAdapter):
+    def __init__(self, config: GspoTokenWeighting):
         super().__init__()
         torch = self.torch = import_torch()
         self.config, self.every = config, config.every
@@ -90,7 +90,7 @@ class GspoTokenWeightAdapter(AbstractWeightAdapter):
         logp = torch.log_softmax(logits[:, prompt.shape[1]:], -1)
         return logp.gather(-1, answers.unsqueeze(-1)).squeeze(-1).sum(-1)
 
-    def adapt(self, ctx: AdaptContext) -> dict[str, float]:
+    def adapt(self, ctx: WeightingContext) -> dict[str, float]:
         torch, c = self.torch, self.config
         kinds = sorted(ctx.weights)
         norms = [ctx.grad_norms.get(k, 0.0) for k in kinds]

@@ -389,7 +389,7 @@ def _terms_section(page: _Page, store: DuckDBStore, run_id: str) -> None:
 
 def _weights_section(page: _Page, store: DuckDBStore, run_id: str) -> None:
     go, _ = _plotly()
-    weights = store.query("SELECT step, adapter, kind, weight, previous FROM v_weight_history WHERE run_id = ? "
+    weights = store.query("SELECT step, weighting, kind, weight, previous FROM v_weight_history WHERE run_id = ? "
                           "ORDER BY kind, step", [run_id])
     if weights.is_empty():
         return
@@ -401,7 +401,7 @@ def _weights_section(page: _Page, store: DuckDBStore, run_id: str) -> None:
                                  hovertemplate=f"{_esc(kind)}<br>step %{{x}}<br>weight %{{y:.6g}}<extra></extra>"))
     _layout(fig, height=320, x="step (in force from the next)", y="family weight")
     page.section("Weight history", page.figure(fig, name="weights"),
-                 lead=f"Every change the weight adapter ({_esc(', '.join(weights['adapter'].unique().sort().to_list()))}) "
+                 lead=f"Every change the weighting ({_esc(', '.join(weights['weighting'].unique().sort().to_list()))}) "
                       "made to the per-kind weights (v_weight_history).", key="weights")
 
 

@@ -175,7 +175,7 @@ class KindRegistry:
     def kinds(self) -> tuple[str, ...]:
         return tuple(sorted(self._classes))
 
-    def adapter(self) -> TypeAdapter[Any]:
+    def type_adapter(self) -> TypeAdapter[Any]:
         """A TypeAdapter for a list of this family, discriminated on ``kind`` (rebuilt when a kind is added)."""
         key = tuple(self._classes.values())  # the classes, not the tags: a kind may be defined again
         if self._adapter is None or self._adapter[0] != key:
@@ -204,7 +204,7 @@ class KindRegistry:
                     f"code must be defined in the process that reads it: import its module first, or name the "
                     f"module in the {KINDS_ENV} environment variable (e.g. {KINDS_ENV}=my_lab.kinds)")
         try:
-            return tuple(self.adapter().validate_python(list(items)))
+            return tuple(self.type_adapter().validate_python(list(items)))
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             n, rest = first["loc"][0], first["loc"][1:]

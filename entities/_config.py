@@ -12,7 +12,7 @@ from ._errors import InvalidEntityError
 from ._modules import AbstractModule, module_kinds
 from ._settings import (
     AcceleratedConfig,
-    AdapterConfig,
+    WeightingConfig,
     AdmmConfig,
     CoordinateConfig,
     DiagnosticsConfig,
@@ -110,7 +110,7 @@ class RelaxConfig(AbstractFrozen):
     The other pieces, each off when ``None``: ``stability`` (step cap from a
     Lipschitz bound on the box), ``homotopy`` (term-scale ramps), ``noise``,
     ``free_energy`` (relax U − T·S), ``early_stop``, ``diagnostics``,
-    ``adapter`` (term-weight adapter), ``warm_start`` (an amortizer's
+    ``weighting`` (term-weighting), ``warm_start`` (an amortizer's
     proposal); ``monotone="strict"`` raises if an accepted step ever raises U;
     ``record_terms_every`` records per-kind energies and gradient norms
     (``TermsRecorded``) every that many steps (0: never).
@@ -189,7 +189,7 @@ class RelaxConfig(AbstractFrozen):
     free_energy: FreeEnergyConfig | None = None
     early_stop: EarlyStopConfig | None = None
     diagnostics: DiagnosticsConfig | None = None
-    adapter: AdapterConfig | None = None
+    weighting: WeightingConfig | None = None
     warm_start: WarmStart | None = None
     monotone: Literal["off", "strict"] = "off"
     record_terms_every: int = Field(0, ge=0)

@@ -253,8 +253,8 @@ class AcceleratedConfig(AbstractFrozen):
     restart: Literal["function", "gradient"] = "function"
 
 
-class _AdapterBase(AbstractFrozen):
-    """Shared adapter settings: act after every ``every`` accepted steps; keep each kind's weight within
+class _WeightingBase(AbstractFrozen):
+    """Shared weighting settings: act after every ``every`` accepted steps; keep each kind's weight within
     ``[floor, ceiling]`` × its configured weight (so a configured 2.5 with ceiling 2 may reach 5)."""
 
     every: int = Field(1, ge=1)
@@ -268,7 +268,7 @@ class _AdapterBase(AbstractFrozen):
         return self
 
 
-class AutoBalanceAdapter(_AdapterBase):
+class AutoBalanceWeighting(_WeightingBase):
     r"""Per-term balance: when :math:`‖∇_k‖/\text{target} > \text{max\_ratio}`, :math:`w_k ← w_k · \text{target}/‖∇_k‖`."""
 
     kind: Literal["auto_balance"] = "auto_balance"
@@ -276,7 +276,7 @@ class AutoBalanceAdapter(_AdapterBase):
     max_ratio: float = Field(10.0, ge=1)
 
 
-class GradNormAdapter(_AdapterBase):
+class GradNormWeighting(_WeightingBase):
     r"""GradNorm: :math:`r_k = ‖∇_k‖/\text{target}`, :math:`w_k ← \mathrm{clamp}(w_k(1 + λα(1 - r_k)))`."""
 
     kind: Literal["gradnorm"] = "gradnorm"
@@ -287,8 +287,8 @@ class GradNormAdapter(_AdapterBase):
     ceiling: float | None = Field(2.0, gt=0)
 
 
-class AgmPhaseAdapter(_AdapterBase):
-    r"""Phase adapter on the relative-change statistics of the energy history.
+class AgmPhaseWeighting(_WeightingBase):
+    r"""Phase weighting on the relative-change statistics of the energy history.
 
     rate = mean of :math:`r_t = \mathrm{clip}(1 - |E_t - E_{t+1}|/(|E_t| + |E_{t+1}| + 10^{-8}))`,
     trend = slope over the last 5 rates, oscillation = Var(|Δr|). When rate >
@@ -303,7 +303,7 @@ class AgmPhaseAdapter(_AdapterBase):
     history: int = Field(20, ge=3)
 
 
-class SmallGainAdapter(_AdapterBase):
+class SmallGainWeighting(_WeightingBase):
     r"""Spend a fraction ρ of the stability margin on the most useful coupling families.
 
     Each coupling kind k has a value :math:`v_k = ‖∇_k‖^2` (EMA score
@@ -326,7 +326,7 @@ class SmallGainAdapter(_AdapterBase):
     ceiling: float | None = Field(3.0, gt=0)
 
 
-class GspoTokenAdapter(_AdapterBase):
+class GspoTokenWeighting(_WeightingBase):
     r"""Term weights learned by a small GSPO-trained token policy (needs torch; found through its entry point).
 
     Prompt: each kind's ratio :math:`\min(‖∇_k‖/\text{target}, \text{max\_ratio})`
@@ -360,21 +360,21 @@ class GspoTokenAdapter(_AdapterBase):
     seed: int = Field(0, ge=0)
 
     @model_validator(mode="after")
-    def _check_ceiling(self) -> GspoTokenAdapter:
+    def _check_ceiling(self) -> GspoTokenWeighting:
         if self.ceiling is None:
-            raise InvalidEntityError("GspoTokenAdapter", None, "ceiling", None, "needs a finite ceiling to decode tokens")
+            raise InvalidEntityError("GspoTokenWeighting", None, "ceiling", None, "needs a finite ceiling to decode tokens")
         return self
 
 
-class CustomAdapter(_AdapterBase):
-    """A weight adapter of your own, found by ``name`` when the run starts (and again when it is re-run).
+class CustomWeighting(_WeightingBase):
+    """A weighting of your own, found by ``name`` when the run starts (and again when it is re-run).
 
-    ``projectors.register_adapter(name, factory)`` makes ``factory(config)``
+    ``projectors.register_weighting(name, factory)`` makes ``factory(config)``
     build it in this process; an installed package can offer ``name`` as an
-    entry point of ``complexity_from_constraints.weight_adapters`` instead.
+    entry point of ``complexity_from_constraints.weightings`` instead.
     ``options`` are yours, recorded with the run (JSON values).
 
-    >>> CustomAdapter(name="halve", options={"factor": 0.5}).options
+    >>> CustomWeighting(name="halve", options={"factor": 0.5}).options
     {'factor': 0.5}
     """
 
@@ -383,8 +383,8 @@ class CustomAdapter(_AdapterBase):
     options: dict[str, JsonValue] = {}
 
 
-AdapterConfig = Annotated[
-    Union[AutoBalanceAdapter, GradNormAdapter, AgmPhaseAdapter, SmallGainAdapter, GspoTokenAdapter, CustomAdapter],
+WeightingConfig = Annotated[
+    Union[AutoBalanceWeighting, GradNormWeighting, AgmPhaseWeighting, SmallGainWeighting, GspoTokenWeighting, CustomWeighting],
     Field(discriminator="kind"),
 ]
 

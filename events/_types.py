@@ -41,7 +41,7 @@ class RunStarted(AbstractEvent):
     parent_run_id: str | None = None
     parent_step: int | None = None
 
-    schema_version: ClassVar[int] = 2  # v2: parent_run_id, parent_step (forks)
+    schema_version: ClassVar[int] = 3  # v2: parent_run_id, parent_step (forks); v3: config.adapter is config.weighting
 
 
 StepReason = Literal[
@@ -188,14 +188,16 @@ class HomotopyBackedOff(AbstractEvent):
 
 
 class WeightsAdapted(AbstractEvent):
-    """A weight adapter changed the per-kind term weights; ``weights`` are the new ones, in full."""
+    """A weighting changed the per-kind term weights; ``weights`` are the new ones, in full."""
 
     type: Literal["WeightsAdapted"] = "WeightsAdapted"
     step: int
-    adapter: str
+    weighting: str
     weights: dict[str, float]
     previous: dict[str, float]
     details: dict[str, float] = {}
+
+    schema_version: ClassVar[int] = 2  # v2: the field "adapter" is "weighting"
 
 
 class SolverSwitched(AbstractEvent):
@@ -328,6 +330,23 @@ def decode(event_type: str, version: int, payload: str | dict[str, Any]) -> Abst
 @register_upcaster("RunStarted", 1)
 def _run_started_v1(payload: dict[str, Any]) -> dict[str, Any]:
     return payload | {"parent_run_id": None, "parent_step": None}
+
+
+@register_upcaster("RunStarted", 2)
+def _run_started_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """The config's term-weight scheme was called ``adapter``; it is ``weighting`` (``adapters`` is a layer)."""
+    config = dict(payload.get("config", {}))
+    if "adapter" in config:
+        config["weighting"] = config.pop("adapter")
+    return payload | {"config": config}
+
+
+@register_upcaster("WeightsAdapted", 1)
+def _weights_adapted_v1(payload: dict[str, Any]) -> dict[str, Any]:
+    """The field ``adapter`` is ``weighting``."""
+    payload = dict(payload)
+    payload["weighting"] = payload.pop("adapter")
+    return payload
 
 
 @register_upcaster("StepCommitted", 1)

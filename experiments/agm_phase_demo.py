@@ -1,4 +1,4 @@
-"""AGM phase demo: does the phase adapter boost couplings and soften the gate while a run improves steadily?
+"""AGM phase demo: does the phase weighting boost couplings and soften the gate while a run improves steadily?
 
 The seed's scenario: a ramp of 64 values with a glitch of −0.3 at position 22
 and N(0, noise) (clipped) is a ``SequenceModule``; a repair ``GateModule``
@@ -6,7 +6,7 @@ and N(0, noise) (clipped) is a ``SequenceModule``; a repair ``GateModule``
 ``GateBenefitCoupling`` (1.0, Δ = the η gained by the cumulative-max repair)
 and a ``QuadraticCoupling`` (0.25); family weights {sequence 0.4, gate 1.2,
 gate_benefit 1.0, quadratic 0.25}. It is relaxed (Armijo, normalised
-directions) with ``AgmPhaseAdapter`` and, for comparison, without an adapter.
+directions) with ``AgmPhaseWeighting`` and, for comparison, without a weighting.
 The rows are the weight history, every ``WeightsAdapted`` event as
 ``v_weight_history`` shows it; steps and energies come from ``v_run_summary``.
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from complexity_from_constraints.entities import AbstractFrozen, AgmPhaseAdapter, DirectionConfig, RelaxConfig
+from complexity_from_constraints.entities import AbstractFrozen, AgmPhaseWeighting, DirectionConfig, RelaxConfig
 from complexity_from_constraints.projectors import compile_system, energy, relax
 
 from ._framework import Progress, Study, by_run, glitch_system, query_runs, result, row, run_summaries
@@ -40,10 +40,10 @@ def run(config: AgmPhaseConfig, store, progress: Progress | None = None):
     fixed = compile_system(system)
     progress.start(2, "runs")
     runs = {}
-    for name, adapter in (("agm_phase", AgmPhaseAdapter(increase=config.increase, decrease=config.decrease)),
+    for name, weighting in (("agm_phase", AgmPhaseWeighting(increase=config.increase, decrease=config.decrease)),
                           ("baseline", None)):
         relax_config = RelaxConfig(steps=config.steps, step_size=config.step_size, line_search="armijo",
-                                   direction=DirectionConfig(normalize=True), adapter=adapter)
+                                   direction=DirectionConfig(normalize=True), weighting=weighting)
         out = relax(system, relax_config, seed=config.seed, store=store)
         runs[name] = (out.run_id, energy(fixed, out.eta))
         progress.advance()
@@ -69,20 +69,20 @@ def run(config: AgmPhaseConfig, store, progress: Progress | None = None):
     agm, base = summary[runs["agm_phase"][0]], summary[runs["baseline"][0]]
     return result(
         "agm_phase_demo", config,
-        hypothesis="in a steadily improving relaxation the phase adapter boosts the coupling weights and softens the "
+        hypothesis="in a steadily improving relaxation the phase weighting boosts the coupling weights and softens the "
                    "gate's weight, starting from the configured weights",
         measured=f"{len(changes)} weight changes ({len(boosts)} boost couplings / soften gate, {len(tames)} the "
                  f"reverse), first from the configured weights: {from_configured}; gate weight "
                  + " → ".join(f"{w:.4g}" for w in gate_path[:6]) + (" → …" if len(gate_path) > 6 else "")
                  + f"; final weights {', '.join(f'{k} {v:.4g}' for k, v in sorted(final.items()))}; "
                  f"{agm['accepted_steps']}/{agm['steps']} steps accepted; returned state on the configured objective "
-                 f"{runs['agm_phase'][1]:.5f} vs {runs['baseline'][1]:.5f} without the adapter",
+                 f"{runs['agm_phase'][1]:.5f} vs {runs['baseline'][1]:.5f} without the weighting",
         held=held,
         seed_result="gate-local weight 1.2 → 1.05 → 1.0185 → 0.98795 → 0.95831; coupling weights never change; "
                     "E 0.0666 → 0.0405 over 10 updates, then stopped at update 11 of 40 (rejected)",
-        notes="The seed's adapter replaced the configured gate weight 1.2 by 1.05 on its first call and never "
+        notes="The seed's weighting replaced the configured gate weight 1.2 by 1.05 on its first call and never "
               "touched the couplings, whose keys were absent from its weight dict; its acceptance test then "
-              "compared energies under different weights and stopped the run at update 11. Here the adapter "
+              "compared energies under different weights and stopped the run at update 11. Here the weighting "
               "starts from the configured weights, scales every coupling kind and the gate, and the loop "
               f"re-evaluates the reference energy after each change. Δ on offer {delta:.4f}.",
         metrics={"weight_changes": len(changes), "boosts": len(boosts), "tames": len(tames),

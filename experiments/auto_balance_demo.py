@@ -1,4 +1,4 @@
-"""Auto-balance demo: do weight adapters keep every term's gradient norm near a target?
+"""Auto-balance demo: do weightings keep every term's gradient norm near a target?
 
 The seed's scenario: a ramp of 64 values with a glitch of −0.3 at position 20
 and N(0, noise) (clipped to [0, 1]) is a ``SequenceModule``; a repair
@@ -6,9 +6,9 @@ and N(0, noise) (clipped to [0, 1]) is a ``SequenceModule``; a repair
 ``GateBenefitCoupling`` (weight 1.2, Δ = the η gained by the cumulative-max
 repair) and a ``QuadraticCoupling`` (0.3). The System's family weights are
 the seed's term weights {sequence 0.25, gate 2.5, gate_benefit 1.2, quadratic 0.4}.
-It is relaxed (Armijo, normalised directions) with no adapter (``baseline``),
-``GradNormAdapter(target 1, α 1.2, rate 0.2)`` (``gradnorm``) and optionally
-``AutoBalanceAdapter`` (``auto_balance``), recording every kind's weighted
+It is relaxed (Armijo, normalised directions) with no weighting (``baseline``),
+``GradNormWeighting(target 1, α 1.2, rate 0.2)`` (``gradnorm``) and optionally
+``AutoBalanceWeighting`` (``auto_balance``), recording every kind's weighted
 gradient norm at every step (``TermsRecorded``) and every weight change
 (``WeightsAdapted``), read back from ``v_terms_by_step`` and
 ``v_weight_history``; step counts and energies come from ``v_run_summary``.
@@ -21,7 +21,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from complexity_from_constraints.entities import AbstractFrozen, AutoBalanceAdapter, DirectionConfig, GradNormAdapter, RelaxConfig
+from complexity_from_constraints.entities import AbstractFrozen, AutoBalanceWeighting, DirectionConfig, GradNormWeighting, RelaxConfig
 from complexity_from_constraints.projectors import compile_system, energy, relax
 
 from ._framework import (
@@ -59,15 +59,15 @@ def run(config: AutoBalanceConfig, store, progress: Progress | None = None):
     weights = {"sequence": 0.25, "gate": 2.5, "gate_benefit": 1.2, "quadratic": 0.4}
     system, delta = glitch_system("auto-balance", config.seed, config.noise, position=20, glitch=0.3, cost=0.1, k=12.0,
                                   a=0.4, b=0.6, benefit=1.2, spring=0.3, weights=weights)
-    adapters = {"baseline": None,
-                "gradnorm": GradNormAdapter(target=config.target, alpha=config.alpha, rate=config.rate),
-                "auto_balance": AutoBalanceAdapter(target=config.target)}
+    weightings = {"baseline": None,
+                "gradnorm": GradNormWeighting(target=config.target, alpha=config.alpha, rate=config.rate),
+                "auto_balance": AutoBalanceWeighting(target=config.target)}
     fixed = compile_system(system)
     progress.start(len(config.scenarios), "scenarios")
     runs = {}
     for scenario in config.scenarios:
         relax_config = RelaxConfig(steps=config.steps, step_size=config.step_size, line_search="armijo",
-                                   direction=DirectionConfig(normalize=True), adapter=adapters[scenario],
+                                   direction=DirectionConfig(normalize=True), weighting=weightings[scenario],
                                    record_terms_every=1)
         out = relax(system, relax_config, seed=config.seed, store=store)
         runs[scenario] = (out.run_id, energy(fixed, out.eta))
@@ -105,7 +105,7 @@ def run(config: AutoBalanceConfig, store, progress: Progress | None = None):
     return result(
         "auto_balance_demo", config,
         hypothesis=f"GradNorm keeps the term gradient norms near the target ({config.target:g}): a larger share "
-                   "of (step, term) norms lies within a factor 2 of it than without an adapter",
+                   "of (step, term) norms lies within a factor 2 of it than without a weighting",
         measured=f"share of term norms within [target/2, 2·target]: {listing}; returned state on the configured "
                  "objective: " + ", ".join(f"{r['scenario']} {r['final_energy_fixed']:.4f}" for r in rows)
                  + f"; Δ on offer {delta:.4f}",
@@ -115,11 +115,11 @@ def run(config: AutoBalanceConfig, store, progress: Progress | None = None):
                     "gradnorm weights ≈ {GB 1.23–1.24, Q 1.18, gate 1.09–1.14, seq 1.23–1.24}",
         notes="The seed's GradNorm restarted every weight from 1.0 (the gate's configured 2.5 became 1.08–1.14 in "
               "one step) and its acceptance test compared energies under different weights, so the run "
-              "stopped after 2 updates. Here adapters start from the configured family weights, the "
+              "stopped after 2 updates. Here weightings start from the configured family weights, the "
               "reference energy is re-evaluated after every weight change, and every scenario runs its full "
               "step budget. final_energy_fixed is the returned state on the configured objective.",
         metrics={f"within_2x_{k}": v for k, v in near.items()} | {"delta": delta},
         rows=rows, run_ids=[r for r, _ in runs.values()])
 
 
-STUDY = Study("auto_balance_demo", "do weight adapters keep term gradient norms near a target?", AutoBalanceConfig, run)
+STUDY = Study("auto_balance_demo", "do weightings keep term gradient norms near a target?", AutoBalanceConfig, run)

@@ -4,7 +4,7 @@
 E_k ≤ E_0 − q·(E_0 − min_j E_j), read from ``v_delta_f90`` (q = 0.9, 0.99);
 accepted steps and backtracks come from ``v_step_stats`` and the final energy
 (of the returned, best accepted state) from ``v_run_summary``. Presets with a
-weight adapter change the objective while they run, so their recorded
+weighting change the objective while they run, so their recorded
 energies are of a moving objective; every preset's returned state is therefore
 also evaluated under the System's fixed objective (``final_energy_fixed``),
 which is the only column comparable across presets. Wall time is the median
@@ -29,15 +29,15 @@ from pydantic import Field, field_validator
 from complexity_from_constraints.entities import (
     AbstractFrozen,
     AdmmConfig,
-    AgmPhaseAdapter,
+    AgmPhaseWeighting,
     DirectionConfig,
     GateBenefitCoupling,
     GateModule,
-    GradNormAdapter,
+    GradNormWeighting,
     ProximalConfig,
     QuadraticCoupling,
     RelaxConfig,
-    SmallGainAdapter,
+    SmallGainWeighting,
     StabilityConfig,
     System,
 )
@@ -58,9 +58,9 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "prox_star": ("operator splitting, star proxes, τ = 0.05",
                   dict(solver="proximal", proximal=ProximalConfig(tau=0.05, block="star"))),
     "admm": ("ADMM, ρ = 1, η-step 0.05", dict(solver="admm", admm=AdmmConfig(rho=1.0, step_size=0.05))),
-    "gradnorm": ("vect + GradNorm weight adapter", dict(_NORMALIZED, adapter=GradNormAdapter())),
-    "agm": ("vect + AGM phase weight adapter", dict(_NORMALIZED, adapter=AgmPhaseAdapter())),
-    "smallgain": ("vect + SmallGain adapter + stability cap", dict(_NORMALIZED, adapter=SmallGainAdapter(),
+    "gradnorm": ("vect + GradNorm weighting", dict(_NORMALIZED, weighting=GradNormWeighting())),
+    "agm": ("vect + AGM phase weighting", dict(_NORMALIZED, weighting=AgmPhaseWeighting())),
+    "smallgain": ("vect + SmallGain weighting + stability cap", dict(_NORMALIZED, weighting=SmallGainWeighting(),
                                                                    stability=StabilityConfig())),
     "lbfgsb": ("scipy L-BFGS-B with bounds (reference)", dict(solver="lbfgsb")),
 }

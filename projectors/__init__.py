@@ -10,7 +10,7 @@ from ._compile import (
     energy_and_gradient,
     hessian_diagonal,
 )
-from ._adapters import AbstractWeightAdapter, AdaptContext, phase_metrics, register_adapter
+from ._weighting import AbstractWeighting, WeightingContext, phase_metrics, register_weighting
 from ._amortizers import AbstractAmortizer, CachedAmortizer, TopKAmortizer
 from ._coordinator import Outcome, initial_eta, projected_gradient_norm, relaxation, state_digest
 from ._objective import Evaluation, LipschitzRows, Objective, lipschitz_rows, term_breakdown
@@ -25,8 +25,8 @@ __all__ = [
     "AbstractAmortizer",
     "AbstractBackend",
     "AbstractSolver",
-    "AbstractWeightAdapter",
-    "AdaptContext",
+    "AbstractWeighting",
+    "WeightingContext",
     "CachedAmortizer",
     "CompiledSystem",
     "CouplingGroup",
@@ -61,7 +61,7 @@ __all__ = [
     "package_version",
     "phase_metrics",
     "projected_gradient_norm",
-    "register_adapter",
+    "register_weighting",
     "register_backend",
     "register_solver",
     "relax",

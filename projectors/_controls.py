@@ -25,7 +25,7 @@ from complexity_from_constraints.events import (
     WeightsAdapted,
 )
 
-from ._adapters import AbstractWeightAdapter, AdaptContext
+from ._weighting import AbstractWeighting, WeightingContext
 from ._loop import AbstractPiece, Run, Step
 from ._objective import coupling_cap_scale, coupling_kinds_of, lipschitz_rows, step_cap, term_breakdown
 from ._pieces import Homotopy, Noise
@@ -211,10 +211,10 @@ class StabilityGuard(AbstractPiece):
 
 
 class WeightAdaptation(AbstractPiece):
-    """After every ``adapter.every`` accepted steps, lets the adapter set the term weights of the next steps."""
+    """After every ``weighting.every`` accepted steps, lets the weighting set the term weights of the next steps."""
 
-    def __init__(self, adapter: AbstractWeightAdapter):
-        self.adapter = adapter
+    def __init__(self, weighting: AbstractWeighting):
+        self.weighting = weighting
         self.energies: list[float] = []
         self.accepted = 0
 
@@ -226,31 +226,31 @@ class WeightAdaptation(AbstractPiece):
             return
         self.accepted += 1
         self.energies.append(run.state.energy)
-        if self.accepted % self.adapter.every == 0:
+        if self.accepted % self.weighting.every == 0:
             event = self.adapt(run, step)
             if event is not None:
                 run.changed = True
                 yield event
 
     def adapt(self, run: Run, step: Step) -> WeightsAdapted | None:
-        adapter, weights, objective = self.adapter, run.weights, run.objective
+        weighting, weights, objective = self.weighting, run.weights, run.objective
         _, norms = term_breakdown(objective.cs, run.state.eta)
-        ctx = AdaptContext(step=step.step, weights=dict(weights.weights), configured=dict(weights.configured),
+        ctx = WeightingContext(step=step.step, weights=dict(weights.weights), configured=dict(weights.configured),
                            grad_norms=norms, energies=tuple(self.energies), step_size=step.proposal.step_size,
                            coupling_kinds=coupling_kinds_of(run.cs), rows=lambda: lipschitz_rows(objective.cs))
-        proposed = adapter.adapt(ctx)
+        proposed = weighting.adapt(ctx)
         if not proposed:
             return None
         unknown = sorted(set(proposed) - set(weights.weights))
         if unknown:
-            raise InvalidEntityError(type(adapter).__name__, None, "weights", unknown[0], "is not a kind of this System")
+            raise InvalidEntityError(type(weighting).__name__, None, "weights", unknown[0], "is not a kind of this System")
         bad = [(k, v) for k, v in proposed.items() if not (math.isfinite(v) and v >= 0)]
         if bad:
-            raise InvalidEntityError(type(adapter).__name__, None, f"weights.{bad[0][0]}", bad[0][1], "must be finite and ≥ 0")
+            raise InvalidEntityError(type(weighting).__name__, None, f"weights.{bad[0][0]}", bad[0][1], "must be finite and ≥ 0")
         # A kind configured at weight 0 is compiled out: no multiplier brings it back, so it stays 0 (and the log says so).
         new = weights.weights | {k: float(v) for k, v in proposed.items() if weights.configured[k] > 0}
         if new == weights.weights:
             return None
         previous, weights.weights = weights.weights, new
-        details = {k: float(v) for k, v in getattr(adapter, "details", {}).items() if math.isfinite(v)}
-        return WeightsAdapted(step=step.step, adapter=adapter.name, weights=new, previous=previous, details=details)
+        details = {k: float(v) for k, v in getattr(weighting, "details", {}).items() if math.isfinite(v)}
+        return WeightsAdapted(step=step.step, weighting=weighting.name, weights=new, previous=previous, details=details)

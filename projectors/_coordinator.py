@@ -25,7 +25,7 @@ from complexity_from_constraints.entities import InvalidEntityError, RelaxConfig
 from complexity_from_constraints.events import EtaRecorded, Event, RunFinished, SolverSwitched, StepCommitted
 
 from . import _coordinate_descent, _prox  # noqa: F401  (they register their solvers)
-from ._adapters import AbstractWeightAdapter, make_adapter
+from ._weighting import AbstractWeighting, make_weighting
 from ._compile import CompiledSystem
 from ._controls import (
     FreeEnergy,
@@ -96,7 +96,7 @@ def _readonly(array: np.ndarray) -> np.ndarray:
 
 
 def pieces_for(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Proposer | None = None,
-               adapter: AbstractWeightAdapter | None = None) -> list[AbstractPiece]:
+               weighting: AbstractWeighting | None = None) -> list[AbstractPiece]:
     """The loop's pieces for ``config``, in the order they act within a step; a control not configured is not built.
 
     Adding a control means one piece here and one field of :class:`RelaxConfig`, never an edit of the loop.
@@ -129,13 +129,13 @@ def pieces_for(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Pro
         pieces.append(StopAtFloor(FLOOR_PATIENCE))
     if config.early_stop is not None:
         pieces.append(StopEarly(config.early_stop.patience, config.early_stop.delta))
-    if adapter is not None or config.adapter is not None:
-        pieces.append(WeightAdaptation(adapter if adapter is not None else make_adapter(config.adapter)))
+    if weighting is not None or config.weighting is not None:
+        pieces.append(WeightAdaptation(weighting if weighting is not None else make_weighting(config.weighting)))
     return pieces
 
 
 def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Proposer | None = None,
-               adapter: AbstractWeightAdapter | None = None, start_step: int = 0) -> Generator[Event, None, Outcome]:
+               weighting: AbstractWeighting | None = None, start_step: int = 0) -> Generator[Event, None, Outcome]:
     """Relax ``cs`` under ``config``, yielding every event; returns the :class:`Outcome`.
 
     Events per step, in order: revisions and expansion due at that step
@@ -145,7 +145,7 @@ def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Pro
     ``MarginWarning`` when the contraction margin is below its threshold,
     then, when the state changed, one ``EtaRecorded``, any
     ``GateOpened``/``GateClosed`` and ``EscapeDetected``; ``TermsRecorded``
-    when due; ``WeightsAdapted`` when an adapter changed the weights (in
+    when due; ``WeightsAdapted`` when a weighting changed the weights (in
     effect from the next step). Step 0 records the initial state (after
     ``WarmStartProposed``, ``CouplingsCapped`` and ``StabilityBounded`` when
     configured). Whenever the objective changes, the reference is
@@ -161,7 +161,7 @@ def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Pro
     at that step, emits no step-0 events, and still stops at step ``steps``.
     """
     be, solver = cs.backend, make_solver(config, cs.backend)
-    pieces = pieces_for(cs, config, seed, proposer, adapter)
+    pieces = pieces_for(cs, config, seed, proposer, weighting)
     run = Run(config, cs, Weights(cs), step=start_step, start_step=start_step, best_step=start_step)
     eta = be.asarray(initial_eta(cs, config, seed))
     try:

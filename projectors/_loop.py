@@ -1,7 +1,7 @@
 """What the relaxation loop shares with its pieces: the run's state, a step's decision, the piece protocol.
 
 A piece is one control of the loop (a homotopy, a stability guard, a weight
-adapter, …). It implements any of the hooks of :class:`AbstractPiece`; every
+weighting, …). It implements any of the hooks of :class:`AbstractPiece`; every
 hook it leaves alone does nothing. The loop calls each hook on every piece in
 the order :func:`~projectors._coordinator.pieces_for` built them, so that
 order is also the order of their events within a step.

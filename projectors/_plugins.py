@@ -1,16 +1,16 @@
 """Finding a named plug-in: what this process registered, else an installed entry point.
 
-Solvers, weight adapters and array backends are chosen by name in a
+Solvers, weightings and array backends are chosen by name in a
 ``RelaxConfig`` and recorded in the log, so a re-run in another process must
 find the same name again. Registration in code (``register_solver``,
-``register_adapter``, ``register_backend``) covers a script; an entry point
+``register_weighting``, ``register_backend``) covers a script; an entry point
 covers an installed package, without anyone having to import it first::
 
     [project.entry-points."complexity_from_constraints.solvers"]
     mine = "my_package.solvers:MySolver"
 
-Groups: ``complexity_from_constraints.solvers``, ``.weight_adapters``,
-``.backends``. The project's own torch backend and GSPO adapter are found this
+Groups: ``complexity_from_constraints.solvers``, ``.weightings``,
+``.backends``. The project's own torch backend and GSPO weighting are found this
 way, so ``projectors`` never imports ``adapters``.
 """
 

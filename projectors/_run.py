@@ -26,7 +26,7 @@ from complexity_from_constraints.events import (
 
 from ._backend import AbstractBackend, make_backend
 from ._compile import compile_system
-from ._adapters import AbstractWeightAdapter
+from ._weighting import AbstractWeighting
 from ._amortizers import AbstractAmortizer
 from ._coordinator import Proposer, relaxation
 from ._structure import check_candidates
@@ -136,7 +136,7 @@ def relax(
     flush_values: int = 1 << 19,
     pipelined: bool = True,
     proposer: Proposer | None = None,
-    adapter: AbstractWeightAdapter | None = None,
+    weighting: AbstractWeighting | None = None,
     amortizer: AbstractAmortizer | None = None,
     fork_point: ForkPoint | None = None,
     name: str | None = None,
@@ -166,8 +166,8 @@ def relax(
             candidates instead of ``config.expansion.candidates`` (needs
             ``config.expansion`` for its schedule and τ). Code is not recorded
             in the log: re-running such a run needs the same proposer.
-        adapter: a term-weight adapter object (see :class:`AbstractWeightAdapter`)
-            used instead of ``config.adapter``; its name and every weight it
+        weighting: a term-weighting object (see :class:`AbstractWeighting`)
+            used instead of ``config.weighting``; its name and every weight it
             sets are recorded, its code is not.
         amortizer: proposes the starting state and an active set before the
             run (see :class:`AbstractAmortizer`); the proposal is written into
@@ -213,7 +213,7 @@ def relax(
     if backend is None:
         backend = make_backend(config.backend, device=config.device, dtype=config.dtype)
     compiled = compile_system(system, backend)
-    loop = relaxation(compiled, config, seed, proposer, adapter,
+    loop = relaxation(compiled, config, seed, proposer, weighting,
                       start_step=fork_point.step if fork_point is not None else 0)
     opening = _opening(loop)  # bad input (solver, pieces, seed, initial state) raises here, before anything is recorded
     run_id = store.new_run_id(started)

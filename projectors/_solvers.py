@@ -4,7 +4,7 @@ A solver sees the current accepted :class:`State` through a
 :class:`StepContext` and returns a :class:`Proposal`; the loop decides
 acceptance on the fixed objective, records events and tells the solver what
 it decided (:meth:`AbstractSolver.feedback`). Whenever the objective changes
-(homotopy, a weight adapter, a revision, an expansion) or the active set
+(homotopy, a weighting, a revision, an expansion) or the active set
 does, the loop calls :meth:`AbstractSolver.reset` with the re-evaluated state,
 so no solver ever compares energies across objectives.
 """

@@ -147,7 +147,7 @@ def evaluate_candidate(cs: CompiledSystem, eta, candidate: Candidate, config: Ex
     r"""ΔF_new = 𝓕_new(η, η_new*) − 𝓕(η), with η_new* from a short local relaxation.
 
     Both terms are the System's own energy 𝓕 (its configured weights, no run
-    scaling: weight adapters, homotopy ramps and the coupling cap shape how a
+    scaling: weightings, homotopy ramps and the coupling cap shape how a
     run descends, not what a module is worth), so a module that adds nothing
     has ΔF = γ exactly. Only the new η moves: projected gradient steps on its
     coordinate, each kept only if 𝓕 decreases (else the step halves). γ

@@ -86,3 +86,26 @@ def test_nothing_imports_a_bare_layer_name():
 @pytest.mark.parametrize("layer", list(RANK))
 def test_every_layer_is_a_package(layer):
     assert (ROOT / layer / "__init__.py").exists()
+
+
+def test_no_copy_skips_validation():
+    """Changed entities and configs come from evolve(), which validates; pydantic's model_copy does not."""
+    needle = "model_copy(update" + "="
+    offenders = [f"{path.relative_to(ROOT)}:{n}" for folder in (*RANK, "experiments", "tests", "bench")
+                 for path in (ROOT / folder).rglob("*.py")
+                 for n, line in enumerate(path.read_text().splitlines(), 1)
+                 if needle in line and "would skip validation" not in line]
+    assert offenders == []
+
+
+def test_nothing_refers_to_documents_outside_the_repository():
+    """Code and docs explain a problem in a sentence, not by a code ("W23") or a section of an outside document."""
+    import re
+
+    pattern = re.compile(r"\bW\d{1,2}\b|feature map|§")
+    files = [p for folder in (*RANK, "experiments", "tests", "bench", PACKAGE) for p in (ROOT / folder).rglob("*")
+             if p.suffix in (".py", ".md", ".sql") and "corpus" not in p.parts]
+    files += [ROOT / "README.md", ROOT / "ARCHITECTURE.md"]
+    offenders = [f"{p.relative_to(ROOT)}:{n}" for p in files for n, line in enumerate(p.read_text().splitlines(), 1)
+                 if pattern.search(line) and p.name != "test_layers.py"]
+    assert offenders == []

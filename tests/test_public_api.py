@@ -16,15 +16,15 @@ PUBLIC = {
         "current_version", "decode", "encode", "hooks", "register_upcaster", "upcast",
     },
     "projectors": {
-        "AbstractAmortizer", "AbstractSolver", "AbstractWeightAdapter", "AdaptContext", "CachedAmortizer", "Evaluation", "ForkPoint",
+        "AbstractAmortizer", "AbstractSolver", "AbstractWeighting", "WeightingContext", "CachedAmortizer", "Evaluation", "ForkPoint",
         "LipschitzRows", "Objective", "SOLVERS", "State", "StepContext", "TopKAmortizer", "lipschitz_rows",
-        "phase_metrics", "register_adapter", "register_solver", "term_breakdown", "AbstractBackend", "CompiledSystem", "CouplingGroup", "ModuleGroup", "NumpyBackend", "Outcome",
+        "phase_metrics", "register_weighting", "register_solver", "term_breakdown", "AbstractBackend", "CompiledSystem", "CouplingGroup", "ModuleGroup", "NumpyBackend", "Outcome",
         "Proposal", "RunDiff", "RunResult", "RunState", "StreamDifference", "apply", "backend_names", "make_backend", "register_backend", "compile_system", "diff_runs", "energy",
         "energy_and_gradient", "first_difference", "fold", "fork", "hessian_diagonal", "initial_eta", "package_version",
         "projected_gradient_norm", "relax", "relaxation", "replay", "rerun", "state_digest",
     },
     "adapters": {
-        "DuckDBStore", "EnergyRegularizedAttention", "ExportError", "GspoTokenWeightAdapter", "TorchBackend", "attention_ablation", "ProgressMirror", "StoreBusyError", "export_runs", "follow_lines", "import_runs",
+        "DuckDBStore", "EnergyRegularizedAttention", "ExportError", "GspoToken", "TorchBackend", "attention_ablation", "ProgressMirror", "StoreBusyError", "export_runs", "follow_lines", "import_runs",
         "plot_energy", "plot_eta_heatmap", "plot_gate_timeline", "report", "view_sql",
     },
 }

@@ -5,7 +5,7 @@
 -- are applied at the start of their step, so the η recorded at that step already feels them).
 -- weight is the effective weight w·W_k: the entity's own weight times the family weight of its kind
 -- in force (System.family_weights, 1 when absent; a revision of the System itself changes them, and
--- the intervals are split there). Weight adapters and homotopy scales, which act on the objective
+-- the intervals are split there). Weightings and homotopy scales, which act on the objective
 -- only, are not included. entity is the version's JSON, with every field of the entity.
 -- Columns: run_id, run_key, entity_id, role ('module' | 'coupling'), kind, version, from_step, to_step, weight, entity
 WITH system_versions AS (

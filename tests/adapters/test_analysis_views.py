@@ -23,7 +23,7 @@ from complexity_from_constraints.entities import (
     ExpansionConfig,
     GateBenefitCoupling,
     GateModule,
-    GradNormAdapter,
+    GradNormWeighting,
     LandauModule,
     NashModule,
     PolynomialModule,
@@ -105,12 +105,12 @@ def test_weight_history_has_one_row_per_kind_with_the_previous_weight(db):
     system = System(id="w", modules=[LandauModule(id="m")])
     write_log(db, "r", system, [
         step(0), step(1),
-        WeightsAdapted(step=1, adapter="gradnorm", weights={"landau": 1.25, "quadratic": 0.5}, previous={"landau": 1.0}),
+        WeightsAdapted(step=1, weighting="gradnorm", weights={"landau": 1.25, "quadratic": 0.5}, previous={"landau": 1.0}),
         step(2),
-        WeightsAdapted(step=2, adapter="gradnorm", weights={"landau": 1.5, "quadratic": 0.5},
+        WeightsAdapted(step=2, weighting="gradnorm", weights={"landau": 1.5, "quadratic": 0.5},
                        previous={"landau": 1.25, "quadratic": 0.5}),
     ])
-    rows = db.query("SELECT step, adapter, kind, weight, previous FROM v_weight_history ORDER BY step, kind").rows()
+    rows = db.query("SELECT step, weighting, kind, weight, previous FROM v_weight_history ORDER BY step, kind").rows()
     assert rows == [(1, "gradnorm", "landau", 1.25, 1.0), (1, "gradnorm", "quadratic", 0.5, None),
                     (2, "gradnorm", "landau", 1.5, 1.25), (2, "gradnorm", "quadratic", 0.5, 0.5)]
 
@@ -135,7 +135,7 @@ def test_contraction_margin_joins_diagnostics_warnings_and_the_lipschitz_bound(d
 
 def test_terms_margins_and_weights_agree_with_a_recorded_run(db, toy_system):
     config = RelaxConfig(steps=30, step_size=0.2, tol=0.0, record_terms_every=5,
-                         stability=StabilityConfig(warn_margin=10.0), adapter=GradNormAdapter(every=2))
+                         stability=StabilityConfig(warn_margin=10.0), weighting=GradNormWeighting(every=2))
     r = relax(toy_system, config, store=db, flush_every=4)
 
     terms = [rec.event for rec in db.read(r.run_id, types=["TermsRecorded"])]
@@ -152,8 +152,8 @@ def test_terms_margins_and_weights_agree_with_a_recorded_run(db, toy_system):
     assert {s for s, w in zip(rows["step"], rows["warned"]) if w} == warned and warned  # warn_margin 10: every step
 
     adapted = [rec.event for rec in db.read(r.run_id, types=["WeightsAdapted"])]
-    expected_w = sorted((a.step, a.adapter, k, w, a.previous.get(k)) for a in adapted for k, w in a.weights.items())
-    assert db.query("SELECT step, adapter, kind, weight, previous FROM v_weight_history WHERE run_id = ? "
+    expected_w = sorted((a.step, a.weighting, k, w, a.previous.get(k)) for a in adapted for k, w in a.weights.items())
+    assert db.query("SELECT step, weighting, kind, weight, previous FROM v_weight_history WHERE run_id = ? "
                     "ORDER BY step, kind", [r.run_id]).rows() == expected_w
 
 

@@ -215,12 +215,12 @@ def test_a_large_system_is_downsampled_in_sql_and_says_so(demo_store, monkeypatc
 
 
 def test_terms_weights_margins_warnings_and_revisions_are_shown_when_recorded(tmp_path, open_report):
-    from complexity_from_constraints.entities import GradNormAdapter, Revision, StabilityConfig
+    from complexity_from_constraints.entities import GradNormWeighting, Revision, StabilityConfig
 
     config = RelaxConfig(steps=40, tol=0.0, step_size=0.5, revisions=[Revision(step=10, entity_id="repair",
                                                                                changes={"cost": 0.2})],
                          stability=StabilityConfig(cap_fraction=1.0, warn_margin=100.0), record_terms_every=5,
-                         adapter=GradNormAdapter(every=5))
+                         weighting=GradNormWeighting(every=5))
     with DuckDBStore(tmp_path / "w.duckdb") as store:
         run_id = relax(demo_system(0), config, store=store).run_id
         warned = store.query("SELECT count(*) AS n FROM v_contraction_margin WHERE run_id = ? AND warned",

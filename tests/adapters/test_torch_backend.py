@@ -80,7 +80,7 @@ GPU_PIECES = {
     "mirror": dict(line_search="armijo", step_size=0.5, direction={"update": "mirror"}),
     "stability_homotopy_free_energy": dict(step_size=5.0, stability={"cap_fraction": 0.9}, homotopy={"steps": 20, "coupling_start": 0.2},
                                            free_energy={"temperature": 0.01}),
-    "adapter": dict(line_search="armijo", adapter={"kind": "gradnorm"}, record_terms_every=5),
+    "weighting": dict(line_search="armijo", weighting={"kind": "gradnorm"}, record_terms_every=5),
 }
 
 
@@ -264,13 +264,13 @@ def test_missing_torch_gives_a_one_line_install_hint(monkeypatch):
 
 
 def test_plugins_are_found_by_entry_point_without_importing_adapters():
-    """A fresh process that never imports `adapters` still builds the torch backend and the GSPO adapter by name."""
+    """A fresh process that never imports `adapters` still builds the torch backend and the GSPO weighting by name."""
     code = textwrap.dedent("""
         import sys
-        from complexity_from_constraints.entities import GspoTokenAdapter, RelaxConfig, standard_system
+        from complexity_from_constraints.entities import GspoTokenWeighting, RelaxConfig, standard_system
         from complexity_from_constraints.projectors import backend_names, make_backend, relax
         assert "complexity_from_constraints.adapters" not in sys.modules
-        r = relax(standard_system(20, 0), RelaxConfig(steps=4, adapter=GspoTokenAdapter(ceiling=2.0)))
+        r = relax(standard_system(20, 0), RelaxConfig(steps=4, weighting=GspoTokenWeighting(ceiling=2.0)))
         print(make_backend("torch").name, r.steps, "torch" in backend_names())
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

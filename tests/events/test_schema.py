@@ -56,3 +56,18 @@ def test_a_missing_upcaster_is_an_error(monkeypatch):
     monkeypatch.setattr(_types, "_UPCASTERS", {})
     with pytest.raises(SchemaVersionError, match="no upcaster"):
         decode("GateOpened", 1, encode(GateOpened(gate_id="g", step=1, eta=0.7)))
+
+
+def test_payloads_from_before_weightings_were_named_so_still_read():
+    """Weight "adapters" became "weightings": old RunStarted configs and WeightsAdapted payloads upcast."""
+    from complexity_from_constraints.entities import GradNormWeighting, RelaxConfig, demo_system
+    from complexity_from_constraints.events import RunStarted, WeightsAdapted, decode
+
+    started = RunStarted(system=demo_system(0), config=RelaxConfig(weighting=GradNormWeighting(every=3)), seed=0,
+                         package_version="x", system_digest="d")
+    old = started.model_dump(mode="json")
+    old["config"]["adapter"] = old["config"].pop("weighting")
+    assert decode("RunStarted", 2, old) == started
+    adapted = decode("WeightsAdapted", 1, {"step": 4, "adapter": "gradnorm", "weights": {"landau": 1.5},
+                                           "previous": {"landau": 1.0}})
+    assert isinstance(adapted, WeightsAdapted) and adapted.weighting == "gradnorm"

@@ -12,8 +12,8 @@ Cases regenerated on purpose, and why:
   norm of the state under the previous objective; it now reports it under the
   current one, as every other rejected step after an objective change does
   (only ``pg_norm`` at steps 5 and 14 changed).
-- ``expansion+adapter``, ``expansion+homotopy``, ``expansion+stability``:
-  an expansion's ΔF subtracted the scaled objective's energy (weight adapter,
+- ``expansion+weighting``, ``expansion+homotopy``, ``expansion+stability``:
+  an expansion's ΔF subtracted the scaled objective's energy (weighting,
   ramp, coupling cap) from the extended System's unscaled one; both terms are
   now the System's own energy, so ΔF (and which candidates are admitted)
   changed.
@@ -22,6 +22,12 @@ Cases regenerated on purpose, and why:
   (a run stalls after ten in a row); this run still stalls where it did.
 - ``expansion+diagnostics`` was added once diagnostics could follow a
   growing System (it raised a ValueError before).
+- Every case with a term-weight scheme (``weighting-*``, ``*+weighting``,
+  ``homotopy+small_gain``, ``lbfgsb+weighting``): weight "adapters" were
+  renamed "weightings" (the word ``adapters`` names a layer), so the cases
+  and the field of ``WeightsAdapted`` changed name; checked before
+  re-recording that the old lines with ``"adapter":`` read as
+  ``"weighting":`` equal the new ones exactly, and nothing else changed.
 """
 
 from __future__ import annotations

@@ -18,21 +18,21 @@ import numpy as np
 import pytest
 
 from complexity_from_constraints.entities import (
-    AgmPhaseAdapter,
-    AutoBalanceAdapter,
+    AgmPhaseWeighting,
+    AutoBalanceWeighting,
     Candidate,
     DiagnosticsConfig,
     EarlyStopConfig,
     ExpansionConfig,
     FreeEnergyConfig,
-    GradNormAdapter,
+    GradNormWeighting,
     HomotopyConfig,
     LandauModule,
     NoiseConfig,
     QuadraticCoupling,
     RelaxConfig,
     Revision,
-    SmallGainAdapter,
+    SmallGainWeighting,
     StabilityConfig,
     WarmStart,
     standard_system,
@@ -78,10 +78,10 @@ CONTROLS = {
         escape_noise_min=1e-9, escape_displacement_min=0.0, escape_cosine_max=1.0, escape_drop_min=0.0)}, WatchDiagnostics),
     "record_terms_every": ({"record_terms_every": 3}, RecordTerms),
     "early_stop": ({"steps": 200, "early_stop": EarlyStopConfig(patience=3, delta=1e-4)}, StopEarly),
-    "auto_balance": ({"adapter": AutoBalanceAdapter(target=0.1, max_ratio=2.0)}, WeightAdaptation),
-    "gradnorm": ({"adapter": GradNormAdapter()}, WeightAdaptation),
-    "agm_phase": ({"adapter": AgmPhaseAdapter(history=4)}, WeightAdaptation),
-    "small_gain": ({"step_size": 0.02, "adapter": SmallGainAdapter(max_step_change=0.3)}, WeightAdaptation),
+    "auto_balance": ({"weighting": AutoBalanceWeighting(target=0.1, max_ratio=2.0)}, WeightAdaptation),
+    "gradnorm": ({"weighting": GradNormWeighting()}, WeightAdaptation),
+    "agm_phase": ({"weighting": AgmPhaseWeighting(history=4)}, WeightAdaptation),
+    "small_gain": ({"step_size": 0.02, "weighting": SmallGainWeighting(max_step_change=0.3)}, WeightAdaptation),
 }
 
 

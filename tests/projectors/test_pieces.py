@@ -2,10 +2,10 @@
 
 Each test runs a small case with the piece on and checks that it acts in the
 documented direction and says so in the log; the earlier system's failures
-stay fixed: homotopy ramps with no configured weights (W3), the reference is
-re-evaluated when the objective changes (W7), noise is seeded, orthogonal and
-never makes a run worse (W16), the free-energy guard retries instead of
-ending the run (W17).
+stay fixed: homotopy ramps with no configured weights, the reference is
+re-evaluated when the objective changes, noise is seeded, orthogonal and
+never makes a run worse, the free-energy guard retries instead of
+ending the run.
 """
 
 from __future__ import annotations
@@ -69,12 +69,12 @@ def _objective_at(cs, scales: dict[str, float]) -> Objective:
 
 
 def test_homotopy_without_configured_weights_still_ramps_and_changes_the_trajectory():
-    """W3: the ramp scales the energy even though family_weights is empty."""
+    """the ramp scales the energy even though family_weights is empty."""
     assert SYSTEM.family_weights == {}
     base = RelaxConfig(steps=30, step_size=0.05, eta0="uniform")
     homotopy = HomotopyConfig(steps=10, coupling_start=0.1)
     plain, plain_events = _run(SYSTEM, base)
-    ramped, events = _run(SYSTEM, base.model_copy(update={"homotopy": homotopy}))
+    ramped, events = _run(SYSTEM, base.evolve(homotopy=homotopy))
     assert not np.array_equal(_frames(events)[1], _frames(plain_events)[1])
     scaled = _of(events, "ObjectiveScaled")
     assert [e.step for e in scaled] == list(range(1, 11))
@@ -96,7 +96,7 @@ def test_homotopy_without_configured_weights_still_ramps_and_changes_the_traject
     HomotopyConfig(steps=12, entity_starts={"m0": 0.0, "c3": 0.3}, coupling_start=0.5),
 ])
 def test_every_accepted_step_is_compared_with_the_reference_under_the_new_objective(homotopy):
-    """W7: after each ObjectiveScaled the accepted energy is ≤ the previous state's energy re-evaluated."""
+    """after each ObjectiveScaled the accepted energy is ≤ the previous state's energy re-evaluated."""
     config = RelaxConfig(steps=25, step_size=0.05, eta0="uniform", homotopy=homotopy)
     result, events = _run(SYSTEM, config)
     cs = compile_system(SYSTEM)
@@ -204,15 +204,15 @@ def test_noise_never_raises_the_energy_and_decays():
     assert max(late) < min(v for v in early if v > 0)
     assert noise[10] == pytest.approx(0.05 * 0.9 ** 10, rel=1e-9)
     # without decay the kept noise stays at its magnitude
-    flat, events = _run(SYSTEM, NOISY.model_copy(update={"noise": NoiseConfig(magnitude=0.05, decay=1.0)}))
+    flat, events = _run(SYSTEM, NOISY.evolve(noise=NoiseConfig(magnitude=0.05, decay=1.0)))
     assert _of(events, "StepCommitted")[10].diagnostics["noise"] == pytest.approx(0.05, rel=1e-9)
     # and the noisy run's trajectory differs from the noiseless one
-    quiet, quiet_events = _run(SYSTEM, NOISY.model_copy(update={"noise": None}))
+    quiet, quiet_events = _run(SYSTEM, NOISY.evolve(noise=None))
     assert not np.array_equal(_frames(events)[5], _frames(quiet_events)[5])
 
 
 def test_noise_in_metric_mode_runs_and_never_raises_the_energy():
-    config = NOISY.model_copy(update={"noise": NoiseConfig(magnitude=0.05, decay=0.95, mode="metric")})
+    config = NOISY.evolve(noise=NoiseConfig(magnitude=0.05, decay=0.95, mode="metric"))
     result, events = _run(SYSTEM, config)
     accepted = [s.energy for s in _of(events, "StepCommitted") if s.accepted]
     assert all(b <= a for a, b in zip(accepted, accepted[1:]))
@@ -231,7 +231,7 @@ def test_noise_controller_scales_the_magnitude():
     assert noise.magnitude(3, np.array([0.0, 1.0]), 0, 0.2) == 0.0
     # in a run, a fixed controller scale of ¼ shrinks every recorded noise to a quarter
     fixed = NoiseControllerConfig(w_rate=0.0, w_backtrack=0.0, w_rotation=0.0, min_scale=0.25, max_scale=0.25)
-    config = NOISY.model_copy(update={"noise": NoiseConfig(magnitude=0.05, decay=0.9, controller=fixed)})
+    config = NOISY.evolve(noise=NoiseConfig(magnitude=0.05, decay=0.9, controller=fixed))
     result, events = _run(SYSTEM, config)
     noise = [s.diagnostics["noise"] for s in _of(events, "StepCommitted")[1:]]
     assert all(v <= 0.25 * 0.05 * 0.9 ** k * (1 + 1e-12) for k, v in enumerate(noise, start=1))
@@ -252,7 +252,7 @@ def test_strict_monotone_raises_when_the_free_energy_guard_raises_u():
     energies = [s.energy for s in _of(events, "StepCommitted") if s.accepted]
     assert energies[-1] > energies[0]  # U went up while U − T·S went down
     with pytest.raises(MonotonicityError, match=r"raised the energy U .* U − T·S"):
-        relax(COLD, FREE.model_copy(update={"monotone": "strict"}))
+        relax(COLD, FREE.evolve(monotone="strict"))
     # on U itself the guard is silent: every accepted step lowers U
     relax(COLD, RelaxConfig(steps=40, step_size=0.05, monotone="strict"))
     relax(SYSTEM, RelaxConfig(steps=40, step_size=0.05, monotone="strict", noise=NoiseConfig(magnitude=0.05)))
@@ -275,8 +275,8 @@ def test_free_energy_guard_descends_u_minus_ts():
 
 
 def test_free_energy_epsilon_rejects_small_decreases_and_retries_smaller():
-    """W17: a rejected step is retried with a smaller α; it does not end the run."""
-    config = FREE.model_copy(update={"free_energy": FreeEnergyConfig(temperature=0.5, epsilon=1e-3), "steps": 60})
+    """a rejected step is retried with a smaller α; it does not end the run."""
+    config = FREE.evolve(free_energy=FreeEnergyConfig(temperature=0.5, epsilon=1e-3), steps=60)
     result, events = _run(COLD, config)
     steps = _of(events, "StepCommitted")
     for a, b in zip(steps, steps[1:]):
@@ -290,7 +290,7 @@ def test_free_energy_epsilon_rejects_small_decreases_and_retries_smaller():
 def test_early_stop_ends_the_run_earlier_with_its_own_status():
     base = RelaxConfig(steps=200, step_size=0.05, eta0="uniform")
     full, _ = _run(SYSTEM, base)
-    stopped, events = _run(SYSTEM, base.model_copy(update={"early_stop": EarlyStopConfig(patience=4, delta=1e-4)}))
+    stopped, events = _run(SYSTEM, base.evolve(early_stop=EarlyStopConfig(patience=4, delta=1e-4)))
     assert stopped.status == "early_stopped" and full.status != "early_stopped"
     assert stopped.steps < full.steps
     (finished,) = _of(events, "RunFinished")
@@ -303,7 +303,7 @@ def test_early_stop_ends_the_run_earlier_with_its_own_status():
 def test_diagnostics_record_dispersion_and_confidence_without_changing_the_trajectory():
     base = RelaxConfig(steps=40, step_size=0.05, eta0="uniform")
     plain, plain_events = _run(SYSTEM, base)
-    watched, events = _run(SYSTEM, base.model_copy(update={"diagnostics": DiagnosticsConfig(window=5)}))
+    watched, events = _run(SYSTEM, base.evolve(diagnostics=DiagnosticsConfig(window=5)))
     assert np.array_equal(plain.eta, watched.eta)
     steps = [s for s in _of(events, "StepCommitted")[1:] if s.accepted]
     assert all({"dispersion", "confidence"} <= set(s.diagnostics) for s in steps)
@@ -319,7 +319,7 @@ def test_diagnostics_record_dispersion_and_confidence_without_changing_the_traje
 def test_escape_is_detected_with_noise_and_permissive_thresholds():
     permissive = DiagnosticsConfig(escape_noise_min=1e-9, escape_displacement_min=0.0, escape_cosine_max=1.0,
                                    escape_drop_min=0.0)
-    config = NOISY.model_copy(update={"diagnostics": permissive})
+    config = NOISY.evolve(diagnostics=permissive)
     result, events = _run(SYSTEM, config)
     escapes = _of(events, "EscapeDetected")
     noisy = {s.step: s.diagnostics["noise"] for s in _of(events, "StepCommitted") if s.accepted
@@ -327,9 +327,9 @@ def test_escape_is_detected_with_noise_and_permissive_thresholds():
     assert escapes and {e.step for e in escapes} == set(noisy)
     assert all(e.noise == noisy[e.step] and e.drop >= 0 and -1 <= e.cosine <= 1 for e in escapes)
     # without noise, or with the default strict thresholds, nothing is reported
-    _, quiet = _run(SYSTEM, config.model_copy(update={"noise": None}))
+    _, quiet = _run(SYSTEM, config.evolve(noise=None))
     assert not _of(quiet, "EscapeDetected")
-    _, strict = _run(SYSTEM, NOISY.model_copy(update={"diagnostics": DiagnosticsConfig(escape_cosine_max=-1.0)}))
+    _, strict = _run(SYSTEM, NOISY.evolve(diagnostics=DiagnosticsConfig(escape_cosine_max=-1.0)))
     assert not _of(strict, "EscapeDetected")
 
 
@@ -373,7 +373,7 @@ def test_a_warm_start_is_recorded_moves_only_the_active_set_and_reruns_bit_for_b
 
 
 def test_noise_respects_the_active_set_of_a_warm_start():
-    config = NOISY.model_copy(update={"eta0": "uniform"})
+    config = NOISY.evolve(eta0="uniform")
     amortizer = TopKAmortizer(k=3, active_steps=6)
     proposal = amortizer.propose(SYSTEM, config, seed=1)
     result, events = _run(SYSTEM, config, amortizer=amortizer)
@@ -435,7 +435,7 @@ def test_a_run_does_not_converge_or_stall_before_its_ramp_ends():
     (HomotopyConfig(steps=5, entity_starts={"nope": 0.1}), "entity_starts"),
 ])
 def test_a_homotopy_naming_nothing_is_refused_rather_than_silently_doing_nothing(homotopy, field):
-    """W3's other face: a ramp whose key matches nothing would leave the run unchanged without a word."""
+    """The other face of the same fix: a ramp whose key matches nothing would leave the run unchanged without a word."""
     with pytest.raises(InvalidEntityError) as info:
         relax(SYSTEM, RelaxConfig(steps=5, homotopy=homotopy))
     assert info.value.field == field

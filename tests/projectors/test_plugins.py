@@ -1,24 +1,24 @@
-"""A user's solver, weight adapter and backend: chosen by name in RelaxConfig, recorded, found again by rerun."""
+"""A user's solver, weighting and backend: chosen by name in RelaxConfig, recorded, found again by rerun."""
 
 from __future__ import annotations
 
 import pytest
 
-from complexity_from_constraints.entities import CustomAdapter, InvalidEntityError, MissingDependencyError, RelaxConfig, standard_system
+from complexity_from_constraints.entities import CustomWeighting, InvalidEntityError, MissingDependencyError, RelaxConfig, standard_system
 from complexity_from_constraints.events import InMemoryStore
 from complexity_from_constraints.projectors import (
     SOLVERS,
-    AbstractWeightAdapter,
+    AbstractWeighting,
     NumpyBackend,
     Proposal,
     first_difference,
-    register_adapter,
+    register_weighting,
     register_backend,
     register_solver,
     relax,
     rerun,
 )
-from complexity_from_constraints.projectors._adapters import _BY_NAME
+from complexity_from_constraints.projectors._weighting import _BY_NAME
 from complexity_from_constraints.projectors._backend import _BACKENDS
 from complexity_from_constraints.projectors._solvers import ProjectedGradient
 
@@ -34,7 +34,7 @@ class HalfStep(ProjectedGradient):
                         p.diagnostics | {"mine": 1.0})
 
 
-class Shrink(AbstractWeightAdapter):
+class Shrink(AbstractWeighting):
     name = "shrink"
     every = 2
 
@@ -48,7 +48,7 @@ class Shrink(AbstractWeightAdapter):
 @pytest.fixture
 def registered():
     register_solver(HalfStep)
-    register_adapter("shrink", lambda config: Shrink(config.options["factor"]))
+    register_weighting("shrink", lambda config: Shrink(config.options["factor"]))
     register_backend("numpy_again", NumpyBackend)
     yield
     SOLVERS.pop("half_step", None)
@@ -57,14 +57,14 @@ def registered():
 
 
 CONFIG = RelaxConfig(steps=12, solver="half_step", backend="numpy_again",
-                     adapter=CustomAdapter(name="shrink", options={"factor": 0.9}))
+                     weighting=CustomWeighting(name="shrink", options={"factor": 0.9}))
 
 
 def test_a_registered_solver_adapter_and_backend_run_and_rerun_bit_for_bit(registered):
     store = InMemoryStore()
     result = relax(standard_system(30, seed=1), CONFIG, store=store)
     started = store.read(result.run_id, types=["RunStarted"])[0].event
-    assert (started.config.solver, started.config.backend, started.config.adapter.name) == ("half_step", "numpy_again", "shrink")
+    assert (started.config.solver, started.config.backend, started.config.weighting.name) == ("half_step", "numpy_again", "shrink")
     assert all(e.event.diagnostics.get("mine") == 1.0 for e in store.read(result.run_id, types=["StepCommitted"])[1:])
     assert store.read(result.run_id, types=["WeightsAdapted"])
     again = rerun(store, result.run_id)
@@ -84,8 +84,8 @@ def test_an_unregistered_name_is_refused_clearly_and_nothing_is_recorded(field, 
 
 
 def test_an_unregistered_adapter_name_says_how_to_provide_it():
-    config = RelaxConfig(steps=3, adapter=CustomAdapter(name="nobody_registered_this"))
-    with pytest.raises(MissingDependencyError, match="register_adapter"):
+    config = RelaxConfig(steps=3, weighting=CustomWeighting(name="nobody_registered_this"))
+    with pytest.raises(MissingDependencyError, match="register_weighting"):
         relax(standard_system(10, seed=0), config)
 
 

@@ -221,12 +221,12 @@ def test_a_run_that_stops_being_finite_is_recorded_diverged_then_raises(module, 
 
 
 def _bad_inputs():
-    from complexity_from_constraints.entities import CustomAdapter, HomotopyConfig, NoiseConfig, StabilityConfig, WarmStart
+    from complexity_from_constraints.entities import CustomWeighting, HomotopyConfig, NoiseConfig, StabilityConfig, WarmStart
 
     s = standard_system(6, seed=0)
     return {
         "numpy-only solver on torch": (s, RelaxConfig(solver="lbfgsb", backend="torch"), 0),
-        "adapter with no implementation": (s, RelaxConfig(adapter=CustomAdapter(name="nobody_registered_this")), 0),
+        "weighting with no implementation": (s, RelaxConfig(weighting=CustomWeighting(name="nobody_registered_this")), 0),
         "negative seed with noise": (s, RelaxConfig(noise=NoiseConfig(magnitude=0.1)), -1),
         "negative seed with a uniform start": (s, RelaxConfig(eta0="uniform"), -1),
         "eta0 of the wrong length": (s, RelaxConfig(eta0=(0.5, 0.5)), 0),

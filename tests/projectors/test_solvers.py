@@ -2,11 +2,11 @@
 
 Every solver: reaches L-BFGS-B's energy on small convex instances, honours
 ``steps``, records step 0, commits one ``StepCommitted`` per step and returns
-the best accepted state (W1, W14). Direction pieces: normalisation, clipping,
-preconditioning with the coupling curvature (W9), a true mirror step (W21),
-projected Armijo that never takes a failed step (W2). Stability: a Gershgorin
-bound that holds on the whole box (W19), the step cap, the margin and its
-warning, the coupling auto-cap (W3).
+the best accepted state. Direction pieces: normalisation, clipping,
+preconditioning with the coupling curvature, a true mirror step,
+projected Armijo that never takes a failed step. Stability: a Gershgorin
+bound that holds on the whole box, the step cap, the margin and its
+warning, the coupling auto-cap.
 """
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ def test_every_solver_honours_steps_records_step_zero_and_commits_one_step_each(
 
 @pytest.mark.parametrize("solver", ALL_SOLVERS)
 def test_every_solver_returns_the_best_accepted_state(solver):
-    """W1: on a stiff system that makes naive steps overshoot, the returned state is the best accepted one."""
+    """on a stiff system that makes naive steps overshoot, the returned state is the best accepted one."""
     system = System(id="stiff", modules=[LandauModule(id="x", a=0.1, b=0.1, eta0=0.9),
                                          LandauModule(id="y", a=0.1, b=0.1, eta0=0.1),
                                          LandauModule(id="z", a=-0.5, b=1.0, h=0.1, eta0=0.4)],
@@ -263,7 +263,7 @@ def test_mirror_update_without_line_search_is_the_logit_step():
 
 
 def test_mirror_with_armijo_takes_true_mirror_steps():
-    """W21: with line search too, η' = σ(logit η − s·g) at the accepted s, not a rescaled Euclidean step."""
+    """with line search too, η' = σ(logit η − s·g) at the accepted s, not a rescaled Euclidean step."""
     system = standard_system(12, seed=3)
     cs = compile_system(system)
     config = RelaxConfig(steps=25, step_size=4.0, line_search="armijo", eta0="uniform",
@@ -290,7 +290,7 @@ def test_mirror_with_armijo_takes_true_mirror_steps():
 
 
 def test_preconditioning_uses_coupling_curvature_so_a_flat_module_does_not_jump():
-    """W9: a module with zero local curvature (Landau a = 0 at η = 0) is scaled by its coupling's curvature."""
+    """a module with zero local curvature (Landau a = 0 at η = 0) is scaled by its coupling's curvature."""
     system = System(id="flat-system", modules=[LandauModule(id="flat", a=0.0, b=1.0, h=0.5, eta0=0.0),
                                         LandauModule(id="other", a=1.0, b=1.0, eta0=0.5)],
                     couplings=[QuadraticCoupling(id="q", i="flat", j="other", weight=1.0)])
@@ -306,14 +306,14 @@ def test_preconditioning_uses_coupling_curvature_so_a_flat_module_does_not_jump(
 
 
 def test_preconditioning_a_compression_module_takes_its_newton_step():
-    """W9's evidence: a compression module at 0.3 jumped to 1.0; its curvature 2a now scales the step."""
+    """The case that showed it: a compression module at 0.3 jumped to 1.0; its curvature 2a now scales the step."""
     system = System(id="one-compression", modules=[CompressionModule(id="c", a=1.0, b=0.0, target=0.6, eta0=0.3)])
     result, events = _run(system, RelaxConfig(steps=1, step_size=1.0, direction=DirectionConfig(precondition=True)))
     assert _frames(events)[1][0] == pytest.approx(0.6)
     assert _of(events, "StepCommitted")[1].accepted
 
 
-# --------------------------------------------------------------------------- projected Armijo (W2)
+# --------------------------------------------------------------------------- projected Armijo
 
 def _armijo_holds_on_every_accepted_step(system, config, events):
     cs = compile_system(system)
@@ -329,7 +329,7 @@ def _armijo_holds_on_every_accepted_step(system, config, events):
 
 
 def test_armijo_with_normalised_directions_near_the_optimum_does_not_end_early():
-    """W2: normalised steps near the optimum made every backtrack fail; the fallback took the step and the run ended."""
+    """normalised steps near the optimum made every backtrack fail; the fallback took the step and the run ended."""
     system = standard_system(12, seed=3)
     best = relax(system, RelaxConfig(solver="lbfgsb", steps=200, tol=1e-12, eta0="uniform"), seed=1)
     start = np.clip(best.eta + 1e-3 * np.random.default_rng(0).standard_normal(12), 0, 1)
@@ -389,7 +389,7 @@ def _every_kind() -> System:
 
 
 def test_gershgorin_bound_holds_for_the_true_hessian_everywhere_in_the_box():
-    """W19: L bounds the spectral radius at any point of the box, not just the current one."""
+    """L bounds the spectral radius at any point of the box, not just the current one."""
     cs = compile_system(_every_kind())
     rows = lipschitz_rows(cs)
     rng = np.random.default_rng(1)
@@ -420,7 +420,7 @@ def test_step_is_capped_at_a_fraction_of_two_over_l_and_the_margin_is_recorded(s
     assert all(s.accepted for s in steps)  # below 2/L gradient steps are descent steps
     assert not _of(events, "MarginWarning")
     if solver == "projected_gradient":  # without the guard α = 5 overshoots and is rejected
-        unguarded, events = _run(system, config.model_copy(update={"stability": None}), seed=1)
+        unguarded, events = _run(system, config.evolve(stability=None), seed=1)
         assert not _of(events, "StepCommitted")[1].accepted
 
 
@@ -457,7 +457,7 @@ def test_coupling_target_caps_the_couplings_and_changes_the_result():
     local = max(sum(r for k, r in rows.rows.items() if k not in kinds))
     target = (local + rows.lipschitz) / 2
     base = RelaxConfig(steps=60, step_size=0.02, stability=StabilityConfig())
-    capped, events = _run(system, base.model_copy(update={"stability": StabilityConfig(coupling_target=target)}))
+    capped, events = _run(system, base.evolve(stability=StabilityConfig(coupling_target=target)))
     (event,) = _of(events, "CouplingsCapped")
     assert 0 < event.scale < 1 and event.target == target
     assert event.lipschitz_before == rows.lipschitz and event.lipschitz_after <= target + 1e-12
@@ -466,9 +466,9 @@ def test_coupling_target_caps_the_couplings_and_changes_the_result():
     assert not _of(events, "CouplingsCapped")
     assert capped.energy != pytest.approx(uncapped.energy, rel=1e-6)
     # a target at or above L changes nothing
-    same, events = _run(system, base.model_copy(update={"stability": StabilityConfig(coupling_target=rows.lipschitz)}))
+    same, events = _run(system, base.evolve(stability=StabilityConfig(coupling_target=rows.lipschitz)))
     assert not _of(events, "CouplingsCapped") and same.energy == uncapped.energy
     # a target below the module terms' own bound cannot be reached by scaling couplings
     with pytest.raises(InvalidEntityError) as info:
-        relax(system, base.model_copy(update={"stability": StabilityConfig(coupling_target=local * 0.9)}))
+        relax(system, base.evolve(stability=StabilityConfig(coupling_target=local * 0.9)))
     assert info.value.field == "coupling_target"

@@ -15,7 +15,7 @@ from complexity_from_constraints.entities import (
     QuadraticCoupling,
     RelaxConfig,
     Revision,
-    SmallGainAdapter,
+    SmallGainWeighting,
     StabilityConfig,
     System,
     standard_system,
@@ -153,7 +153,7 @@ def test_system_level_revision_changes_the_complexity_cost():
 
 NOTHING = Candidate(module=LandauModule(id="nothing", a=0.5, b=1.0, eta0=0.0))  # F(0) = 0, no couplings: it adds exactly γ
 SCALING_PIECES = {
-    "small_gain": {"step_size": 0.02, "adapter": SmallGainAdapter(max_step_change=0.3)},
+    "small_gain": {"step_size": 0.02, "weighting": SmallGainWeighting(max_step_change=0.3)},
     "coupling_homotopy": {"homotopy": HomotopyConfig(steps=30, coupling_start=0.1)},
     "coupling_cap": {"stability": StabilityConfig(coupling_target=24.0)},
 }
@@ -163,7 +163,7 @@ SCALING_PIECES = {
 @pytest.mark.parametrize("piece", sorted(SCALING_PIECES))
 def test_expansion_measures_delta_f_on_one_objective_whatever_scales_the_run(piece, gamma):
     # ΔF_new subtracted the scaled objective's energy from the extended System's unscaled one (−0.19 under a
-    # small-gain adapter, +1.26 under a coupling homotopy, +2.52 under the coupling cap); a module that adds
+    # small-gain weighting, +1.26 under a coupling homotopy, +2.52 under the coupling cap); a module that adds
     # nothing must cost exactly its complexity cost γ.
     system = standard_system(12, seed=3).evolve(complexity_cost=gamma)
     store = InMemoryStore()

@@ -21,15 +21,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 from complexity_from_constraints.entities import (
-    AgmPhaseAdapter,
-    AutoBalanceAdapter,
+    AgmPhaseWeighting,
+    AutoBalanceWeighting,
     Candidate,
     DiagnosticsConfig,
     EarlyStopConfig,
     ExpansionConfig,
     FreeEnergyConfig,
     GateModule,
-    GradNormAdapter,
+    GradNormWeighting,
     HomotopyConfig,
     LandauModule,
     NoiseConfig,
@@ -37,7 +37,7 @@ from complexity_from_constraints.entities import (
     QuadraticCoupling,
     RelaxConfig,
     Revision,
-    SmallGainAdapter,
+    SmallGainWeighting,
     StabilityConfig,
     System,
     WarmStart,
@@ -80,9 +80,9 @@ EXPANSION = ExpansionConfig(every=4, tau=0.0, local_steps=20, candidates=(HELPER
 REVISIONS = (Revision(step=3, entity_id="m2", changes={"a": -0.8}),
              Revision(step=6, entity_id="c0", changes={"weight": 1.5}))
 CONTROLLER = NoiseControllerConfig(min_scale=0.1)
-BALANCE = AutoBalanceAdapter(target=0.1, max_ratio=2.0)
-ADAPTERS = {"auto_balance": BALANCE, "gradnorm": GradNormAdapter(),
-            "agm_phase": AgmPhaseAdapter(history=4), "small_gain": SmallGainAdapter(max_step_change=0.3)}
+BALANCE = AutoBalanceWeighting(target=0.1, max_ratio=2.0)
+ADAPTERS = {"auto_balance": BALANCE, "gradnorm": GradNormWeighting(),
+            "agm_phase": AgmPhaseWeighting(history=4), "small_gain": SmallGainWeighting(max_step_change=0.3)}
 
 
 def case(system: System, seed: int = 1, **kwargs: Any) -> dict[str, Any]:
@@ -121,10 +121,10 @@ def cases() -> dict[str, Callable[[], dict[str, Any]]]:
     c["diagnostics"] = lambda: case(S12, diagnostics=DiagnosticsConfig(window=4))
     c["diagnostics-escape"] = lambda: case(S12, noise=NoiseConfig(magnitude=0.05, decay=1.0), diagnostics=DiagnosticsConfig(
         escape_noise_min=1e-9, escape_displacement_min=0.0, escape_cosine_max=1.0, escape_drop_min=0.0))
-    for name, adapter in ADAPTERS.items():
-        c[f"adapter-{name}"] = lambda a=adapter: case(S12, adapter=a, step_size=0.02 if a.kind == "small_gain" else 0.1)
-        c[f"adapter-{name}-toy"] = lambda a=adapter: case(toy(), adapter=a, steps=12)
-    c["adapter-every-3"] = lambda: case(S12, adapter=AutoBalanceAdapter(target=0.1, max_ratio=2.0, every=3))
+    for name, weighting in ADAPTERS.items():
+        c[f"weighting-{name}"] = lambda a=weighting: case(S12, weighting=a, step_size=0.02 if a.kind == "small_gain" else 0.1)
+        c[f"weighting-{name}-toy"] = lambda a=weighting: case(toy(), weighting=a, steps=12)
+    c["weighting-every-3"] = lambda: case(S12, weighting=AutoBalanceWeighting(target=0.1, max_ratio=2.0, every=3))
     c["warm_start"] = lambda: case(S12, warm_start=WarmStart(source="test", eta0=(0.5,) * 12,
                                                              active=("m0", "m3", "m7"), active_steps=5))
     c["warm_start-amortizer"] = lambda: case(S12, amortizer=TopKAmortizer(k=3, active_steps=6))
@@ -135,15 +135,15 @@ def cases() -> dict[str, Callable[[], dict[str, Any]]]:
                                                                   changes={"family_weights": {"quadratic": 2.0}}),))
     c["revisions-gate"] = lambda: case(demo_system(0), revisions=(Revision(step=5, entity_id="wormhole", changes={"delta": 0.5}),))
     c["expansion"] = lambda: case(S12, expansion=EXPANSION)
-    c["expansion-tau"] = lambda: case(S12, expansion=EXPANSION.model_copy(update={"tau": 0.05}))
+    c["expansion-tau"] = lambda: case(S12, expansion=EXPANSION.evolve(tau=0.05))
     c["expansion-proposer"] = lambda: case(S12, expansion=ExpansionConfig(every=5, candidates=()))
 
     # combinations whose controls interact
-    c["homotopy+adapter"] = lambda: case(S12, homotopy=HomotopyConfig(steps=8, coupling_start=0.1), adapter=BALANCE)
-    c["homotopy+small_gain"] = lambda: case(S12, step_size=0.02, homotopy=HomotopyConfig(steps=8, coupling_start=0.2), adapter=SmallGainAdapter(max_step_change=0.3))
+    c["homotopy+weighting"] = lambda: case(S12, homotopy=HomotopyConfig(steps=8, coupling_start=0.1), weighting=BALANCE)
+    c["homotopy+small_gain"] = lambda: case(S12, step_size=0.02, homotopy=HomotopyConfig(steps=8, coupling_start=0.2), weighting=SmallGainWeighting(max_step_change=0.3))
     c["expansion+warm_start"] = lambda: case(S12, expansion=EXPANSION, amortizer=TopKAmortizer(k=3, active_steps=6))
     c["expansion+homotopy"] = lambda: case(S12, expansion=EXPANSION, homotopy=HomotopyConfig(steps=10, coupling_start=0.3))
-    c["expansion+adapter"] = lambda: case(S12, expansion=EXPANSION, adapter=GradNormAdapter())
+    c["expansion+weighting"] = lambda: case(S12, expansion=EXPANSION, weighting=GradNormWeighting())
     c["expansion+stability"] = lambda: case(S12, step_size=2.0, expansion=EXPANSION, stability=StabilityConfig(coupling_target=24.0))
     c["expansion+diagnostics"] = lambda: case(S12, expansion=EXPANSION, noise=NoiseConfig(magnitude=0.03),
                                               diagnostics=DiagnosticsConfig(window=5))
@@ -151,21 +151,21 @@ def cases() -> dict[str, Callable[[], dict[str, Any]]]:
     c["stability+noise"] = lambda: case(S12, step_size=2.0, stability=StabilityConfig(warn_margin=0.5), noise=NoiseConfig(magnitude=0.05))
     c["revisions+homotopy"] = lambda: case(S12, revisions=REVISIONS, homotopy=HomotopyConfig(steps=8, coupling_start=0.1))
     c["revisions+expansion"] = lambda: case(S12, revisions=(Revision(step=4, entity_id="m2", changes={"a": -0.8}),), expansion=EXPANSION)
-    c["adapter+coupling_cap"] = lambda: case(S12, step_size=0.02, adapter=SmallGainAdapter(max_step_change=0.3), stability=StabilityConfig(coupling_target=24.0))
-    c["adapter+coupling_cap+homotopy"] = lambda: case(S12, adapter=BALANCE, homotopy=HomotopyConfig(steps=6, coupling_start=0.3),
+    c["weighting+coupling_cap"] = lambda: case(S12, step_size=0.02, weighting=SmallGainWeighting(max_step_change=0.3), stability=StabilityConfig(coupling_target=24.0))
+    c["weighting+coupling_cap+homotopy"] = lambda: case(S12, weighting=BALANCE, homotopy=HomotopyConfig(steps=6, coupling_start=0.3),
                                                       stability=StabilityConfig(coupling_target=24.0, warn_margin=1.0))
     c["noise+free_energy"] = lambda: case(S12, noise=NoiseConfig(magnitude=0.05), free_energy=FreeEnergyConfig(temperature=0.05))
     c["warm_start+noise"] = lambda: case(S12, noise=NoiseConfig(magnitude=0.05), amortizer=TopKAmortizer(k=3, active_steps=6))
     c["warm_start+homotopy"] = lambda: case(S12, homotopy=HomotopyConfig(steps=8, coupling_start=0.1),
                                             amortizer=TopKAmortizer(k=3, active_steps=6))
-    c["early_stop+adapter"] = lambda: case(S12, steps=200, adapter=AgmPhaseAdapter(history=4), early_stop=EarlyStopConfig(patience=3, delta=1e-4))
+    c["early_stop+weighting"] = lambda: case(S12, steps=200, weighting=AgmPhaseWeighting(history=4), early_stop=EarlyStopConfig(patience=3, delta=1e-4))
     c["diagnostics+noise+terms"] = lambda: case(S12, noise=NoiseConfig(magnitude=0.05), diagnostics=DiagnosticsConfig(), record_terms_every=4)
     c["accelerated+homotopy+stability"] = lambda: case(S12, solver="accelerated", step_size=2.0, stability=StabilityConfig(),
                                                         homotopy=HomotopyConfig(steps=8, coupling_start=0.1))
     c["coordinate+expansion"] = lambda: case(S12, solver="coordinate", expansion=EXPANSION)
     c["admm+homotopy"] = lambda: case(S12, solver="admm", homotopy=HomotopyConfig(steps=8, coupling_start=0.1))
     c["proximal+warm_start"] = lambda: case(S12, solver="proximal", amortizer=TopKAmortizer(k=3, active_steps=6))
-    c["lbfgsb+adapter"] = lambda: case(S12, solver="lbfgsb", adapter=BALANCE)
+    c["lbfgsb+weighting"] = lambda: case(S12, solver="lbfgsb", weighting=BALANCE)
     c["adaptive+revisions"] = lambda: case(S12, solver="adaptive", revisions=REVISIONS)
     return c
 

@@ -1,9 +1,9 @@
-"""Term-weight adapters: each starts from the configured weights, moves them the documented way, and says so.
+"""Term-weightings: each starts from the configured weights, moves them the documented way, and says so.
 
-The earlier system's failures stay fixed: adapters start from the configured
-family weights (W6), acceptance compares energies under one objective after a
-weight change (W7), SmallGain's costs and budget really constrain it and it
-never touches the gate benefit (W5).
+The earlier system's failures stay fixed: weightings start from the configured
+family weights, acceptance compares energies under one objective after a
+weight change, SmallGain's costs and budget really constrain it and it
+never touches the gate benefit.
 """
 
 from __future__ import annotations
@@ -14,23 +14,23 @@ import numpy as np
 import pytest
 
 from complexity_from_constraints.entities import (
-    AgmPhaseAdapter,
-    AutoBalanceAdapter,
+    AgmPhaseWeighting,
+    AutoBalanceWeighting,
     DirectedHingeCoupling,
     GateBenefitCoupling,
     GateModule,
-    GradNormAdapter,
+    GradNormWeighting,
     InvalidEntityError,
     LandauModule,
     QuadraticCoupling,
     RelaxConfig,
-    SmallGainAdapter,
+    SmallGainWeighting,
     System,
 )
 from complexity_from_constraints.events import InMemoryStore
 from complexity_from_constraints.projectors import (
-    AbstractWeightAdapter,
-    AdaptContext,
+    AbstractWeighting,
+    WeightingContext,
     Objective,
     compile_system,
     lipschitz_rows,
@@ -53,11 +53,11 @@ KINDS = ("landau", "gate", "quadratic", "directed_hinge", "gate_benefit")
 CONFIGURED = {"landau": 1.0, "gate": 2.5, "quadratic": 1.0, "directed_hinge": 1.0, "gate_benefit": 1.0}
 COUPLINGS = ("quadratic", "directed_hinge", "gate_benefit")
 
-ADAPTERS = {
-    "auto_balance": AutoBalanceAdapter(target=0.1, max_ratio=2.0),
-    "gradnorm": GradNormAdapter(target=0.3),
-    "agm_phase": AgmPhaseAdapter(),
-    "small_gain": SmallGainAdapter(),
+WEIGHTINGS = {
+    "auto_balance": AutoBalanceWeighting(target=0.1, max_ratio=2.0),
+    "gradnorm": GradNormWeighting(target=0.3),
+    "agm_phase": AgmPhaseWeighting(),
+    "small_gain": SmallGainWeighting(),
 }
 
 
@@ -76,26 +76,26 @@ def _objective(weights: dict[str, float], configured=CONFIGURED, system=SYSTEM) 
     return Objective(compile_system(system), {k: w / configured[k] for k, w in weights.items() if w != configured[k]})
 
 
-def _config(adapter, **changes):
-    return RelaxConfig(steps=40, step_size=0.05, adapter=adapter, record_terms_every=1, **changes)
+def _config(weighting, **changes):
+    return RelaxConfig(steps=40, step_size=0.05, weighting=weighting, record_terms_every=1, **changes)
 
 
-@pytest.mark.parametrize("name", sorted(ADAPTERS))
+@pytest.mark.parametrize("name", sorted(WEIGHTINGS))
 def test_every_adapter_starts_from_the_configured_weights(name):
-    """W6: the first change starts from gate = 2.5 (configured) and 1.0 for every kind not configured."""
-    result, events = _run(_config(ADAPTERS[name]))
+    """the first change starts from gate = 2.5 (configured) and 1.0 for every kind not configured."""
+    result, events = _run(_config(WEIGHTINGS[name]))
     adapted = _of(events, "WeightsAdapted")
     assert adapted, name
     first = adapted[0]
-    assert first.adapter == name and first.previous == CONFIGURED
+    assert first.weighting == name and first.previous == CONFIGURED
     for previous, current in zip(adapted, adapted[1:]):  # each change starts where the last one ended
         assert current.previous == previous.weights
 
 
-@pytest.mark.parametrize("name", sorted(ADAPTERS))
+@pytest.mark.parametrize("name", sorted(WEIGHTINGS))
 def test_after_a_weight_change_the_next_step_is_compared_with_the_re_evaluated_reference(name):
-    """W7: the reference is the current state under the new weights; recorded energies use them too."""
-    result, events = _run(_config(ADAPTERS[name]))
+    """the reference is the current state under the new weights; recorded energies use them too."""
+    result, events = _run(_config(WEIGHTINGS[name]))
     weights, eta, pending = dict(CONFIGURED), None, None
     checked = 0
     for e in events:
@@ -120,8 +120,8 @@ def _last_committed(events, step):
 
 
 def test_auto_balance_brings_large_term_gradients_to_the_target():
-    adapter = AutoBalanceAdapter(target=0.1, max_ratio=2.0)
-    result, events = _run(_config(adapter))
+    weighting = AutoBalanceWeighting(target=0.1, max_ratio=2.0)
+    result, events = _run(_config(weighting))
     terms = {e.step: e.grad_norm for e in _of(events, "TermsRecorded")}
     (change,) = _of(events, "WeightsAdapted")  # once balanced, nothing exceeds max_ratio again
     before, after = terms[change.step], terms[change.step + 1]
@@ -136,8 +136,8 @@ def test_auto_balance_brings_large_term_gradients_to_the_target():
 
 
 def test_gradnorm_moves_every_term_toward_its_target():
-    adapter = GradNormAdapter(target=0.3)
-    result, events = _run(_config(adapter))
+    weighting = GradNormWeighting(target=0.3)
+    result, events = _run(_config(weighting))
     terms = {e.step: e.grad_norm for e in _of(events, "TermsRecorded")}
     for change in _of(events, "WeightsAdapted"):
         norms = terms[change.step]
@@ -158,8 +158,8 @@ def test_gradnorm_moves_every_term_toward_its_target():
 
 
 def test_agm_phase_moves_coupling_and_gate_weights_by_the_energy_phase():
-    adapter = AgmPhaseAdapter(history=10)
-    result, events = _run(_config(adapter))
+    weighting = AgmPhaseWeighting(history=10)
+    result, events = _run(_config(weighting))
     accepted = {e.step: e.energy for e in _of(events, "StepCommitted") if e.accepted}
     changes = _of(events, "WeightsAdapted")
     assert changes
@@ -181,11 +181,11 @@ def test_agm_phase_moves_coupling_and_gate_weights_by_the_energy_phase():
 
 def _small_gain(rho: float):
     # α near 2·cap/L: the stability margin, hence the budget, is small and binds
-    return _run(RelaxConfig(steps=40, step_size=0.075, adapter=SmallGainAdapter(rho=rho)))
+    return _run(RelaxConfig(steps=40, step_size=0.075, weighting=SmallGainWeighting(rho=rho)))
 
 
 def test_small_gain_spends_its_budget_and_rho_changes_the_result():
-    """W5: costs are per kind and really constrain the spend; ρ changes which weights move."""
+    """costs are per kind and really constrain the spend; ρ changes which weights move."""
     results = {}
     for rho in (0.2, 0.9):
         result, events = _small_gain(rho)
@@ -218,17 +218,17 @@ def test_small_gain_never_changes_the_gate_benefit_weight():
 
 def test_small_gain_spends_nothing_without_a_margin():
     # α above 2·cap/L: no margin, no budget, no change
-    result, events = _run(RelaxConfig(steps=10, step_size=0.2, adapter=SmallGainAdapter()))
+    result, events = _run(RelaxConfig(steps=10, step_size=0.2, weighting=SmallGainWeighting()))
     assert not _of(events, "WeightsAdapted")
 
 
-class HalveGates(AbstractWeightAdapter):
+class HalveGates(AbstractWeighting):
     name = "halve_gates"
     every = 2
 
     def __init__(self):
         super().__init__()
-        self.calls: list[AdaptContext] = []
+        self.calls: list[WeightingContext] = []
 
     def adapt(self, ctx):
         self.calls.append(ctx)
@@ -237,22 +237,22 @@ class HalveGates(AbstractWeightAdapter):
 
 
 def test_a_custom_adapter_is_called_and_its_name_and_weights_are_recorded():
-    adapter = HalveGates()
-    result, events = _run(RelaxConfig(steps=12, step_size=0.05), adapter=adapter)
-    assert [c.step for c in adapter.calls] == [2, 4, 6, 8, 10, 12]  # after every 2nd accepted step
-    first = adapter.calls[0]
+    weighting = HalveGates()
+    result, events = _run(RelaxConfig(steps=12, step_size=0.05), weighting=weighting)
+    assert [c.step for c in weighting.calls] == [2, 4, 6, 8, 10, 12]  # after every 2nd accepted step
+    first = weighting.calls[0]
     assert first.configured == CONFIGURED and first.weights == CONFIGURED
     assert set(first.grad_norms) == set(KINDS) and len(first.energies) == 3  # step 0 and two accepted steps
     changes = _of(events, "WeightsAdapted")
-    assert [c.adapter for c in changes] == ["halve_gates"] * 3
+    assert [c.weighting for c in changes] == ["halve_gates"] * 3
     assert [c.weights["gate"] for c in changes] == [1.25, 0.625, 0.3125]
     assert [c.details for c in changes] == [{"call": 1.0}, {"call": 2.0}, {"call": 3.0}]
-    assert adapter.calls[1].weights["gate"] == 1.25  # the loop hands back what the adapter set
-    # the adapter is not part of the config: the log keeps its name and weights only
-    assert _of(events, "RunStarted")[0].config.adapter is None
+    assert weighting.calls[1].weights["gate"] == 1.25  # the loop hands back what the weighting set
+    # the weighting is not part of the config: the log keeps its name and weights only
+    assert _of(events, "RunStarted")[0].config.weighting is None
 
 
-class Proposes(AbstractWeightAdapter):
+class Proposes(AbstractWeighting):
     def __init__(self, weights):
         super().__init__()
         self.weights = weights
@@ -268,19 +268,19 @@ class Proposes(AbstractWeightAdapter):
 ])
 def test_an_adapter_returning_an_unknown_kind_or_a_bad_weight_is_refused(weights, field):
     with pytest.raises(InvalidEntityError) as info:
-        relax(SYSTEM, RelaxConfig(steps=5), adapter=Proposes(weights))
+        relax(SYSTEM, RelaxConfig(steps=5), weighting=Proposes(weights))
     assert info.value.field == field
 
 
 def test_an_adapter_returning_the_same_weights_records_nothing():
-    result, events = _run(RelaxConfig(steps=5), adapter=Proposes({"gate": 2.5}))
+    result, events = _run(RelaxConfig(steps=5), weighting=Proposes({"gate": 2.5}))
     assert not _of(events, "WeightsAdapted")
 
 
 def test_a_kind_switched_off_by_its_family_weight_stays_off():
-    """A configured weight of 0 compiles the kind out; an adapter's raise would be recorded but not applied."""
+    """A configured weight of 0 compiles the kind out; a weighting's raise would be recorded but not applied."""
     system = System.model_validate(SYSTEM.model_dump() | {"family_weights": {"gate": 0.0}})
-    result, events = _run(_config(GradNormAdapter(target=0.3)), system=system)
+    result, events = _run(_config(GradNormWeighting(target=0.3)), system=system)
     changes = _of(events, "WeightsAdapted")
     assert changes and all(c.weights["gate"] == 0.0 for c in changes)  # GradNorm's floor (0.1) does not apply
     assert all(e.energy["gate"] == 0.0 for e in _of(events, "TermsRecorded"))

@@ -1,20 +1,20 @@
-"""Term-weight adapters: change per-kind weights from what the run measures.
+"""Term-weightings: change per-kind weights from what the run measures.
 
-Every adapter starts from the configured weights (the System's family weight
+Every weighting starts from the configured weights (the System's family weight
 of every present kind, 1.0 where none was set) and sees only the
-:class:`AdaptContext` the loop builds after an accepted step. What it returns
+:class:`WeightingContext` the loop builds after an accepted step. What it returns
 becomes a ``WeightsAdapted`` event, and the loop re-evaluates the reference
 energy under the new objective before the next acceptance test.
 
-Write your own by subclassing :class:`AbstractWeightAdapter`::
+Write your own by subclassing :class:`AbstractWeighting`::
 
-    class HalveGates(AbstractWeightAdapter):
+    class HalveGates(AbstractWeighting):
         name = "halve_gates"
         def adapt(self, ctx):
             return {"gate": ctx.weights["gate"] / 2} if "gate" in ctx.weights else None
 
-and pass ``relax(..., adapter=HalveGates())``. Code is not recorded: the log
-keeps the adapter's name and every weight it set.
+and pass ``relax(..., weighting=HalveGates())``. Code is not recorded: the log
+keeps the weighting's name and every weight it set.
 """
 
 from __future__ import annotations
@@ -25,15 +25,15 @@ from typing import Callable, ClassVar, Mapping
 
 import numpy as np
 
-from complexity_from_constraints.entities import AgmPhaseAdapter, AutoBalanceAdapter, GradNormAdapter, MissingDependencyError, SmallGainAdapter
+from complexity_from_constraints.entities import AgmPhaseWeighting, AutoBalanceWeighting, GradNormWeighting, MissingDependencyError, SmallGainWeighting
 
 from ._objective import LipschitzRows
 from ._plugins import find, known
 
 
 @dataclass(frozen=True)
-class AdaptContext:
-    """What an adapter sees after an accepted step.
+class WeightingContext:
+    """What a weighting sees after an accepted step.
 
     ``weights``: the current per-kind term weights; ``configured``: the
     System's; ``grad_norms``: each kind's weighted gradient norm at the
@@ -52,8 +52,8 @@ class AdaptContext:
     rows: Callable[[], LipschitzRows] = field(repr=False)
 
 
-class AbstractWeightAdapter:
-    """A term-weight adapter: ``adapt(ctx)`` returns new weights by kind (all or some), or ``None``.
+class AbstractWeighting:
+    """A term-weighting: ``adapt(ctx)`` returns new weights by kind (all or some), or ``None``.
 
     ``every`` asks the loop to call it after every that many accepted steps;
     ``details`` (optional) is recorded with each change. A kind whose
@@ -62,20 +62,20 @@ class AbstractWeightAdapter:
     force from the next step; the loop re-evaluates the reference energy
     under them before that step's acceptance test.
 
-    Pass an instance as ``relax(..., adapter=obj)``, or register a factory by
-    name (:func:`register_adapter`) and configure it as
-    ``RelaxConfig(adapter=CustomAdapter(name=...))`` so that a re-run rebuilds it.
+    Pass an instance as ``relax(..., weighting=obj)``, or register a factory by
+    name (:func:`register_weighting`) and configure it as
+    ``RelaxConfig(weighting=CustomWeighting(name=...))`` so that a re-run rebuilds it.
 
     >>> from complexity_from_constraints.entities import RelaxConfig, standard_system
     >>> from complexity_from_constraints.events import InMemoryStore
     >>> from complexity_from_constraints.projectors import relax
-    >>> class DampCouplings(AbstractWeightAdapter):
+    >>> class DampCouplings(AbstractWeighting):
     ...     name, every = "damp_couplings", 5
     ...     def adapt(self, ctx):  # halve every coupling kind whose gradient dominates
     ...         return {k: ctx.weights[k] / 2 for k in ctx.coupling_kinds if ctx.grad_norms.get(k, 0) > 1.0} or None
     >>> store = InMemoryStore()
-    >>> r = relax(standard_system(50, seed=0), RelaxConfig(steps=20, step_size=0.5), adapter=DampCouplings(), store=store)
-    >>> [e.event.adapter for e in store.read(r.run_id, types=["WeightsAdapted"])][:1]
+    >>> r = relax(standard_system(50, seed=0), RelaxConfig(steps=20, step_size=0.5), weighting=DampCouplings(), store=store)
+    >>> [e.event.weighting for e in store.read(r.run_id, types=["WeightsAdapted"])][:1]
     ['damp_couplings']
     """
 
@@ -85,7 +85,7 @@ class AbstractWeightAdapter:
     def __init__(self) -> None:
         self.details: dict[str, float] = {}
 
-    def adapt(self, ctx: AdaptContext) -> Mapping[str, float] | None:  # pragma: no cover - abstract
+    def adapt(self, ctx: WeightingContext) -> Mapping[str, float] | None:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
@@ -102,7 +102,7 @@ def _valid_norms(norms: Mapping[str, float]) -> dict[str, float]:
     return {k: (v if math.isfinite(v) else mean) for k, v in norms.items()}
 
 
-class _Configured(AbstractWeightAdapter):
+class _Configured(AbstractWeighting):
     def __init__(self, config) -> None:
         super().__init__()
         self.config = config
@@ -112,7 +112,7 @@ class _Configured(AbstractWeightAdapter):
 class AutoBalance(_Configured):
     name = "auto_balance"
 
-    def adapt(self, ctx: AdaptContext) -> dict[str, float] | None:
+    def adapt(self, ctx: WeightingContext) -> dict[str, float] | None:
         cfg, out = self.config, {}
         for kind, n in _valid_norms(ctx.grad_norms).items():
             if n / cfg.target > cfg.max_ratio:
@@ -123,7 +123,7 @@ class AutoBalance(_Configured):
 class GradNorm(_Configured):
     name = "gradnorm"
 
-    def adapt(self, ctx: AdaptContext) -> dict[str, float]:
+    def adapt(self, ctx: WeightingContext) -> dict[str, float]:
         cfg = self.config
         return {kind: _clamp(ctx.weights[kind] * (1 + cfg.rate * cfg.alpha * (1 - n / cfg.target)), cfg.floor, cfg.ceiling,
                              ctx.configured[kind])
@@ -131,7 +131,7 @@ class GradNorm(_Configured):
 
 
 def phase_metrics(values) -> dict[str, float]:
-    r"""Relative-change statistics of a series: rate, variance, trend, oscillation (see :class:`~entities.AgmPhaseAdapter`)."""
+    r"""Relative-change statistics of a series: rate, variance, trend, oscillation (see :class:`~entities.AgmPhaseWeighting`)."""
     v = np.asarray(values, dtype=np.float64)
     if v.size < 2:
         return {"rate": 0.0, "variance": 0.0, "trend": 0.0, "oscillation": 0.0}
@@ -144,7 +144,7 @@ def phase_metrics(values) -> dict[str, float]:
 class AgmPhase(_Configured):
     name = "agm_phase"
 
-    def adapt(self, ctx: AdaptContext) -> dict[str, float] | None:
+    def adapt(self, ctx: WeightingContext) -> dict[str, float] | None:
         cfg = self.config
         m = phase_metrics(ctx.energies[-cfg.history:])
         self.details = m
@@ -167,7 +167,7 @@ class SmallGain(_Configured):
         super().__init__(config)
         self.scores: dict[str, float] = {}
 
-    def adapt(self, ctx: AdaptContext) -> dict[str, float] | None:
+    def adapt(self, ctx: WeightingContext) -> dict[str, float] | None:
         cfg, rows = self.config, ctx.rows()
         lipschitz = rows.lipschitz
         limit = 2 * cfg.cap_fraction / ctx.step_size
@@ -193,45 +193,45 @@ class SmallGain(_Configured):
         return out or None
 
 
-ADAPTERS: dict[type, Callable[..., AbstractWeightAdapter]] = {
-    AutoBalanceAdapter: AutoBalance, GradNormAdapter: GradNorm, AgmPhaseAdapter: AgmPhase, SmallGainAdapter: SmallGain,
+WEIGHTINGS: dict[type, Callable[..., AbstractWeighting]] = {
+    AutoBalanceWeighting: AutoBalance, GradNormWeighting: GradNorm, AgmPhaseWeighting: AgmPhase, SmallGainWeighting: SmallGain,
 }
 
 
-_BY_NAME: dict[str, Callable[..., AbstractWeightAdapter]] = {}
+_BY_NAME: dict[str, Callable[..., AbstractWeighting]] = {}
 
 
-def register_adapter(key: type | str, factory: Callable[..., AbstractWeightAdapter]) -> None:
-    """Make a ``RelaxConfig`` adapter build ``factory(config)``.
+def register_weighting(key: type | str, factory: Callable[..., AbstractWeighting]) -> None:
+    """Make a ``RelaxConfig`` weighting build ``factory(config)``.
 
-    ``key`` is a config model type of the ``adapter`` union, or a name: then
-    ``RelaxConfig(adapter=CustomAdapter(name=key, options={...}))`` builds it, in
+    ``key`` is a config model type of the ``weighting`` union, or a name: then
+    ``RelaxConfig(weighting=CustomWeighting(name=key, options={...}))`` builds it, in
     this process; an installed package can offer the same name as an entry
-    point of ``complexity_from_constraints.weight_adapters`` instead.
+    point of ``complexity_from_constraints.weightings`` instead.
 
-    >>> from complexity_from_constraints.entities import CustomAdapter, RelaxConfig
-    >>> class Halve(AbstractWeightAdapter):
+    >>> from complexity_from_constraints.entities import CustomWeighting, RelaxConfig
+    >>> class Halve(AbstractWeighting):
     ...     name = "halve"
     ...     def adapt(self, ctx):
     ...         return {k: w / 2 for k, w in ctx.weights.items()}
-    >>> register_adapter("halve", lambda config: Halve())
-    >>> make_adapter(CustomAdapter(name="halve")).name
+    >>> register_weighting("halve", lambda config: Halve())
+    >>> make_weighting(CustomWeighting(name="halve")).name
     'halve'
     """
     if isinstance(key, str):
         _BY_NAME[key] = factory
     else:
-        ADAPTERS[key] = factory
+        WEIGHTINGS[key] = factory
 
 
-def make_adapter(config) -> AbstractWeightAdapter:
-    """The adapter a config model describes (by its type, else by its name or kind through the entry points)."""
-    factory = ADAPTERS.get(type(config))
+def make_weighting(config) -> AbstractWeighting:
+    """The weighting a config model describes (by its type, else by its name or kind through the entry points)."""
+    factory = WEIGHTINGS.get(type(config))
     name = getattr(config, "name", None) if config.kind == "custom" else config.kind
     if factory is None:
-        factory = find(_BY_NAME, "weight_adapters", name)
+        factory = find(_BY_NAME, "weightings", name)
     if factory is None:
         raise MissingDependencyError(
-            f"no weight adapter {name!r} in this process (known: {known(_BY_NAME, 'weight_adapters') or 'none'}): "
-            "register_adapter() it, or install the package whose entry point provides it")
+            f"no weighting {name!r} in this process (known: {known(_BY_NAME, 'weightings') or 'none'}): "
+            "register_weighting() it, or install the package whose entry point provides it")
     return factory(config)
