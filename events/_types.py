@@ -13,6 +13,7 @@ per η. It is still an event of the union, with its own type and version.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Callable, ClassVar, Literal, Union
 
@@ -313,8 +314,47 @@ def upcast(event_type: str, version: int, payload: dict[str, Any]) -> dict[str, 
 
 
 def encode(event: AbstractEvent) -> str:
-    """The JSON payload stored for a model event."""
+    """The JSON payload stored for a model event.
+
+    JSON has no NaN or ±inf (Pydantic would write ``null``, which no longer
+    validates as a float), so a store refuses an event for which
+    :func:`non_finite_field` names a field before it encodes it.
+    """
     return event.model_dump_json()
+
+
+def non_finite_field(event: Event) -> str | None:
+    """The dotted path of the first NaN or ±inf float in ``event`` (``None`` when every number is finite).
+
+    >>> non_finite_field(GateOpened(gate_id="g", step=3, eta=float("nan")))
+    'eta'
+    >>> non_finite_field(EtaRecorded(0, np.array([0.5, np.inf]))) , non_finite_field(EtaRecorded(0, np.zeros(2)))
+    ('eta[1]', None)
+    """
+    if isinstance(event, EtaRecorded):
+        bad = np.flatnonzero(~np.isfinite(event.eta))
+        return f"eta[{int(bad[0])}]" if bad.size else None
+    return _non_finite(event.model_dump(mode="python"), "")
+
+
+def _non_finite(value: Any, path: str) -> str | None:
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = ((f"[{k}]", v) for k, v in enumerate(value))
+    elif isinstance(value, np.ndarray) and value.dtype.kind in "fc":
+        bad = np.flatnonzero(~np.isfinite(value.ravel()))
+        return f"{path}[{int(bad[0])}]" if bad.size else None
+    else:
+        return None
+    for key, item in items:
+        sub = key if isinstance(key, str) and key.startswith("[") else str(key)
+        found = _non_finite(item, f"{path}{sub}" if sub.startswith("[") else (f"{path}.{sub}" if path else sub))
+        if found is not None:
+            return found
+    return None
 
 
 def decode(event_type: str, version: int, payload: str | dict[str, Any]) -> AbstractEvent:
