@@ -365,9 +365,9 @@ class DuckDBStore(AbstractEventStore):
             raise StoreVersionError(f"{self.path} was written by a newer version (store schema {stored}, this code "
                                     f"reads {STORE_SCHEMA_VERSION}); upgrade the package", self.path)
         if stored < STORE_SCHEMA_VERSION:
-            if "n" not in tables.get("eta_frames", ()) or "run_key" not in tables.get("runs", ()):
-                raise StoreVersionError(f"{self.path} has an early store layout (schema {stored}, η frames without "
-                                        f"sizes) that this version cannot upgrade; export its runs with the version "
+            if "run_key" not in tables.get("runs", ()) or "eta_values" not in tables:
+                raise StoreVersionError(f"{self.path} has the first store layout (schema {stored}, η frames as "
+                                        f"lists) that this version cannot upgrade; export its runs with the version "
                                         f"that wrote it", self.path)
             if self.read_only:
                 raise StoreVersionError(f"{self.path} has store schema {stored}; open it read-write once to upgrade "
@@ -400,9 +400,20 @@ class DuckDBStore(AbstractEventStore):
             self._in_transaction(con, body)
 
     def _upgrade(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Bring a schema-1 file to this schema in one transaction: all of it, or none of it."""
+        """Bring a schema-1 file to this schema in one transaction: all of it, or none of it.
+
+        Schema 1 had two layouts this code upgrades: η frames with their sizes
+        (written from 75de091 on) and without (f6a55dc: sizes are counted from the
+        stored values). The first layout (η frames as lists, 9ef8e13) is refused.
+        """
         self._con = con  # the catch-up helpers run on self._con
         with self.transaction():
+            if not con.execute("SELECT 1 FROM duckdb_columns() WHERE database_name = current_database() "
+                               "AND table_name = 'eta_frames' AND column_name = 'n'").fetchall():
+                # η frames from before expansion (f6a55dc) carry no size: count their stored values
+                con.execute("ALTER TABLE eta_frames ADD COLUMN n INTEGER")
+                con.execute("UPDATE eta_frames AS f SET n = (SELECT count(*) FROM eta_values AS v JOIN runs AS r "
+                            "ON r.run_key = v.run_key WHERE r.run_id = f.run_id AND v.step = f.step)")
             for stmt in filter(str.strip, _TABLES.split(";")):
                 con.execute(stmt)  # IF NOT EXISTS: adds the materialised tables
             self._create_views(con)
