@@ -334,7 +334,10 @@ def non_finite_field(event: Event) -> str | None:
     if isinstance(event, EtaRecorded):
         bad = np.flatnonzero(~np.isfinite(event.eta))
         return f"eta[{int(bad[0])}]" if bad.size else None
-    return _non_finite(event.model_dump(mode="python"), "")
+    # A System refuses NaN and ±inf in every parameter when it is built, so a RunStarted's
+    # (possibly huge) System is not walked again.
+    skip = {"system"} if isinstance(event, RunStarted) else None
+    return _non_finite(event.model_dump(mode="python", exclude=skip), "")
 
 
 def _non_finite(value: Any, path: str) -> str | None:
