@@ -334,28 +334,44 @@ def non_finite_field(event: Event) -> str | None:
     if isinstance(event, EtaRecorded):
         bad = np.flatnonzero(~np.isfinite(event.eta))
         return f"eta[{int(bad[0])}]" if bad.size else None
-    # A System refuses NaN and ±inf in every parameter when it is built, so a RunStarted's
-    # (possibly huge) System is not walked again.
-    skip = {"system"} if isinstance(event, RunStarted) else None
-    return _non_finite(event.model_dump(mode="python", exclude=skip), "")
+    where = _non_finite(event)
+    if where is None:
+        return None
+    return "".join(k if k.startswith("[") else f".{k}" for k in reversed(where)).lstrip(".")
 
 
-def _non_finite(value: Any, path: str) -> str | None:
-    if isinstance(value, float):
-        return None if math.isfinite(value) else path
-    if isinstance(value, dict):
-        items: Any = value.items()
+_isfinite = math.isfinite
+
+
+def _non_finite(value: Any) -> list[str] | None:
+    """The path (innermost key first) to a NaN or ±inf inside ``value``; cheap when there is none."""
+    if isinstance(value, float):  # numpy's float64 too
+        return None if _isfinite(value) else []
+    if isinstance(value, System):  # a System refuses NaN and ±inf in every parameter when it is built
+        return None
+    if isinstance(value, BaseModel):
+        items: Any = value.__dict__.items()
+    elif isinstance(value, dict):
+        items = value.items()
     elif isinstance(value, (list, tuple)):
-        items = ((f"[{k}]", v) for k, v in enumerate(value))
+        items = enumerate(value)
     elif isinstance(value, np.ndarray) and value.dtype.kind in "fc":
         bad = np.flatnonzero(~np.isfinite(value.ravel()))
-        return f"{path}[{int(bad[0])}]" if bad.size else None
+        return [f"[{int(bad[0])}]"] if bad.size else None
+    elif isinstance(value, np.floating):
+        return None if np.isfinite(value) else []
     else:
         return None
     for key, item in items:
-        sub = key if isinstance(key, str) and key.startswith("[") else str(key)
-        found = _non_finite(item, f"{path}{sub}" if sub.startswith("[") else (f"{path}.{sub}" if path else sub))
+        if type(item) is float:
+            if _isfinite(item):
+                continue
+            return [f"[{key}]" if isinstance(key, int) else str(key)]
+        if isinstance(item, (int, str, bool)) or item is None:
+            continue
+        found = _non_finite(item)
         if found is not None:
+            found.append(f"[{key}]" if isinstance(key, int) else str(key))
             return found
     return None
 
