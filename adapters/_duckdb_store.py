@@ -238,7 +238,17 @@ class DuckDBStore(AbstractEventStore):
     Args:
         path: the database file; created if missing.
         read_only: open without writing (no schema creation); another
-            read-only process may open the same file at the same time.
+            read-only process may open the same file at the same time. The
+            schema version is checked as for a read-write open.
+
+    Raises:
+        StoreBusyError: another process writes the file, or this process already has a store on it.
+        StoreCorruptError: the file, a block or its WAL is damaged (also later, when damaged data is read).
+        StoreVersionError: a newer store schema, the first layout, or an older schema opened read-only.
+        ForeignFileError: another program's DuckDB database, SQLite, or anything that is not a DuckDB file.
+        StoreWriteError: a read-write open in a read-only folder; later, a full disk.
+
+    Every error names the file; a refused open leaves the file's bytes as they were and releases it.
 
     >>> from complexity_from_constraints.adapters import DuckDBStore
     >>> with DuckDBStore(":memory:") as store:
