@@ -182,3 +182,24 @@ def test_a_read_only_folder_is_refused_before_opening(healthy_store, tmp_path, m
     assert path.read_bytes() == healthy_store.read_bytes()
     with DuckDBStore(path, read_only=True) as store:
         assert len(store.runs()) == 2
+
+
+def test_a_new_file_whose_creation_fails_holds_no_table_of_ours(tmp_path, monkeypatch):
+    import duckdb
+
+    path = tmp_path / "new.duckdb"
+
+    def fail(self, con):
+        raise OSError("simulated failure while creating the views")
+
+    monkeypatch.setattr(DuckDBStore, "_create_views", fail)
+    with pytest.raises(OSError, match="simulated"):
+        DuckDBStore(path)
+    monkeypatch.undo()
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE NOT internal").fetchall() == [(0,)]
+    finally:
+        con.close()
+    with DuckDBStore(path) as store:  # released, and the next open creates the store whole
+        assert store.runs() == []
