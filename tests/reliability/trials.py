@@ -142,6 +142,11 @@ class Findings:
 
 def check_file(path: Path, trial: Trial, reference: Reference, verified: set[str], findings: Findings) -> None:
     """Open ``path`` read-only and read-write after a kill, and check every run not yet verified complete."""
+    if not path.exists() or path.stat().st_size == 0:  # killed before the store was created: nothing to keep
+        if trial.acked:
+            findings.lost += sum(s + 1 for s in trial.acked.values())
+            findings.problems.append(f"{path.name}: acknowledged events, but no file")
+        return
     try:
         with DuckDBStore(path, read_only=True) as store:
             for info in store.runs():
@@ -190,34 +195,41 @@ def _check_run(store, run_id, acked, reference, verified, findings) -> None:
         verified.add(run_id)
 
 
-def run_trials(folder: Path, kills: int, seed: int, runs_per_child: int = 3) -> tuple[Findings, list[Trial]]:
-    """One calibration run, then ``kills`` children killed at seeded random moments, all into one file."""
+def run_trials(folder: Path, kills: int, seed: int, runs_per_child: int = 3,
+               per_file: int = 10) -> tuple[Findings, list[Trial]]:
+    """One calibration child, then ``kills`` children killed at seeded random moments.
+
+    The moments are uniform over the calibration child's lifetime (a child relaxes
+    ``runs_per_child`` runs, so kills land while it opens, relaxes, writes and
+    closes); ``per_file`` trials share one file, which then takes one more run
+    and is set aside (so a file's size, and the time to check it, stays bounded).
+    """
     import random
 
     rng = random.Random(seed)
-    path = folder / "crash.duckdb"
     reference = Reference.build()
-    findings, trials, verified = Findings(), [], set()
+    findings, trials = Findings(), []
     zygote = Zygote()
     try:
-        calibration = zygote.trial(path, 1, None)
+        calibration = zygote.trial(folder / "calibration.duckdb", runs_per_child, None)
         if calibration.error or not calibration.done:
             findings.problems.append(f"calibration run failed: {calibration.error}")
-        check_file(path, calibration, reference, verified, findings)
-        span = calibration.seconds * runs_per_child
-        for _ in range(kills):
-            trial = zygote.trial(path, runs_per_child, rng.uniform(0.0, span))
-            if trial.error:
-                findings.problems.append(f"child failed: {trial.error}")
-            trials.append(trial)
-            check_file(path, trial, reference, verified, findings)
-        with DuckDBStore(path) as store:  # after every kill, a new run still appends
-            before = len(store.runs())
-            relax(crash_child.system(), crash_child.CONFIG, seed=crash_child.SEED, store=store)
-            if len(store.runs()) != before + 1:
-                findings.problems.append("a new run did not append")
+        check_file(folder / "calibration.duckdb", calibration, reference, set(), findings)
+        span = 0.95 * calibration.seconds
+        for start in range(0, kills, per_file):
+            path, verified = folder / f"crash-{start // per_file}.duckdb", set()
+            for _ in range(min(per_file, kills - start)):
+                trial = zygote.trial(path, runs_per_child, rng.uniform(0.0, span))
+                if trial.error:
+                    findings.problems.append(f"child failed: {trial.error}")
+                trials.append(trial)
+                check_file(path, trial, reference, verified, findings)
+            with DuckDBStore(path) as store:  # after the kills, a new run still appends
+                before = len(store.runs())
+                relax(crash_child.system(), crash_child.CONFIG, seed=crash_child.SEED, store=store)
+                if len(store.runs()) != before + 1:
+                    findings.reopen_failures += 1
+                    findings.problems.append(f"{path.name}: a new run did not append")
     finally:
         zygote.close()
     return findings, trials
-
-
