@@ -320,7 +320,10 @@ class DuckDBStore(AbstractEventStore):
             if not os.access(folder, os.W_OK) or (exists and not os.access(self.path, os.W_OK)):
                 raise StoreWriteError(f"{self.path}: cannot write here ({'file' if exists and not os.access(self.path, os.W_OK) else 'folder'} "
                                       f"is read-only); open it with read_only=True", self.path)
-            if exists and os.path.exists(self.path + ".wal"):
+            if not exists:
+                self._create_file()
+                exists = True
+            elif os.path.exists(self.path + ".wal"):
                 probe = self._connect(True)
                 try:
                     self._check(probe)
@@ -343,9 +346,36 @@ class DuckDBStore(AbstractEventStore):
             raise
         return con
 
-    def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+    def _create_file(self) -> None:
+        """Create a new store beside ``path`` and move it into place whole.
+
+        So the file at ``path`` is either absent or a complete store: a crash while
+        creating leaves only a ``*.creating-*`` file, never an empty database at ``path``.
+        If another process created the store meanwhile, its file is kept.
+        """
+        tmp = f"{self.path}.creating-{os.getpid()}-{threading.get_ident()}"
         try:
-            return duckdb.connect(self.path, read_only=read_only, config=_CONFIG)
+            con = self._connect(False, tmp)
+            try:
+                self._create(con)
+            finally:
+                con.close()
+            try:
+                os.link(tmp, self.path)  # never replaces a store someone else just made
+            except FileExistsError:
+                if os.path.getsize(self.path) == 0:  # an empty placeholder (a temporary file's name)
+                    os.replace(tmp, self.path)
+            except OSError as exc:
+                raise StoreWriteError(f"{self.path}: cannot create the store: {exc.strerror or exc}",
+                                      self.path) from exc
+        finally:
+            for leftover in (tmp, tmp + ".wal"):
+                if os.path.exists(leftover):
+                    os.unlink(leftover)
+
+    def _connect(self, read_only: bool, path: str | None = None) -> duckdb.DuckDBPyConnection:
+        try:
+            return duckdb.connect(path or self.path, read_only=read_only, config=_CONFIG)
         except duckdb.Error as exc:
             raise _translate(exc, self.path, "open") from exc
 

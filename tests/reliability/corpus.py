@@ -166,7 +166,7 @@ NEWER = "UPDATE store_meta SET value = '99' WHERE key = 'schema_version'"
 CASES = [
     Case("truncated to 100 bytes", _truncate(lambda n: 100), StoreCorruptError),
     Case("truncated inside the headers", _truncate(lambda n: 5000), StoreCorruptError),
-    Case("truncated to half", _truncate(lambda n: n // 2), StoreCorruptError),
+    Case("truncated to half", _truncate(lambda n: n // 2), StoreCorruptError, read_all=True),
     Case("truncated by one block", _truncate(lambda n: n - BLOCK), StoreCorruptError, read_all=True),
     Case("random bytes in the file header", _scribble(lambda n: [0], length=8), StoreCorruptError),
     Case("random bytes in a database header", _scribble(lambda n: [4096 + 40]), StoreCorruptError),
