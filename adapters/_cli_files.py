@@ -10,7 +10,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ._cli_common import DEFAULT_DB, Db, console, open_store
+from ._cli_common import DEFAULT_DB, Db, console, open_store, resolve_run
 
 
 def export_cmd(
@@ -22,7 +22,7 @@ def export_cmd(
     from ._export import export_runs
 
     with open_store(db) as store:
-        done = export_runs(store, to, run_ids or None)
+        done = export_runs(store, to, [resolve_run(store, r) for r in run_ids] if run_ids else None)
     console.print(f"exported {len(done)} run(s) to {to}: {', '.join(done) or 'none'}", soft_wrap=True)
 
 
@@ -43,6 +43,7 @@ def plot_cmd(
     metric: Annotated[str, typer.Option(help="energy, eta or gates.")] = "energy",
     out: Annotated[Path, typer.Option("-o", "--out", help="PNG file to write.")] = Path("plot.png"),
     db: Db = DEFAULT_DB,
+    force: Annotated[bool, typer.Option("--force", help="Replace --out even if it holds something other than a PNG.")] = False,
 ) -> None:
     """Draw energy by step (several runs), an η heatmap or a gate timeline (one run) to a PNG."""
     from complexity_from_constraints.entities import CfcError
@@ -54,12 +55,13 @@ def plot_cmd(
     if metric != "energy" and len(run_ids) != 1:
         raise CfcError(f"--metric {metric} draws one run; got {len(run_ids)}")
     with open_store(db) as store:
+        runs = [resolve_run(store, r) for r in run_ids]
         if metric == "energy":
-            plot_energy(store, run_ids, out)
+            plot_energy(store, runs, out, force=force)
         elif metric == "eta":
-            plot_eta_heatmap(store, run_ids[0], out)
+            plot_eta_heatmap(store, runs[0], out, force=force)
         else:
-            plot_gate_timeline(store, run_ids[0], out)
+            plot_gate_timeline(store, runs[0], out, force=force)
     console.print(f"wrote {out}", soft_wrap=True)
 
 

@@ -25,10 +25,13 @@ def register(app: typer.Typer, console: Any, default_db: Path = DEFAULT_DB) -> N
         axis: Annotated[Optional[str], typer.Option(
             help="With several runs: plot final energy, ΔF99 and steps against seed, system_id or a config field.")] = None,
         tol: Annotated[float, typer.Option(min=0.0, help="Largest |η_a − η_b| counted as equal in the diff.")] = 1e-9,
+        force: Annotated[bool, typer.Option("--force", help="Replace --out even if it holds something other than HTML.")] = False,
     ) -> None:
         """Write an HTML report (plots and tables, opens offline) of one run or a comparison of several."""
+        from ._progress import check_output
         from ._report import report
 
+        check_output(out, "html", force=force)  # never over a run store or anything else that is not a report
         with open_store(db) as store:
             page = report(store, [resolve_run(store, r) for r in run_ids], axis=axis, tol=tol)
         out.write_text(page, encoding="utf-8")

@@ -273,7 +273,7 @@ def sql(
     as_json: Annotated[bool, typer.Option("--json", help="Print every row as JSON, for scripts.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print every row as CSV, for scripts.")] = False,
 ) -> None:
-    """Run SQL against DB (read-only) and print the result."""
+    """Run one reading statement (SELECT, WITH, …) against DB and print the result; writes are refused."""
     with open_store(db) as store:
         df = store.query(query)
     if emit(df, as_json, as_csv):

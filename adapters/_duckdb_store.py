@@ -12,7 +12,22 @@ Tables (append-only; the API offers no update or delete):
   groups, skipping the WAL; that is several times cheaper than list columns.
 
 Each batch is one transaction with one Arrow INSERT per table, so a crash
-leaves a prefix of whole batches. Views ``v_*`` come from ``adapters/sql/v_*.sql``.
+leaves a prefix of whole batches. Views ``v_*`` come from ``adapters/sql/v_*.sql``;
+they are created once per file and per set of view definitions (``store_meta``
+keeps their digest), not at every open.
+
+Opening checks before it changes anything: the file's header (a DuckDB file,
+not SQLite or anything else), that it is one of our stores (``store_meta``),
+and its store schema version; only then does a read-write open create tables
+(a new file) or upgrade an older layout, in one transaction. A refused open
+leaves the file's bytes as they were and releases it at once. Every connection
+runs with DuckDB's extension auto-install and auto-load off (no network, no
+foreign formats). Failures reach the caller as :class:`StoreError` subclasses
+naming the file and the cause, never as raw DuckDB errors.
+
+One process may hold a file for writing and no other process may open it
+meanwhile (:class:`StoreBusyError`); within a process, share one store object
+between threads (it is thread-safe) rather than opening the file twice.
 
 Materialised tables hold what the summary views would otherwise recompute at
 every query (their SQL is ``adapters/sql/mat_*.sql``): ``mat_steps`` gains the
@@ -28,7 +43,11 @@ log alone.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
+import os
+import re
 import threading
 from contextlib import contextmanager
 from importlib import resources
@@ -40,7 +59,20 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from complexity_from_constraints.entities import CfcError, LogIntegrityError, UnknownRunError
+from complexity_from_constraints.entities import (
+    CfcError,
+    ForeignFileError,
+    LogIntegrityError,
+    SchemaVersionError,
+    StoreBusyError,
+    StoreCorruptError,
+    StoreError,
+    StoreTransactionError,
+    StoreVersionError,
+    StoreWriteError,
+    UnknownRunError,
+    UnreadableEventError,
+)
 from complexity_from_constraints.events import (
     AbstractEventStore,
     EtaRecorded,
@@ -58,7 +90,7 @@ from complexity_from_constraints.events import (
 
 from ._kind_functions import register_kind_functions
 
-STORE_SCHEMA_VERSION = 2  # 2: materialised tables mat_* and their positions
+STORE_SCHEMA_VERSION = 3  # 2: materialised tables mat_* and their positions; 3: run_meta, run_params, deletions, sweeps
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS store_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -91,6 +123,14 @@ CREATE TABLE IF NOT EXISTS mat_run_stats (
     rejected_steps BIGINT, total_backtracks BIGINT, mean_step_size DOUBLE, min_step_size DOUBLE, max_step_size DOUBLE);
 """
 
+# Every connection the store opens: no extension is ever fetched or loaded behind our back (opening a
+# SQLite file would otherwise download the sqlite scanner).
+_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+_TABLE_NAMES = ("store_meta", "runs", "systems", "run_modules", "events", "eta_frames", "eta_values",
+                "mat_positions", "mat_steps", "mat_run_stats", "run_meta", "run_params", "deletions", "sweeps",
+                "sweep_points")
+_DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
+_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 MAX_ENTITY_PARAMS = 2_000
 """Systems with more entities than this keep only their System-level parameters in ``run_params``."""
@@ -133,8 +173,10 @@ def _flatten(data: Any, prefix: str) -> list[tuple[str, str]]:
     return [(key, json.dumps(data))]
 
 
-class StoreBusyError(CfcError):
-    """Another process holds the database file."""
+# Files this process holds, by real path: [read_only, count]. DuckDB would hand a second connect() of the
+# same file the same database, so two store objects would each believe they own its runs.
+_HELD: dict[str, list] = {}
+_HELD_LOCK = threading.Lock()
 
 
 def view_sql() -> dict[str, str]:
@@ -154,13 +196,113 @@ _MATERIALISED_SQL = _sql_files("mat_")
 _MATERIALISED = ("mat_steps", "mat_run_stats")
 
 
+def _view_order(views: dict[str, str]) -> list[str]:
+    """View names, each after every view its SQL mentions (a failed CREATE would abort the transaction)."""
+    code = {name: re.sub(r"--[^\n]*", "", sql) for name, sql in views.items()}  # comments name views too
+    uses = {name: {other for other in views if other != name and re.search(rf"\b{other}\b", code[name])}
+            for name in views}
+    order: list[str] = []
+    while len(order) < len(views):
+        ready = sorted(n for n in views if n not in order and uses[n] <= set(order))
+        if not ready:
+            raise StoreError(f"views depend on each other in a cycle: {sorted(set(views) - set(order))}")
+        order.extend(ready)
+    return order
+
+
+_VIEWS = view_sql()
+_VIEW_ORDER = _view_order(_VIEWS)
+# Views are re-created when their definitions (or the schema they read) change, not at every open.
+_VIEWS_DIGEST = hashlib.sha256(json.dumps([STORE_SCHEMA_VERSION, sorted(_VIEWS.items())]).encode()).hexdigest()[:16]
+# What store.query runs: statements that read. EXPLAIN is checked on the statement it explains.
+_READ_STATEMENTS = {duckdb.StatementType.SELECT}
+_READ_PRAGMAS = ("table_info", "show_tables", "show_tables_expanded", "version", "database_size", "storage_info",
+                 "show", "database_list", "functions", "collations", "platform", "metadata_info")
+
+
+def _sniff(path: str) -> None:
+    """Refuse, from its first bytes, a file that is not a DuckDB database (SQLite, a PNG, a truncated header)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read: {exc.strerror}", path) from exc
+    if head.startswith(_SQLITE_MAGIC):
+        raise ForeignFileError(f"{path} is a SQLite database, not a cfc store (DuckDB stores only)", path)
+    if len(head) < 12 or head[8:12] != _DUCKDB_MAGIC:
+        kind = _file_kind(head)
+        if kind == "duckdb-truncated":
+            raise StoreCorruptError(f"{path}: truncated DuckDB header ({len(head)} bytes)", path)
+        raise ForeignFileError(f"{path} is not a DuckDB database{f' (it looks like {kind})' if kind else ''}, "
+                               f"not a cfc store", path)
+
+
+def _file_kind(head: bytes) -> str:
+    if head.startswith(b"\x89PNG"):
+        return "a PNG image"
+    if head.startswith(b"{") or head.startswith(b"["):
+        return "JSON text"
+    if head.startswith(b"PAR1"):
+        return "a Parquet file"
+    if len(head) < 12:
+        return "duckdb-truncated"
+    return ""
+
+
+# Cause → error class, by what DuckDB says (its exception classes are too coarse to tell these apart).
+_CAUSES = (
+    (("could not set lock", "conflicting lock", "lock on file"), StoreBusyError,
+     "is open for writing in another process; wait for it to finish (DuckDB allows one writer and no concurrent "
+     "readers across processes)"),
+    (("different configuration",), StoreBusyError, "is already open in this process with another mode"),
+    (("no space left", "file too large", "disk quota"), StoreWriteError, "disk full"),
+    (("permission denied", "read-only file system", "read-only mode", "read only"), StoreWriteError, "not writable"),
+    (("corrupt", "checksum", "not a valid duckdb", "could not read enough bytes", "failure while replaying wal",
+      "serialization", "deserializ", "invalidated", "fatal", "internal error"), StoreCorruptError, "damaged"),
+)
+
+
+def _translate(exc: BaseException, path: str, action: str) -> StoreError:
+    """The typed error for a DuckDB failure while ``action`` on ``path``."""
+    text = str(exc)
+    low = text.lower()
+    for needles, cls, what in _CAUSES:
+        if any(n in low for n in needles):
+            return cls(f"{path}: cannot {action}: {what}: {text.splitlines()[0]}", path)
+    if isinstance(exc, (duckdb.IOException, duckdb.InternalException, duckdb.FatalException,
+                        duckdb.SerializationException)):
+        return StoreCorruptError(f"{path}: cannot {action}: {text.splitlines()[0]}", path)
+    return StoreError(f"{path}: cannot {action}: {type(exc).__name__}: {text.splitlines()[0]}", path)
+
+
+def _guarded(action: str):
+    """Turn DuckDB's errors inside a store method into typed ones (errors of ours pass through)."""
+    def wrap(method):
+        @functools.wraps(method)
+        def guarded(self, *args, **kwargs):
+            with self._guard(action):
+                return method(self, *args, **kwargs)
+        return guarded
+    return wrap
+
+
 class DuckDBStore(AbstractEventStore):
     """An event store in a DuckDB database file (or ``":memory:"``).
 
     Args:
         path: the database file; created if missing.
         read_only: open without writing (no schema creation); another
-            read-only process may open the same file at the same time.
+            read-only process may open the same file at the same time. The
+            schema version is checked as for a read-write open.
+
+    Raises:
+        StoreBusyError: another process writes the file, or this process already has a store on it.
+        StoreCorruptError: the file, a block or its WAL is damaged (also later, when damaged data is read).
+        StoreVersionError: a newer store schema, the first layout, or an older schema opened read-only.
+        ForeignFileError: another program's DuckDB database, SQLite, or anything that is not a DuckDB file.
+        StoreWriteError: a read-write open in a read-only folder; later, a full disk.
+
+    Every error names the file; a refused open leaves the file's bytes as they were and releases it.
 
     >>> from complexity_from_constraints.adapters import DuckDBStore
     >>> with DuckDBStore(":memory:") as store:
@@ -169,58 +311,233 @@ class DuckDBStore(AbstractEventStore):
     """
 
     def __init__(self, path: str | Path = "runs.duckdb", *, read_only: bool = False):
+        super().__init__()
         self.path = str(path)
         self.read_only = read_only
-        try:
-            self._con = duckdb.connect(self.path, read_only=read_only)
-        except duckdb.IOException as exc:
-            if "lock" in str(exc).lower():
-                raise StoreBusyError(
-                    f"{self.path} is open for writing in another process; wait for it to finish "
-                    f"(DuckDB allows one writer and no concurrent readers across processes)") from None
-            raise CfcError(f"cannot open {self.path}: {exc}") from None
-        register_kind_functions(self._con)  # before any view is created or read: the views call them
-        self._lock = threading.RLock()
         self._depth = 0  # nesting of transaction()
+        self._owner: int | None = None  # the thread whose transaction() is open
         self._next_seq: dict[str, int] = {}
         self._keys: dict[str, int] = {}
         self._mat_seq: dict[str, int] = {}  # run → the last seq mat_steps reflects, as committed
         self._unfolded = False  # a run finished here since mat_run_stats was last folded
-        if not read_only:
-            self._create_schema()
+        self._held = None if self.path == ":memory:" else os.path.realpath(self.path)
+        self._hold()
+        try:
+            self._con = self._open()
+        except BaseException:
+            self._release()
+            raise
 
-    # -- schema -------------------------------------------------------------------------------
-    def _create_schema(self) -> None:
-        with self._lock:
-            for stmt in filter(str.strip, _TABLES.split(";")):
-                self._con.execute(stmt)
-            rows = self._con.execute("SELECT value FROM store_meta WHERE key = 'schema_version'").fetchall()
-            stored = int(rows[0][0]) if rows else None
-            if stored is None:
-                self._con.execute("INSERT INTO store_meta VALUES ('schema_version', ?)", [str(STORE_SCHEMA_VERSION)])
-            elif stored > STORE_SCHEMA_VERSION:
-                raise CfcError(f"{self.path} was written by a newer version (store schema {stored}); upgrade the package")
-            self._create_views()
-            if stored is not None and stored < STORE_SCHEMA_VERSION:
-                with self.transaction():  # a file from before the materialised tables: fill them once
-                    self._catch_up(None)
-                    self._con.execute("UPDATE store_meta SET value = ? WHERE key = 'schema_version'",
-                                      [str(STORE_SCHEMA_VERSION)])
+    # -- opening ------------------------------------------------------------------------------
+    def _hold(self) -> None:
+        if self._held is None:
+            return
+        with _HELD_LOCK:
+            held = _HELD.get(self._held)
+            if held is not None and not (held[0] and self.read_only):
+                raise StoreBusyError(
+                    f"{self.path} is already open in this process by another DuckDBStore; share that store "
+                    f"between threads (it is thread-safe) or close it first", self.path)
+            if held is None:
+                _HELD[self._held] = [self.read_only, 1]
+            else:
+                held[1] += 1
 
-    def _create_views(self) -> None:
-        pending = view_sql()
-        while pending:  # views may build on each other: create until no progress
-            failed = {}
-            for name, sql in pending.items():
+    def _release(self) -> None:
+        if self._held is None:
+            return
+        with _HELD_LOCK:
+            held = _HELD.get(self._held)
+            if held is not None:
+                held[1] -= 1
+                if held[1] <= 0:
+                    del _HELD[self._held]
+        self._held = None
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        """Connect, check the file is a store this code can open, create or upgrade it; return the connection.
+
+        Nothing is written before the checks pass: a file that has a WAL to replay is checked on
+        a read-only connection first (a read-write one would replay and checkpoint it at once).
+        """
+        if self.path == ":memory:":
+            con = self._connect(False)
+            self._create(con)
+            return con
+        exists = os.path.exists(self.path) and os.path.getsize(self.path) > 0
+        if not exists and self.read_only:
+            raise StoreError(f"{self.path}: no such store (a read-only open does not create one)", self.path)
+        if exists:
+            _sniff(self.path)
+        if not self.read_only:
+            folder = os.path.dirname(os.path.abspath(self.path))
+            if not os.access(folder, os.W_OK) or (exists and not os.access(self.path, os.W_OK)):
+                raise StoreWriteError(f"{self.path}: cannot write here ({'file' if exists and not os.access(self.path, os.W_OK) else 'folder'} "
+                                      f"is read-only); open it with read_only=True", self.path)
+            if not exists:
+                self._create_file()
+                exists = True
+            elif os.path.exists(self.path + ".wal"):
+                probe = self._connect(True)
                 try:
-                    self._con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
-                except duckdb.CatalogException:
-                    failed[name] = sql
-            if len(failed) == len(pending):
-                raise CfcError(f"views do not build: {', '.join(failed)}")
-            pending = failed
+                    self._check(probe)
+                finally:
+                    probe.close()
+        con = self._connect(self.read_only)
+        try:
+            state = self._check(con) if exists else "new"
+            if self.read_only:
+                return con
+            with self._guard("open"):
+                if state == "new":
+                    self._create(con)
+                elif state == "upgrade":
+                    self._upgrade(con)
+                elif state == "views":
+                    self._in_transaction(con, lambda: self._create_views(con))
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def _create_file(self) -> None:
+        """Create a new store beside ``path`` and move it into place whole.
+
+        So the file at ``path`` is either absent or a complete store: a crash while
+        creating leaves only a ``*.creating-*`` file, never an empty database at ``path``.
+        If another process created the store meanwhile, its file is kept.
+        """
+        tmp = f"{self.path}.creating-{os.getpid()}-{threading.get_ident()}"
+        try:
+            con = self._connect(False, tmp)
+            try:
+                self._create(con)
+            finally:
+                con.close()
+            try:
+                os.link(tmp, self.path)  # never replaces a store someone else just made
+            except FileExistsError:
+                if os.path.getsize(self.path) == 0:  # an empty placeholder (a temporary file's name)
+                    os.replace(tmp, self.path)
+            except OSError as exc:
+                raise StoreWriteError(f"{self.path}: cannot create the store: {exc.strerror or exc}",
+                                      self.path) from exc
+        finally:
+            for leftover in (tmp, tmp + ".wal"):
+                if os.path.exists(leftover):
+                    os.unlink(leftover)
+
+    def _connect(self, read_only: bool, path: str | None = None) -> duckdb.DuckDBPyConnection:
+        try:
+            con = duckdb.connect(path or self.path, read_only=read_only, config=_CONFIG)
+        except duckdb.Error as exc:
+            raise _translate(exc, self.path, "open") from exc
+        register_kind_functions(con)  # before any view is created or read: the views call them
+        return con
+
+    def _check(self, con: duckdb.DuckDBPyConnection) -> str:
+        """What opening needs to do: ``"ok"``, ``"views"`` (stale view definitions), ``"upgrade"`` or ``"new"``.
+
+        Raises (having changed nothing):
+            ForeignFileError: tables that are not ours.
+            StoreVersionError: a newer schema, an old layout we cannot upgrade, or an old one opened read-only.
+            StoreCorruptError: a table of ours is missing or the catalog does not read.
+        """
+        with self._guard("open"):
+            tables = {name: cols for name, cols in con.execute(
+                "SELECT table_name, list(column_name ORDER BY column_index) FROM duckdb_columns() "
+                "WHERE database_name = current_database() AND schema_name = 'main' AND NOT internal "
+                "GROUP BY table_name").fetchall()}
+            if not tables:
+                if self.read_only:
+                    raise ForeignFileError(f"{self.path}: an empty DuckDB database, not a cfc store", self.path)
+                return "new"
+            meta = dict(con.execute("SELECT key, value FROM store_meta").fetchall()) if "store_meta" in tables else {}
+        if "schema_version" not in meta:
+            raise ForeignFileError(f"{self.path} is a DuckDB database of another program (tables: "
+                                   f"{', '.join(sorted(tables)[:5])}), not a cfc store; nothing was changed", self.path)
+        stored = int(meta["schema_version"])
+        if stored > STORE_SCHEMA_VERSION:
+            raise StoreVersionError(f"{self.path} was written by a newer version (store schema {stored}, this code "
+                                    f"reads {STORE_SCHEMA_VERSION}); upgrade the package", self.path)
+        if stored < STORE_SCHEMA_VERSION:
+            if "run_key" not in tables.get("runs", ()) or "eta_values" not in tables:
+                raise StoreVersionError(f"{self.path} has the first store layout (schema {stored}, η frames as "
+                                        f"lists) that this version cannot upgrade; export its runs with the version "
+                                        f"that wrote it", self.path)
+            if self.read_only:
+                raise StoreVersionError(f"{self.path} has store schema {stored}; open it read-write once to upgrade "
+                                        f"it to {STORE_SCHEMA_VERSION}", self.path)
+            return "upgrade"
+        missing = [t for t in _TABLE_NAMES if t not in tables]
+        if missing:
+            raise StoreCorruptError(f"{self.path}: table {missing[0]} of store schema {stored} is missing; "
+                                    f"the file was damaged (nothing was changed)", self.path)
+        return "ok" if meta.get("views") == _VIEWS_DIGEST else "views"
+
+    @staticmethod
+    def _in_transaction(con: duckdb.DuckDBPyConnection, body) -> None:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            body()
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+
+    def _create(self, con: duckdb.DuckDBPyConnection) -> None:
+        """A new store: every table, the schema version and the views, in one transaction."""
+        def body():
+            for stmt in filter(str.strip, _TABLES.split(";")):
+                con.execute(stmt)
+            con.execute("INSERT INTO store_meta VALUES ('schema_version', ?)", [str(STORE_SCHEMA_VERSION)])
+            self._create_views(con)
+        with self._guard("create"):
+            self._in_transaction(con, body)
+
+    def _upgrade(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Bring an older file to this schema in one transaction: all of it, or none of it.
+
+        Schema 1 had two layouts this code upgrades: η frames with their sizes
+        (written from 75de091 on) and without (f6a55dc: sizes are counted from the
+        stored values). The first layout (η frames as lists, 9ef8e13) is refused.
+        Schema 2 lacks the metadata and sweep tables; every stored run gets its
+        ``run_params`` rows from its ``RunStarted``.
+        """
+        self._con = con  # the catch-up helpers run on self._con
+        with self.transaction():
+            if not con.execute("SELECT 1 FROM duckdb_columns() WHERE database_name = current_database() "
+                               "AND table_name = 'eta_frames' AND column_name = 'n'").fetchall():
+                # η frames from before expansion (f6a55dc) carry no size: count their stored values
+                con.execute("ALTER TABLE eta_frames ADD COLUMN n INTEGER")
+                con.execute("UPDATE eta_frames AS f SET n = (SELECT count(*) FROM eta_values AS v JOIN runs AS r "
+                            "ON r.run_key = v.run_key WHERE r.run_id = f.run_id AND v.step = f.step)")
+            for stmt in filter(str.strip, _TABLES.split(";")):
+                con.execute(stmt)  # IF NOT EXISTS: adds the materialised tables
+            self._create_views(con)
+            self._catch_up(None)  # a file from before the materialised tables: fill them once
+            for (run_id,) in con.execute("SELECT run_id FROM runs WHERE run_id NOT IN (SELECT run_id FROM run_params) "
+                                         "ORDER BY run_key").fetchall():
+                started = self.read(run_id, types=["RunStarted"])
+                if started:
+                    self._register_params(run_id, started[0].event)
+            con.execute("UPDATE store_meta SET value = ? WHERE key = 'schema_version'", [str(STORE_SCHEMA_VERSION)])
+
+    def _create_views(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Create every view, each after the views it reads, and record their digest (the caller holds a transaction)."""
+        for name in _VIEW_ORDER:
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS {_VIEWS[name]}")
+        con.execute("INSERT OR REPLACE INTO store_meta VALUES ('views', ?)", [_VIEWS_DIGEST])
+
+    @contextmanager
+    def _guard(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except duckdb.Error as exc:
+            raise _translate(exc, self.path, action) from exc
 
     # -- writing ------------------------------------------------------------------------------
+    @_guarded("read")
     def next_seq(self, run_id: str) -> int:
         with self._lock:
             if run_id not in self._next_seq:
@@ -230,9 +547,10 @@ class DuckDBStore(AbstractEventStore):
                 self._next_seq[run_id] = 0 if row[0] is None else int(row[0]) + 1
             return self._next_seq[run_id]
 
+    @_guarded("write")
     def _write(self, run_id: str, batch: Sequence[Recorded], new_run: RunStarted | None) -> None:
         if self.read_only:
-            raise CfcError(f"{self.path} is open read-only")
+            raise StoreWriteError(f"{self.path} is open read-only", self.path)
         frames = [r for r in batch if isinstance(r.event, EtaRecorded)]
         others = [r for r in batch if not isinstance(r.event, EtaRecorded)]
         event_rows = pa.table({
@@ -314,7 +632,7 @@ class DuckDBStore(AbstractEventStore):
 
     def _register_run(self, run_id: str, started: RunStarted) -> None:
         con = self._con
-        if con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchall():
+        if con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchall():  # the PRIMARY KEY backs this up
             raise LogIntegrityError(f"run {run_id!r} already exists")
         key = con.execute("SELECT coalesce(max(run_key), 0) + 1 FROM runs").fetchall()[0][0]
         s = started.system
@@ -406,8 +724,8 @@ class DuckDBStore(AbstractEventStore):
         every finished run without a row. Idempotent.
         """
         if self.read_only:
-            raise CfcError(f"{self.path} is open read-only")
-        with self.transaction():
+            raise StoreWriteError(f"{self.path} is open read-only", self.path)
+        with self._guard("write"), self.transaction():
             return self._catch_up(None if run_ids is None else list(run_ids))
 
     def rebuild_materialised(self) -> int:
@@ -421,8 +739,8 @@ class DuckDBStore(AbstractEventStore):
         0
         """
         if self.read_only:
-            raise CfcError(f"{self.path} is open read-only")
-        with self.transaction():
+            raise StoreWriteError(f"{self.path} is open read-only", self.path)
+        with self._guard("write"), self.transaction():
             for name in _MATERIALISED:
                 self._con.execute(f"DELETE FROM {name}")  # a name from the fixed tuple above, not user input
             self._con.execute("DELETE FROM mat_positions")
@@ -430,6 +748,7 @@ class DuckDBStore(AbstractEventStore):
             return int(self._con.execute("SELECT count(*) FROM runs").fetchall()[0][0])
 
     # -- reading ------------------------------------------------------------------------------
+    @_guarded("read")
     def read(self, run_id: str, *, until_step: int | None = None, types: Iterable[str] | None = None) -> list[Recorded]:
         self._require(run_id)
         wanted = None if types is None else list(types)
@@ -445,7 +764,7 @@ class DuckDBStore(AbstractEventStore):
                 if model_types is not None:
                     sql += f" AND type IN ({', '.join('?' * len(model_types))})"
                 rows = self._con.execute(sql + " ORDER BY seq", params + (model_types or [])).fetchall()
-                out.extend(Recorded(run_id, seq, decode(t, v, self._full_payload(t, p))) for seq, t, v, p in rows)
+                out.extend(Recorded(run_id, seq, self._decode(run_id, seq, t, v, p)) for seq, t, v, p in rows)
             if wanted is None or EtaRecorded.type in wanted:
                 out.extend(self._frames(run_id, until_step))
         out.sort(key=lambda r: r.seq)
@@ -473,6 +792,15 @@ class DuckDBStore(AbstractEventStore):
         return [Recorded(run_id, int(seq), _frame(int(step), int(version), values[bounds[k]:bounds[k + 1]]))
                 for k, (seq, step, version, _) in enumerate(meta)]
 
+    def _decode(self, run_id: str, seq: int, event_type: str, version: int, payload: str):
+        try:
+            return decode(event_type, version, self._full_payload(event_type, payload))
+        except (SchemaVersionError, LogIntegrityError):
+            raise
+        except (ValueError, TypeError, KeyError) as exc:  # pydantic's ValidationError is a ValueError
+            cause = str(exc).splitlines()
+            raise UnreadableEventError(run_id, seq, event_type, " ".join(cause[:3]) if cause else repr(exc)) from exc
+
     def _full_payload(self, event_type: str, payload: str) -> str | dict[str, Any]:
         if event_type != "RunStarted":
             return payload
@@ -484,6 +812,7 @@ class DuckDBStore(AbstractEventStore):
         data["system"] = json.loads(rows[0][0])
         return data
 
+    @_guarded("read")
     def latest_eta(self, run_id: str, step: int) -> EtaRecorded | None:
         self._require(run_id)
         with self._lock:
@@ -494,6 +823,7 @@ class DuckDBStore(AbstractEventStore):
             (frame,) = self._frames(run_id, None, only_step=int(rows[0][0]))
         return frame.event  # type: ignore[return-value]
 
+    @_guarded("read")
     def module_ids(self, run_id: str) -> tuple[str, ...]:
         self._require(run_id)
         with self._lock:
@@ -501,31 +831,62 @@ class DuckDBStore(AbstractEventStore):
                                      [self._run_key(run_id)]).fetchall()
         return tuple(r[0] for r in rows)
 
+    @_guarded("read")
     def runs(self) -> list[RunInfo]:
         with self._lock:
             rows = self._con.execute(
                 "SELECT run_id, system_id, system_digest, seed, n_modules, status <> 'incomplete' FROM v_runs").fetchall()
         return [RunInfo(*row) for row in rows]
 
+    @_guarded("read")
     def is_complete(self, run_id: str) -> bool:
         with self._lock:
             return bool(self._con.execute("SELECT 1 FROM events WHERE run_id = ? AND type = 'RunFinished'",
                                           [run_id]).fetchall())
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pl.DataFrame:
-        """Run SQL (parameters bound, never formatted in) and return a Polars DataFrame.
+        """Run one reading statement (parameters bound, never formatted in) and return a Polars DataFrame.
 
-        A statement that returns no rows (DDL) gives an empty DataFrame.
+        Queries read, even on a writable store: one ``SELECT`` (``WITH``,
+        ``FROM``, ``VALUES``, ``DESCRIBE``, ``SHOW``, ``SUMMARIZE``), an
+        ``EXPLAIN`` of one, or a ``PRAGMA`` that only reports. Anything else
+        (``DELETE``, ``UPDATE``, ``INSERT``, ``DROP``, ``CREATE``, ``ATTACH``,
+        ``COPY``, ``SET``, ``CALL``, several statements) is refused with
+        :class:`StoreWriteError` before it runs; outside a ``transaction()``
+        the statement also runs in a transaction that is rolled back.
+        Errors in the SQL itself come back as DuckDB reports them.
         """
+        _check_reading(sql, self.path)
         with self._lock:
-            rel = self._con.sql(sql, params=params)
-            return rel.pl() if rel is not None else pl.DataFrame()
+            try:
+                if self.in_transaction():
+                    return _frame_of(self._con.sql(sql, params=params))
+                self._con.execute("BEGIN TRANSACTION")
+                try:
+                    return _frame_of(self._con.sql(sql, params=params))
+                finally:
+                    self._con.execute("ROLLBACK")
+            except (duckdb.IOException, duckdb.InternalException, duckdb.FatalException,
+                    duckdb.SerializationException) as exc:
+                raise _translate(exc, self.path, "read") from exc
+            except duckdb.Error as exc:
+                if "corrupt" in str(exc).lower():
+                    raise _translate(exc, self.path, "read") from exc
+                raise
+
+    def in_transaction(self) -> bool:
+        return self._depth > 0 and self._owner == threading.get_ident()
+
+    def _taken_ids(self, stem: str) -> set[str]:
+        with self._lock, self._guard("read"):
+            rows = self._con.execute("SELECT run_id FROM runs WHERE starts_with(run_id, ?)", [stem]).fetchall()
+        return {r[0] for r in rows}
 
     def record_meta(self, run_id: str, meta: RunMeta) -> None:
         """Keep a run's name, tags, study, sweep, parent, start and duration in ``run_meta`` (replacing its row)."""
-        with self._lock:
+        with self._lock, self._guard("write"):
             if self.read_only:
-                raise CfcError(f"{self.path} is open read-only")
+                raise StoreWriteError(f"{self.path} is open read-only", self.path)
             self._con.execute("INSERT OR REPLACE INTO run_meta VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                               [run_id, meta.name, json.dumps(dict(meta.tags), sort_keys=True), meta.study, meta.sweep,
                                meta.parent, meta.started_at, meta.duration_s])
@@ -556,9 +917,9 @@ class DuckDBStore(AbstractEventStore):
         them together, and ``deletions`` keeps the run id, its event count and when.
         """
         ids = sorted(set(run_ids))
-        with self._lock:
+        with self._lock, self._guard("write"):
             if self.read_only:
-                raise CfcError(f"{self.path} is open read-only")
+                raise StoreWriteError(f"{self.path} is open read-only", self.path)
             known = {r[0] for r in self._con.execute("SELECT run_id FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
                                                      [ids]).fetchall()}
             unknown = [r for r in ids if r not in known]
@@ -584,11 +945,10 @@ class DuckDBStore(AbstractEventStore):
                 self._mat_seq.pop(run_id, None)
             return removed
 
-    def _execute(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
-        """One statement on the writable connection (for the sweep driver's own tables), its rows."""
-        with self._lock:
-            if self.read_only:
-                raise CfcError(f"{self.path} is open read-only")
+    def _execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[tuple]:
+        """Run any SQL, writes included, and return its rows: for this package's own maintenance (import, the
+        sweep driver's tables, repair tests), never the public API (``query`` reads only)."""
+        with self._lock, self._guard("write"):  # a write on a read-only store fails in DuckDB: a StoreWriteError
             return self._con.execute(sql, params).fetchall()
 
     def _insert_arrow(self, table: str, rows: pa.Table) -> None:
@@ -615,7 +975,7 @@ class DuckDBStore(AbstractEventStore):
                     self._depth -= 1
                 return
             self._con.execute("BEGIN TRANSACTION")
-            self._depth = 1
+            self._depth, self._owner = 1, threading.get_ident()
             try:
                 yield
             except BaseException:
@@ -625,23 +985,58 @@ class DuckDBStore(AbstractEventStore):
                 self._mat_seq.clear()
                 raise
             finally:
-                self._depth = 0
+                self._depth, self._owner = 0, None
             self._con.execute("COMMIT")
 
     def close(self) -> None:
-        """Fold the runs finished here into ``mat_run_stats`` (one transaction), then close the database."""
+        """Fold the runs finished here into ``mat_run_stats`` (one transaction), then close the database and release the file."""
         with self._lock:
+            if self._held is None and getattr(self, "_closed", False):
+                return
             try:
                 if self._unfolded and not self.read_only:
-                    with self.transaction():
+                    with self._guard("close"), self.transaction():
                         self._fold_finished()
             finally:
-                self._con.close()
+                self._closed = True
+                try:
+                    self._con.close()
+                finally:
+                    self._release()
 
     def _require(self, run_id: str) -> None:
         with self._lock:
             if not self._con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchall():
                 raise UnknownRunError(f"no run {run_id!r} in {self.path}")
+
+
+def _check_reading(sql: str, path: str) -> None:
+    """Refuse, before it runs, SQL that is not exactly one reading statement."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error:
+        return  # a syntax error: let DuckDB report it where it runs
+    if len(statements) != 1:
+        raise StoreWriteError(f"{path}: store.query runs one statement, got {len(statements)}", path)
+    (stmt,) = statements
+    kind = stmt.type
+    text = stmt.query.strip().rstrip(";").strip()
+    if kind == duckdb.StatementType.EXPLAIN:
+        words = text.split(None, 2)
+        inner = text.split(None, 2 if len(words) > 1 and words[1].lower() == "analyze" else 1)[-1]
+        return _check_reading(inner, path)
+    if kind == duckdb.StatementType.PRAGMA:
+        name = text.split(None, 1)[1].split("(")[0].split("=")[0].strip().lower() if " " in text else ""
+        if name in _READ_PRAGMAS and "=" not in text:
+            return
+    elif kind in _READ_STATEMENTS:
+        return
+    raise StoreWriteError(f"{path}: store.query only reads; {kind.name} statements are refused "
+                          f"(the log is append-only)", path)
+
+
+def _frame_of(rel) -> pl.DataFrame:
+    return rel.pl() if rel is not None else pl.DataFrame()
 
 
 def _payload(event) -> str:

@@ -67,7 +67,7 @@ def export_runs(store: DuckDBStore, path_dir: str | Path, run_ids: Sequence[str]
     folder = Path(path_dir)
     folder.mkdir(parents=True, exist_ok=True)
     for table, select in _SELECT.items():
-        store.query(f"COPY ({select}) TO ? (FORMAT parquet)", [wanted, str(folder / f"{table}.parquet")])
+        store._execute(f"COPY ({select}) TO ? (FORMAT parquet)", [wanted, str(folder / f"{table}.parquet")])
     (folder / MANIFEST).write_text(json.dumps(
         {"format": FORMAT, "store_schema_version": STORE_SCHEMA_VERSION, "runs": wanted}, indent=2))
     return wanted
@@ -139,18 +139,18 @@ def _manifest(folder: Path) -> dict:
 
 def _copy_in(store: DuckDBStore, files: dict[str, str]) -> None:
     # Fresh keys follow the target's largest, in the exported runs' order.
-    store.query("CREATE OR REPLACE TEMP TABLE _cfc_keymap AS "
+    store._execute("CREATE OR REPLACE TEMP TABLE _cfc_keymap AS "
                 "SELECT run_key AS old_key, (SELECT coalesce(max(run_key), 0) FROM runs) "
                 "+ row_number() OVER (ORDER BY run_key) AS new_key FROM read_parquet(?)", [files["runs"]])
     try:
-        store.query("INSERT INTO systems BY NAME SELECT * FROM read_parquet(?) "
+        store._execute("INSERT INTO systems BY NAME SELECT * FROM read_parquet(?) "
                     "WHERE system_digest NOT IN (SELECT system_digest FROM systems)", [files["systems"]])
-        store.query("INSERT INTO runs BY NAME SELECT t.* REPLACE (k.new_key::INTEGER AS run_key) "
+        store._execute("INSERT INTO runs BY NAME SELECT t.* REPLACE (k.new_key::INTEGER AS run_key) "
                     "FROM read_parquet(?) AS t JOIN _cfc_keymap AS k ON k.old_key = t.run_key", [files["runs"]])
         for table in ("run_modules", "eta_values"):
-            store.query(f"INSERT INTO {table} BY NAME SELECT t.* REPLACE (k.new_key::INTEGER AS run_key) "
+            store._execute(f"INSERT INTO {table} BY NAME SELECT t.* REPLACE (k.new_key::INTEGER AS run_key) "
                         "FROM read_parquet(?) AS t JOIN _cfc_keymap AS k ON k.old_key = t.run_key", [files[table]])
         for table in ("events", "eta_frames"):
-            store.query(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?)", [files[table]])
+            store._execute(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?)", [files[table]])
     finally:
-        store.query("DROP TABLE IF EXISTS _cfc_keymap")
+        store._execute("DROP TABLE IF EXISTS _cfc_keymap")

@@ -13,15 +13,21 @@ import numpy as np
 from complexity_from_constraints.entities import CfcError, MissingDependencyError, UnknownRunError
 
 from ._duckdb_store import DuckDBStore
+from ._progress import check_output
+
+# Every plot function refuses to replace a file at ``path`` that is not a PNG (a run store, say) unless
+# ``force=True``: ``cfc plot RUN -o runs.duckdb`` must not destroy the database.
 
 
-def plot_energy(store: DuckDBStore, run_ids: Sequence[str], path: str | Path) -> Path:
+def plot_energy(store: DuckDBStore, run_ids: Sequence[str], path: str | Path, *, force: bool = False) -> Path:
     """Energy per step of one or more runs (``v_energy_by_step``), one line each, ΔF90 marked.
 
     Args:
         store: the store holding the runs.
         run_ids: the runs to draw (at least one).
         path: the PNG file to write.
+        force: replace ``path`` even if it holds something other than a PNG
+            (otherwise :class:`OverwriteRefusedError`, and the file is left alone).
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -35,6 +41,7 @@ def plot_energy(store: DuckDBStore, run_ids: Sequence[str], path: str | Path) ->
     ...     png.read_bytes()[:4]
     b'\x89PNG'
     """
+    check_output(path, "png", force=force)
     runs = _require(store, run_ids)
     fig, ax = _figure()
     for run_id in runs:
@@ -45,10 +52,10 @@ def plot_energy(store: DuckDBStore, run_ids: Sequence[str], path: str | Path) ->
             ax.axvline(f90["delta_f90"][0], color=line.get_color(), linestyle=":", linewidth=1)
     ax.set(xlabel="step", ylabel="energy", title="energy by step (dotted: ΔF90)")
     ax.legend(fontsize="small")
-    return _save(fig, path)
+    return _save(fig, path, force)
 
 
-def plot_eta_heatmap(store: DuckDBStore, run_id: str, path: str | Path) -> Path:
+def plot_eta_heatmap(store: DuckDBStore, run_id: str, path: str | Path, *, force: bool = False) -> Path:
     """η of every module (rows) at every recorded step (columns) of one run, from ``v_eta``.
 
     A recorded step is one that changed the state (step 0 and each accepted step).
@@ -56,12 +63,13 @@ def plot_eta_heatmap(store: DuckDBStore, run_id: str, path: str | Path) -> Path:
     >>> plot_eta_heatmap(store, run_id, "eta.png")  # doctest: +SKIP
     PosixPath('eta.png')
     """
+    check_output(path, "png", force=force)
     _require(store, [run_id])
     df = store.query("SELECT step, entity_id, eta FROM v_eta WHERE run_id = ? ORDER BY step", [run_id])
     fig, ax = _figure()
     if df.is_empty():
         _nothing(ax, "no η recorded")
-        return _save(fig, path)
+        return _save(fig, path, force)
     ids = store.query("SELECT m.module_id FROM run_modules AS m JOIN runs AS r ON r.run_key = m.run_key "
                       "WHERE r.run_id = ? ORDER BY m.idx", [run_id])["module_id"].to_list()
     steps = np.unique(df["step"].to_numpy())
@@ -76,22 +84,23 @@ def plot_eta_heatmap(store: DuckDBStore, run_id: str, path: str | Path) -> Path:
         ax.set_yticks(range(len(ids)), ids, fontsize="small")
     ax.set(xlabel="recorded step", ylabel="module", title=f"η of run {run_id}")
     fig.colorbar(image, ax=ax, label="η")
-    return _save(fig, path)
+    return _save(fig, path, force)
 
 
-def plot_gate_timeline(store: DuckDBStore, run_id: str, path: str | Path) -> Path:
+def plot_gate_timeline(store: DuckDBStore, run_id: str, path: str | Path, *, force: bool = False) -> Path:
     """η of each gate that had an event (``v_eta``), with its openings ▲ and closings ▼ (``v_gate_timeline``).
 
     >>> plot_gate_timeline(store, run_id, "gates.png")  # doctest: +SKIP
     PosixPath('gates.png')
     """
+    check_output(path, "png", force=force)
     _require(store, [run_id])
     events = store.query("SELECT gate_id, step, event, eta, hazard FROM v_gate_timeline WHERE run_id = ? "
                          "ORDER BY gate_id, step", [run_id])
     fig, ax = _figure()
     if events.is_empty():
         _nothing(ax, "no gate events")
-        return _save(fig, path)
+        return _save(fig, path, force)
     gates = events["gate_id"].unique(maintain_order=True).to_list()
     eta = store.query("SELECT entity_id, step, eta FROM v_eta WHERE run_id = ? "
                       "AND entity_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY step", [run_id, gates])
@@ -105,7 +114,7 @@ def plot_gate_timeline(store: DuckDBStore, run_id: str, path: str | Path) -> Pat
                        color=line.get_color(), zorder=3)
     ax.set(xlabel="step", ylabel="η (gate)", ylim=(-0.02, 1.02), title=f"gates of run {run_id} (▲ opened, ▼ closed)")
     ax.legend(fontsize="small")
-    return _save(fig, path)
+    return _save(fig, path, force)
 
 
 def _require(store: DuckDBStore, run_ids: Sequence[str]) -> list[str]:
@@ -131,8 +140,9 @@ def _figure() -> tuple[Any, Any]:
     return fig, fig.add_subplot()
 
 
-def _save(fig: Any, path: str | Path) -> Path:
+def _save(fig: Any, path: str | Path, force: bool) -> Path:
     out = Path(path)
+    check_output(out, "png", force=force)  # again: the file may have appeared while we drew
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png")
     return out

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, Callable
 
-from complexity_from_constraints.entities import CfcError
+from complexity_from_constraints.entities import CfcError, OverwriteRefusedError
 from complexity_from_constraints.events import hooks
 
 MIRRORED = ("run_started", "step_committed", "gate_opened", "gate_closed", "run_finished")
@@ -37,6 +37,9 @@ class ProgressMirror(Mapping[str, Callable[..., Any]]):
         path: the JSON-lines file; truncated on creation unless ``append``.
         every: write one ``StepCommitted`` line in ``every`` (gate events and the end are always written).
         append: keep what the file already holds.
+        force: truncate (or append to) ``path`` even when it holds something that
+            is not JSON lines; without it such a file (a store, a plot) is refused
+            with :class:`OverwriteRefusedError` and left alone.
 
     >>> import tempfile, pathlib
     >>> from complexity_from_constraints.entities import LandauModule, RelaxConfig, System
@@ -49,10 +52,11 @@ class ProgressMirror(Mapping[str, Callable[..., Any]]):
     'RunFinished'
     """
 
-    def __init__(self, path: str | Path, *, every: int = 1, append: bool = False):
+    def __init__(self, path: str | Path, *, every: int = 1, append: bool = False, force: bool = False):
         self.path = Path(path)
         self.every = max(1, int(every))
         self._lock = threading.Lock()
+        check_output(self.path, "jsonl", force=force)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file: IO[str] | None = self.path.open("a" if append else "w", encoding="utf-8")
         self._receivers: dict[str, Callable[..., Any]] = {name: self._write for name in MIRRORED}
@@ -108,6 +112,56 @@ class ProgressMirror(Mapping[str, Callable[..., Any]]):
                 raise CfcError(f"ProgressMirror({str(self.path)!r}) is closed")
             self._file.write(line + "\n")
             self._file.flush()
+
+
+# What an output file of each kind starts with; anything else already at the path is not ours to replace.
+_KINDS = {"png": "a PNG image", "jsonl": "JSON lines", "html": "an HTML report"}
+
+
+def sniff(head: bytes) -> str:
+    """What a file's first bytes say it is: ``"duckdb"``, ``"sqlite"``, ``"png"``, ``"jsonl"``, ``"parquet"``, ``"html"`` or ``"other"``."""
+    if len(head) >= 12 and head[8:12] == b"DUCK":
+        return "duckdb"
+    if head.startswith(b"SQLite format 3\x00"):
+        return "sqlite"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    if head.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html")):
+        return "html"
+    first = head.split(b"\n", 1)[0].strip()
+    if first.startswith(b"{"):
+        try:
+            if isinstance(json.loads(first), dict) or b"\n" not in head:
+                return "jsonl"
+        except ValueError:
+            if b"\n" not in head:  # one long first line, cut by the sniff window
+                return "jsonl"
+    return "other"
+
+
+def check_output(path: str | Path, kind: str, *, force: bool = False) -> None:
+    """Refuse to replace an existing, non-empty file at ``path`` that is not of ``kind`` (unless ``force``).
+
+    Raises:
+        OverwriteRefusedError: naming the file, what it holds and what would have been written.
+    """
+    target = Path(path)
+    if force or not target.exists():
+        return
+    if target.is_dir():
+        raise OverwriteRefusedError(f"{target} is a folder; name a file to write {_KINDS[kind]} to")
+    with open(target, "rb") as handle:
+        head = handle.read(64 * 1024)
+    if not head:
+        return
+    found = sniff(head)
+    if found != kind:
+        what = {"duckdb": "a DuckDB database (a run store?)", "sqlite": "a SQLite database", "png": "a PNG image",
+                "jsonl": "JSON lines", "parquet": "a Parquet file", "html": "an HTML page"}.get(found, "data of another kind")
+        raise OverwriteRefusedError(f"{target} holds {what}; refusing to replace it with {_KINDS[kind]} "
+                                    f"(pass force=True to overwrite it)")
 
 
 def follow_lines(path: str | Path, *, timeout: float | None = None, poll: float = 0.1) -> Iterator[dict[str, Any]]:

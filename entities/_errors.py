@@ -8,7 +8,17 @@
     ├── UnknownStepError        a step a run never reached
     ├── SchemaVersionError      a stored event payload from an unknown (future) schema
     ├── LogIntegrityError       a batch would break the append-only, gap-free log
+    │   ├── NonFiniteValueError     an event holds NaN or ±inf (refused before anything is written)
+    │   └── UnreadableEventError    a stored event does not decode (names run, seq and type)
     ├── MissingDependencyError  an optional dependency is not installed
+    ├── StoreError              a store file cannot be used as asked (names the file and the cause)
+    │   ├── StoreBusyError          another process, or another store of this process, holds the file
+    │   ├── StoreCorruptError       truncated or damaged file, header, block or WAL
+    │   ├── StoreVersionError       written by a store schema this code cannot open (newer, or unupgradable)
+    │   ├── ForeignFileError        not one of our stores: another program's database, SQLite, an image
+    │   ├── StoreWriteError         cannot write: disk full, read-only folder, read-only store, a write query
+    │   └── StoreTransactionError   relax inside an open ``store.transaction()``
+    ├── OverwriteRefusedError   an output path holds a file of another kind (``force=True`` overwrites)
     ├── MonotonicityError       an accepted step raised the energy (``monotone="strict"``)
     └── DivergedError           a run's energy, gradient or η stopped being finite
 
@@ -95,3 +105,54 @@ class DivergedError(CfcError):
         self.run_id, self.step, self.energy = run_id, step, energy
         super().__init__(f"run {run_id!r} diverged at step {step}: its energy, gradient or η stopped being finite "
                          f"(recorded with status 'diverged'; the last finite state has energy {energy!r})")
+
+
+# -- the store's errors: every failure to open, read or write a store file is one of these --------
+
+
+class NonFiniteValueError(LogIntegrityError):
+    """An event holds NaN or ±inf in ``field``; the store refuses the batch before writing any of it."""
+
+
+class UnreadableEventError(LogIntegrityError):
+    """A stored event does not decode; ``run_id``, ``seq`` and ``event_type`` say which."""
+
+    def __init__(self, run_id: str, seq: int, event_type: str, cause: str):
+        self.run_id, self.seq, self.event_type = run_id, seq, event_type
+        super().__init__(f"run {run_id!r}, seq {seq} ({event_type}): stored payload does not decode: {cause}")
+
+
+class StoreError(CfcError):
+    """A store file cannot be used as asked; ``path`` is the file, the message says why."""
+
+    def __init__(self, message: str, path: str | None = None):
+        self.path = path
+        super().__init__(message)
+
+
+class StoreBusyError(StoreError):
+    """Another process holds the database file, or this process already has a store open on it."""
+
+
+class StoreCorruptError(StoreError):
+    """The file is damaged (truncated, a bad header, block or WAL); it was left as it was."""
+
+
+class StoreVersionError(StoreError):
+    """The file was written by a store schema this code cannot open (newer, or an old layout it cannot upgrade)."""
+
+
+class ForeignFileError(StoreError):
+    """The file is not one of our stores (another program's DuckDB database, SQLite, anything else)."""
+
+
+class StoreWriteError(StoreError):
+    """The store cannot write: disk full, a read-only folder or store, or a query that would write."""
+
+
+class StoreTransactionError(StoreError):
+    """``relax`` was called inside this thread's open ``store.transaction()`` (its writer would wait for ever)."""
+
+
+class OverwriteRefusedError(CfcError):
+    """An output path already holds a file of another kind; pass ``force=True`` to overwrite it."""

@@ -114,17 +114,39 @@ def get(name: str) -> HookSignal:
 
 
 def dispatch(committed: Iterable[Recorded]) -> list[HookFailure]:
-    """Call every receiver for every committed event, in order, each isolated."""
+    """Call every receiver for every committed event, in order, each isolated.
+
+    An ``Exception`` in a receiver is logged and returned as a :class:`HookFailure`.
+    An interrupt (``KeyboardInterrupt``, ``SystemExit``: any ``BaseException``
+    that is not an ``Exception``) stops the dispatch cleanly: the event being
+    delivered still reaches the receivers after the interrupted one, then the
+    interrupt is re-raised with a note naming the first committed event that no
+    receiver was given (the events are in the log either way; only their
+    hooks were skipped) and the count. Its ``undelivered`` attribute holds
+    those event ids.
+    """
     failures: list[HookFailure] = []
-    for rec in committed:
+    records = list(committed)
+    for k, rec in enumerate(records):
         name = signal_name(rec.event.type)
         sig = SIGNALS[name]
         if not sig.receivers:
             continue
+        interrupt: BaseException | None = None
         for receiver in sig.ordered_receivers():
             try:
                 receiver(rec.run_id, event=rec.event, seq=rec.seq)
             except Exception as exc:  # a hook must never break the run
                 log.error("hook %s receiver %r raised on %s: %r", name, receiver, rec.event_id, exc, exc_info=exc)
                 failures.append(HookFailure(name, repr(receiver), rec.event_id, exc))
+            except BaseException as exc:  # an interrupt: finish this event's receivers, then stop
+                if interrupt is None:
+                    interrupt = exc
+        if interrupt is not None:
+            undelivered = [r.event_id for r in records[k + 1:]]
+            interrupt.undelivered = undelivered  # type: ignore[attr-defined]
+            if undelivered:
+                interrupt.add_note(f"hooks: interrupted after {rec.event_id}; {len(undelivered)} committed events "
+                                   f"were not delivered, from {undelivered[0]}")
+            raise interrupt
     return failures

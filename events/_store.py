@@ -4,6 +4,21 @@ A store keeps, per run, an append-only sequence of :class:`Recorded` events
 with gap-free sequence numbers ``seq`` starting at 0. :meth:`AbstractEventStore.append`
 is atomic: a batch is stored whole or not at all, so a crash leaves a prefix
 of whole batches. A run without a ``RunFinished`` event is *incomplete*.
+
+Guarantees every store keeps (the contract suite in ``tests/events`` checks each):
+
+- **Acknowledged** means committed: an event is acknowledged once the
+  :meth:`~AbstractEventStore.append` call that carried it has returned, which is
+  also when its hook signals fire. An acknowledged event survives a crash of
+  the process (for a store with a file) and is never rewritten.
+- :meth:`~AbstractEventStore.new_run_id` *reserves* the id it returns, under
+  the store's lock: two relaxations of the same System, config and seed in one
+  store get different ordinals, and a run's log holds one computation's events.
+- ``append`` checks and writes under the same lock, so concurrent writers can
+  neither interleave nor duplicate seqs; it refuses, before writing anything,
+  an event holding NaN or ±inf (:class:`NonFiniteValueError`).
+- Batches written by ``relax`` end on step boundaries, so the log is a prefix
+  of whole steps.
 """
 
 from __future__ import annotations
@@ -13,9 +28,14 @@ import threading
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
-from complexity_from_constraints.entities import LogIntegrityError, UnknownRunError, content_digest
+from complexity_from_constraints.entities import (
+    LogIntegrityError,
+    NonFiniteValueError,
+    UnknownRunError,
+    content_digest,
+)
 
-from ._types import EtaRecorded, Event, RunFinished, RunStarted
+from ._types import EtaRecorded, Event, RunFinished, RunStarted, non_finite_field
 
 
 @dataclass(frozen=True)
@@ -65,7 +85,16 @@ class RunMeta:
 
 
 class AbstractEventStore(abc.ABC):
-    """Where runs' events live. Implementations differ only in persistence."""
+    """Where runs' events live. Implementations differ only in persistence.
+
+    Subclasses call ``super().__init__()``: it creates the store's re-entrant
+    lock, which :meth:`append` and :meth:`new_run_id` hold, and the set of
+    reserved run ids.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._reserved: set[str] = set()
 
     @abc.abstractmethod
     def _write(self, run_id: str, batch: Sequence[Recorded], new_run: RunStarted | None) -> None:
@@ -91,28 +120,42 @@ class AbstractEventStore(abc.ABC):
     def append(self, run_id: str, batch: Sequence[Recorded]) -> None:
         """Append a batch atomically, checking it extends the log without gaps.
 
+        The checks and the write happen under the store's lock, so two threads
+        appending to one run cannot both pass the seq check. When it returns,
+        the batch is committed: its events are *acknowledged*.
+
         Raises:
             LogIntegrityError: wrong run id, a gap or duplicate seq, a first batch
                 that does not start with RunStarted, or events after RunFinished.
+            NonFiniteValueError: an event holds NaN or ±inf (it names the event and field).
         """
         if not batch:
             return
-        expected = self.next_seq(run_id)
-        for offset, rec in enumerate(batch):
+        for rec in batch:  # pure checks first: nothing of a refused batch is written
             if rec.run_id != run_id:
                 raise LogIntegrityError(f"batch for run {run_id!r} holds an event of run {rec.run_id!r}")
-            if rec.seq != expected + offset:
-                raise LogIntegrityError(f"run {run_id!r}: expected seq {expected + offset}, got {rec.seq}")
-        new_run = None
-        if expected == 0:
-            if not isinstance(batch[0].event, RunStarted):
-                raise LogIntegrityError(f"run {run_id!r} must start with RunStarted")
-            new_run = batch[0].event
-        elif self.is_complete(run_id):
-            raise LogIntegrityError(f"run {run_id!r} is finished; its log is closed")
-        if any(isinstance(r.event, RunStarted) for r in batch[1 if new_run else 0:]):
-            raise LogIntegrityError(f"run {run_id!r}: RunStarted may only be the first event")
-        self._write(run_id, batch, new_run)
+            bad = non_finite_field(rec.event)
+            if bad is not None:
+                raise NonFiniteValueError(
+                    f"run {run_id!r}, seq {rec.seq} ({rec.event.type}): field {bad!r} is not finite; "
+                    f"the log keeps finite numbers only")
+        with self._lock:
+            expected = self.next_seq(run_id)
+            for offset, rec in enumerate(batch):
+                if rec.seq != expected + offset:
+                    raise LogIntegrityError(f"run {run_id!r}: expected seq {expected + offset}, got {rec.seq}")
+            new_run = None
+            if expected == 0:
+                if not isinstance(batch[0].event, RunStarted):
+                    raise LogIntegrityError(f"run {run_id!r} must start with RunStarted")
+                new_run = batch[0].event
+            elif self.is_complete(run_id):
+                raise LogIntegrityError(f"run {run_id!r} is finished; its log is closed")
+            if any(isinstance(r.event, RunStarted) for r in batch[1 if new_run else 0:]):
+                raise LogIntegrityError(f"run {run_id!r}: RunStarted may only be the first event")
+            self._write(run_id, batch, new_run)
+            if new_run is not None:
+                self._reserved.discard(run_id)  # the registry holds it now
 
     def module_ids(self, run_id: str) -> tuple[str, ...]:
         """The run's module ids in η order, modules added by expansion included (at the end)."""
@@ -132,13 +175,34 @@ class AbstractEventStore(abc.ABC):
         raise UnknownRunError(f"no run {run_id!r} in this store")
 
     def new_run_id(self, started: RunStarted) -> str:
-        """A readable, deterministic id: a digest of system, config and seed, plus an ordinal."""
+        """Reserve and return a readable, deterministic id: a digest of system, config and seed, plus an ordinal.
+
+        The ordinal is the first one neither stored nor reserved; the id stays
+        reserved (no other call returns it) until its first batch registers the
+        run or :meth:`release_run_id` gives it back. So concurrent runs of the
+        same System, config and seed get ``…-1``, ``…-2``, … in call order.
+        """
         stem = content_digest([started.system_digest, started.config.model_dump(mode="json"), started.seed])[:10]
-        taken = {info.run_id for info in self.runs()}
-        n = 1
-        while f"{stem}-{n}" in taken:
-            n += 1
-        return f"{stem}-{n}"
+        with self._lock:
+            taken = self._taken_ids(stem) | self._reserved
+            n = 1
+            while f"{stem}-{n}" in taken:
+                n += 1
+            self._reserved.add(f"{stem}-{n}")
+            return f"{stem}-{n}"
+
+    def release_run_id(self, run_id: str) -> None:
+        """Give back a reserved id whose run never wrote a batch (no-op otherwise)."""
+        with self._lock:
+            self._reserved.discard(run_id)
+
+    def _taken_ids(self, stem: str) -> set[str]:
+        """The stored run ids that start with ``stem`` (a store may answer with a narrower query)."""
+        return {info.run_id for info in self.runs() if info.run_id.startswith(stem)}
+
+    def in_transaction(self) -> bool:
+        """Whether the calling thread holds an open multi-statement transaction of this store (never, by default)."""
+        return False
 
     def delete_runs(self, run_ids: Sequence[str]) -> int:
         """Remove whole runs, all or none, and return how many events went: the one mutation of the log.
@@ -175,9 +239,9 @@ class InMemoryStore(AbstractEventStore):
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self._logs: dict[str, list[Recorded]] = {}
         self._infos: dict[str, RunInfo] = {}
-        self._lock = threading.Lock()
 
     def _write(self, run_id, batch, new_run):
         with self._lock:
@@ -188,14 +252,17 @@ class InMemoryStore(AbstractEventStore):
                                               len(new_run.system.modules), False)
 
     def next_seq(self, run_id):
-        return len(self._logs.get(run_id, ()))
+        with self._lock:
+            return len(self._logs.get(run_id, ()))
 
     def read(self, run_id, *, until_step=None, types=None):
-        if run_id not in self._logs:
-            raise UnknownRunError(f"no run {run_id!r} in this store")
+        with self._lock:
+            if run_id not in self._logs:
+                raise UnknownRunError(f"no run {run_id!r} in this store")
+            log = list(self._logs[run_id])
         wanted = set(types) if types is not None else None
         out = []
-        for rec in self._logs[run_id]:
+        for rec in log:
             if wanted is not None and rec.event.type not in wanted:
                 continue
             if until_step is not None and rec.step is not None and rec.step > until_step:
@@ -206,9 +273,10 @@ class InMemoryStore(AbstractEventStore):
         return out
 
     def runs(self):
-        return [RunInfo(i.run_id, i.system_id, i.system_digest, i.seed, i.n_modules,
-                        any(isinstance(r.event, RunFinished) for r in self._logs[i.run_id]))
-                for i in self._infos.values()]
+        with self._lock:
+            return [RunInfo(i.run_id, i.system_id, i.system_digest, i.seed, i.n_modules,
+                            any(isinstance(r.event, RunFinished) for r in self._logs[i.run_id]))
+                    for i in self._infos.values()]
 
     def delete_runs(self, run_ids):
         with self._lock:
@@ -231,27 +299,32 @@ class NullStore(AbstractEventStore):
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self._next: dict[str, int] = {}
         self._infos: dict[str, RunInfo] = {}
         self._finished: set[str] = set()
 
     def _write(self, run_id, batch, new_run):
-        if new_run is not None:
-            self._infos[run_id] = RunInfo(run_id, new_run.system.id, new_run.system_digest, new_run.seed,
-                                          len(new_run.system.modules), False)
-        self._next[run_id] = batch[-1].seq + 1
-        if isinstance(batch[-1].event, RunFinished):
-            self._finished.add(run_id)
+        with self._lock:
+            if new_run is not None:
+                self._infos[run_id] = RunInfo(run_id, new_run.system.id, new_run.system_digest, new_run.seed,
+                                              len(new_run.system.modules), False)
+            self._next[run_id] = batch[-1].seq + 1
+            if isinstance(batch[-1].event, RunFinished):
+                self._finished.add(run_id)
 
     def next_seq(self, run_id):
-        return self._next.get(run_id, 0)
+        with self._lock:
+            return self._next.get(run_id, 0)
 
     def read(self, run_id, *, until_step=None, types=None):
         raise UnknownRunError(f"run {run_id!r} was not recorded (NullStore keeps nothing)")
 
     def is_complete(self, run_id):
-        return run_id in self._finished
+        with self._lock:
+            return run_id in self._finished
 
     def runs(self):
-        return [RunInfo(i.run_id, i.system_id, i.system_digest, i.seed, i.n_modules, i.run_id in self._finished)
-                for i in self._infos.values()]
+        with self._lock:
+            return [RunInfo(i.run_id, i.system_id, i.system_digest, i.seed, i.n_modules, i.run_id in self._finished)
+                    for i in self._infos.values()]

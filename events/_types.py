@@ -13,6 +13,7 @@ per η. It is still an event of the union, with its own type and version.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Callable, ClassVar, Literal, Union
 
@@ -315,8 +316,66 @@ def upcast(event_type: str, version: int, payload: dict[str, Any]) -> dict[str, 
 
 
 def encode(event: AbstractEvent) -> str:
-    """The JSON payload stored for a model event."""
+    """The JSON payload stored for a model event.
+
+    JSON has no NaN or ±inf (Pydantic would write ``null``, which no longer
+    validates as a float), so a store refuses an event for which
+    :func:`non_finite_field` names a field before it encodes it.
+    """
     return event.model_dump_json()
+
+
+def non_finite_field(event: Event) -> str | None:
+    """The dotted path of the first NaN or ±inf float in ``event`` (``None`` when every number is finite).
+
+    >>> non_finite_field(GateOpened(gate_id="g", step=3, eta=float("nan")))
+    'eta'
+    >>> non_finite_field(EtaRecorded(0, np.array([0.5, np.inf]))) , non_finite_field(EtaRecorded(0, np.zeros(2)))
+    ('eta[1]', None)
+    """
+    if isinstance(event, EtaRecorded):
+        bad = np.flatnonzero(~np.isfinite(event.eta))
+        return f"eta[{int(bad[0])}]" if bad.size else None
+    where = _non_finite(event)
+    if where is None:
+        return None
+    return "".join(k if k.startswith("[") else f".{k}" for k in reversed(where)).lstrip(".")
+
+
+_isfinite = math.isfinite
+
+
+def _non_finite(value: Any) -> list[str] | None:
+    """The path (innermost key first) to a NaN or ±inf inside ``value``; cheap when there is none."""
+    if isinstance(value, float):  # numpy's float64 too
+        return None if _isfinite(value) else []
+    if isinstance(value, System):  # a System refuses NaN and ±inf in every parameter when it is built
+        return None
+    if isinstance(value, BaseModel):
+        items: Any = value.__dict__.items()
+    elif isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    elif isinstance(value, np.ndarray) and value.dtype.kind in "fc":
+        bad = np.flatnonzero(~np.isfinite(value.ravel()))
+        return [f"[{int(bad[0])}]"] if bad.size else None
+    elif isinstance(value, np.floating):
+        return None if np.isfinite(value) else []
+    else:
+        return None
+    for key, item in items:
+        if type(item) is float:
+            if _isfinite(item):
+                continue
+            return [f"[{key}]" if isinstance(key, int) else str(key)]
+        if isinstance(item, (int, str, bool)) or item is None:
+            continue
+        found = _non_finite(item)
+        if found is not None:
+            found.append(f"[{key}]" if isinstance(key, int) else str(key))
+            return found
+    return None
 
 
 def decode(event_type: str, version: int, payload: str | dict[str, Any]) -> AbstractEvent:

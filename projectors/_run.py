@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from complexity_from_constraints.entities import DivergedError, InvalidEntityError, RelaxConfig, System
+from complexity_from_constraints.entities import DivergedError, InvalidEntityError, RelaxConfig, StoreTransactionError, System
 from complexity_from_constraints.events import (
     AbstractEventStore,
     EtaRecorded,
@@ -78,36 +78,62 @@ class RunResult:
 class _Recorder:
     """Assigns seqs, buffers events, appends whole batches, then dispatches hooks.
 
+    A batch ends on a step boundary: once ``flush_every`` steps (or
+    ``flush_values`` η values) are buffered, the batch is cut when the first
+    event of the *next* step arrives (an event with another ``step``), never
+    between a step's ``StepCommitted``, ``EtaRecorded`` and gate events. So the
+    log, after a crash or as a hook's ``replay`` sees it mid-run, is a prefix of
+    whole steps.
+
     With ``pipelined``, batches are appended by one background thread (a
     store such as DuckDB releases the GIL while it writes, so recording
     overlaps the next steps' computation). Batches still commit one after
     another in seq order, and the hooks of a batch fire in this thread only
     after its commit; if an append fails, the store's seq check refuses every
     later batch, so the log keeps a gap-free prefix.
+
+    Raises:
+        StoreTransactionError: the calling thread holds the store's open
+            ``transaction()``: the run would wait for ever on its own lock
+            (pipelined), or announce through hooks events that a rollback then
+            takes back. Refused before anything is written; the reserved run id
+            is given back.
     """
 
     def __init__(self, store: AbstractEventStore, run_id: str, flush_every: int, flush_values: int, pipelined: bool):
+        if store.in_transaction():
+            store.release_run_id(run_id)
+            raise StoreTransactionError(
+                f"relax cannot record into {getattr(store, 'path', 'the store')} inside its open transaction(); "
+                f"run it outside the `with store.transaction():` block", getattr(store, "path", None))
         self.store, self.run_id = store, run_id
         self.flush_every, self.flush_values = flush_every, flush_values
         self.seq = store.next_seq(run_id)
         self.buffer: list[Recorded] = []
         self.steps = self.values = 0
+        self.due = False  # the buffer is full: cut it at the next step boundary
+        self.step: int | None = None  # the step of the last buffered event that has one
         self.failures: list[HookFailure] = []
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cfc-writer") if pipelined else None
         self.pending: deque[tuple[Future[None], list[Recorded]]] = deque()
 
     def add(self, event) -> None:
+        step = getattr(event, "step", None)
+        if step is not None:
+            if self.due and self.step is not None and step != self.step:
+                self.flush()  # the previous step is whole: this event opens the next one
+            self.step = step
         self.buffer.append(Recorded(self.run_id, self.seq, event))
         self.seq += 1
         if isinstance(event, EtaRecorded):
             self.steps += 1
             self.values += event.eta.size
-            if self.steps >= self.flush_every or self.values >= self.flush_values:
-                self.flush()
+            self.due = self.steps >= self.flush_every or self.values >= self.flush_values
 
     def flush(self, wait: bool = False) -> None:
         batch, self.buffer = self.buffer, []
         self.steps = self.values = 0
+        self.due = False
         if batch:
             if self.pool is None:
                 self.store.append(self.run_id, batch)
@@ -122,6 +148,7 @@ class _Recorder:
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True)
+        self.store.release_run_id(self.run_id)  # a no-op once the run is registered
 
 
 def relax(

@@ -118,3 +118,23 @@ def test_cfc_help_imports_none_of_the_heavy_libraries():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[] True"
+
+
+def test_output_paths_never_replace_a_store(cli, tmp_path):
+    """`cfc plot -o runs.duckdb` and `cfc report --out runs.duckdb` refuse; --force overwrites on purpose."""
+    import hashlib
+
+    db = tmp_path / "runs.duckdb"
+    assert cli("demo", "--db", db, "--steps", "5")[0] == 0
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    for args in (("plot", "@latest", "-o", db), ("report", "@latest", "--out", db)):
+        code, _, err = cli(*args, "--db", db)
+        assert code == 2 and "refusing to replace it" in err
+        assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+    page = tmp_path / "page.html"
+    assert cli("report", "@latest", "--out", page, "--db", db)[0] == 0
+    assert cli("report", "@latest", "--out", page, "--db", db)[0] == 0  # an HTML report may be replaced
+    png = tmp_path / "other.png"
+    png.write_text("not a png")
+    assert cli("plot", "@latest", "-o", png, "--db", db)[0] == 2
+    assert cli("plot", "@latest", "-o", png, "--db", db, "--force")[0] == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from complexity_from_constraints.adapters import DuckDBStore
+from complexity_from_constraints.adapters._duckdb_store import STORE_SCHEMA_VERSION
 from complexity_from_constraints.entities import GateModule, LandauModule, RelaxConfig, System, demo_system
 from complexity_from_constraints.events import Recorded, RunStarted, StepCommitted
 from complexity_from_constraints.projectors import package_version, relax
@@ -95,10 +96,13 @@ def test_views_read_the_tables_and_agree_with_the_live_definition(several_runs):
     assert {(r, s) for n, r, s in positions if n == "mat_steps"} == set(last.items())
     assert {r for n, r, s in positions if n == "mat_run_stats"} == set(last) - {"crashed-1"}
     # Without the table, the definition computes the same rows for every run.
-    db.query("BEGIN TRANSACTION")
-    db.query("DELETE FROM mat_run_stats")
-    assert db.query("SELECT * FROM v_live_run_stats ORDER BY run_id").equals(stats)
-    db.query("ROLLBACK")
+    class Rollback(Exception):
+        pass
+
+    with pytest.raises(Rollback), db.transaction():  # store.query only reads: delete through the private door
+        db._execute("DELETE FROM mat_run_stats")
+        assert db.query("SELECT * FROM v_live_run_stats ORDER BY run_id").equals(stats)
+        raise Rollback
     assert db.query("SELECT * FROM v_run_stats ORDER BY run_id").equals(stats)
 
 
@@ -127,10 +131,10 @@ def test_a_store_from_before_the_tables_is_caught_up_when_opened(tmp_path, toy_s
         store.refresh_materialised()
         expected = snapshot(store)
         for table in ("mat_steps", "mat_run_stats", "mat_positions"):  # what a schema-1 file holds: no derived rows
-            store.query(f"DELETE FROM {table}")
-        store.query("UPDATE store_meta SET value = '1' WHERE key = 'schema_version'")
+            store._execute(f"DELETE FROM {table}")
+        store._execute("UPDATE store_meta SET value = '1' WHERE key = 'schema_version'")
     with DuckDBStore(path) as store:
-        assert store.query("SELECT value FROM store_meta WHERE key = 'schema_version'").item() == "2"
+        assert store.query("SELECT value FROM store_meta WHERE key = 'schema_version'").item() == str(STORE_SCHEMA_VERSION)
         assert_same(expected, snapshot(store))
         assert store.refresh_materialised() == []  # idempotent: nothing left to apply
 
@@ -138,8 +142,8 @@ def test_a_store_from_before_the_tables_is_caught_up_when_opened(tmp_path, toy_s
 def test_appending_to_a_run_whose_tables_lag_catches_up_first(db):
     system = System(id="s", modules=[LandauModule(id="m"), GateModule(id="g")])
     db.append("r", [Recorded("r", 0, started(system)), Recorded("r", 1, committed(0, 1.0))])
-    db.query("DELETE FROM mat_steps")
-    db.query("DELETE FROM mat_positions")
+    db._execute("DELETE FROM mat_steps")
+    db._execute("DELETE FROM mat_positions")
     db._mat_seq.clear()  # as a fresh process would see it
     db.append("r", [Recorded("r", 2, committed(1, 0.5))])
     assert db.query("SELECT step FROM mat_steps ORDER BY step")["step"].to_list() == [0, 1]
@@ -151,8 +155,8 @@ def test_refresh_reports_the_runs_it_updated(db, toy_system):
     assert db.refresh_materialised() == [r.run_id]  # folds the finished run
     assert db.refresh_materialised() == []  # idempotent
     assert db.query("SELECT count(*) FROM mat_run_stats").item() == 1
-    db.query("DELETE FROM mat_run_stats")
-    db.query("DELETE FROM mat_positions WHERE name = 'mat_run_stats'")
+    db._execute("DELETE FROM mat_run_stats")
+    db._execute("DELETE FROM mat_positions WHERE name = 'mat_run_stats'")
     assert db.refresh_materialised([r.run_id]) == [r.run_id]
     assert db.query("SELECT count(*) FROM mat_run_stats").item() == 1
 

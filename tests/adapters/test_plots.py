@@ -46,3 +46,25 @@ def test_unknown_runs_and_empty_lists_are_clear_errors(runs, tmp_path):
     with pytest.raises(CfcError, match="at least one run"):
         plot_energy(store, [], tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("plot", [plot_energy, plot_eta_heatmap, plot_gate_timeline])
+def test_a_plot_never_replaces_a_file_of_another_kind(runs, tmp_path, plot):
+    from complexity_from_constraints.entities import OverwriteRefusedError
+
+    store, a, _ = runs
+    wrap = (lambda r: [r]) if plot is plot_energy else (lambda r: r)
+    database = tmp_path / "runs.duckdb"  # the store itself
+    kept = database.read_bytes()
+    for victim in (database, tmp_path / "notes.txt", tmp_path / "p.jsonl"):
+        if not victim.exists():
+            victim.write_text('{"type": "RunStarted"}\n' if victim.suffix == ".jsonl" else "my notes\n")
+        before = victim.read_bytes()
+        with pytest.raises(OverwriteRefusedError, match="force=True"):
+            plot(store, wrap(a), victim)
+        assert victim.read_bytes() == before
+    assert database.read_bytes() == kept
+    png = plot(store, wrap(a), tmp_path / "plot.png")
+    assert plot(store, wrap(a), png) == png  # a PNG is replaced by a PNG
+    forced = plot(store, wrap(a), tmp_path / "notes.txt", force=True)
+    assert forced.read_bytes().startswith(PNG)

@@ -95,3 +95,30 @@ def no_stray_receivers():
         for rid, receiver in list(sig.receivers.items()):
             if rid not in before[name]:
                 sig.disconnect(receiver)
+
+
+def test_a_mirror_never_truncates_a_file_of_another_kind(tmp_path, toy_system):
+    from complexity_from_constraints.adapters import DuckDBStore, ProgressMirror
+    from complexity_from_constraints.entities import OverwriteRefusedError
+
+    store_path = tmp_path / "runs.duckdb"
+    with DuckDBStore(store_path) as store:
+        relax(toy_system, RelaxConfig(steps=3), store=store)
+    png = tmp_path / "plot.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    for victim in (store_path, png):
+        before = victim.read_bytes()
+        for append in (False, True):
+            with pytest.raises(OverwriteRefusedError, match="force=True"):
+                ProgressMirror(victim, append=append)
+        assert victim.read_bytes() == before
+    with DuckDBStore(store_path, read_only=True) as store:  # still a store
+        assert len(store.runs()) == 1
+    lines = tmp_path / "p.jsonl"
+    with ProgressMirror(lines) as mirror:  # JSON lines may be replaced by JSON lines
+        relax(toy_system, RelaxConfig(steps=3), hooks=mirror)
+    with ProgressMirror(lines) as mirror:
+        relax(toy_system, RelaxConfig(steps=3), hooks=mirror)
+    assert lines.read_text().count("RunFinished") == 1
+    ProgressMirror(png, force=True).close()
+    assert png.read_bytes() == b""

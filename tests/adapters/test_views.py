@@ -83,3 +83,64 @@ def test_another_process_cannot_open_a_file_being_written(tmp_path):
         holder.communicate("\n", timeout=30)
     with DuckDBStore(path, read_only=True) as store:  # free again once the writer is gone
         assert store.query("SELECT count(*) AS n FROM v_runs")["n"][0] == 0
+
+
+@pytest.mark.parametrize("sql", [
+    "DELETE FROM events", "UPDATE events SET seq = seq + 1", "DROP TABLE events", "DROP VIEW v_runs",
+    "INSERT INTO store_meta VALUES ('x', 'y')", "CREATE TABLE t AS SELECT 1", "ATTACH ':memory:' AS other",
+    "COPY events TO '{tmp}/out.csv'", "SELECT 1; DELETE FROM events", "EXPLAIN ANALYZE DELETE FROM events",
+    "PRAGMA enable_profiling", "SET threads = 1", "CALL checkpoint()", "CHECKPOINT", "INSTALL sqlite",
+])
+def test_queries_cannot_change_the_log(db, toy_system, tmp_path, sql):
+    from complexity_from_constraints.entities import StoreWriteError
+
+    r = relax(toy_system, RelaxConfig(steps=5), store=db)
+    before = [(x.seq, x.event) for x in db.read(r.run_id)]
+    with pytest.raises(StoreWriteError, match="only reads|one statement"):
+        db.query(sql.format(tmp=tmp_path))
+    assert [(x.seq, x.event) for x in db.read(r.run_id)] == before
+    assert not (tmp_path / "out.csv").exists()
+    # Reading statements still work.
+    assert db.query("WITH n AS (SELECT count(*) AS k FROM events) SELECT k FROM n").item() == len(before) - r.steps - 1
+    assert db.query("DESCRIBE events").height > 0 and db.query("SHOW TABLES").height > 0
+    assert db.query("EXPLAIN SELECT * FROM v_runs").height > 0
+    assert db.query("PRAGMA table_info('events')").height > 0
+
+
+def test_a_stored_payload_that_does_not_decode_is_a_typed_error(db, toy_system):
+    from complexity_from_constraints.entities import UnreadableEventError
+    from complexity_from_constraints.projectors import replay, rerun
+
+    r = relax(toy_system, RelaxConfig(steps=5), store=db)
+    # What an earlier version wrote for a non-finite float: JSON null.
+    db._execute("UPDATE events SET payload = replace(payload, '\"pg_norm\":', '\"pg_norm\":null,\"x\":') "
+                "WHERE run_id = ? AND type = 'StepCommitted' AND step = 2", [r.run_id])
+    seq = db.query("SELECT seq FROM events WHERE run_id = ? AND step = 2 AND type = 'StepCommitted'", [r.run_id]).item()
+    for call in (lambda: db.read(r.run_id), lambda: replay(db, r.run_id)):
+        with pytest.raises(UnreadableEventError, match=rf"run '{r.run_id}', seq {seq} \(StepCommitted\)") as info:
+            call()
+        assert (info.value.run_id, info.value.seq, info.value.event_type) == (r.run_id, seq, "StepCommitted")
+    db._execute("UPDATE events SET payload = replace(payload, '\"seed\":0', '\"seed\":null') "
+                "WHERE run_id = ? AND type = 'RunStarted'", [r.run_id])
+    with pytest.raises(UnreadableEventError, match=rf"run '{r.run_id}', seq 0 \(RunStarted\)"):
+        rerun(db, r.run_id)
+
+
+def test_no_connection_loads_or_installs_extensions(db):
+    settings = db.query("SELECT current_setting('autoinstall_known_extensions') AS i, "
+                        "current_setting('autoload_known_extensions') AS l").row(0)
+    assert settings == (False, False)
+
+
+def test_views_are_created_once_per_definition(tmp_path):
+    path = tmp_path / "v.duckdb"
+    DuckDBStore(path).close()
+    with DuckDBStore(path) as store:
+        digest = store.query("SELECT value FROM store_meta WHERE key = 'views'").item()
+        store._execute("DROP VIEW v_eta")  # a second open does not rebuild what it finds current
+    with DuckDBStore(path) as store:
+        assert store.query("SELECT count(*) FROM duckdb_views() WHERE view_name = 'v_eta'").item() == 0
+        store._execute("UPDATE store_meta SET value = 'stale' WHERE key = 'views'")
+    with DuckDBStore(path) as store:  # new definitions: rebuilt, once
+        assert store.query("SELECT count(*) FROM duckdb_views() WHERE view_name = 'v_eta'").item() == 1
+        assert store.query("SELECT value FROM store_meta WHERE key = 'views'").item() == digest

@@ -86,3 +86,35 @@ def test_unknown_hook_names_are_refused(toy_system):
 
     with pytest.raises(KeyError, match="gate_opened"):
         relax(toy_system, RelaxConfig(steps=1), hooks={"gate_openned": print})
+
+
+def test_an_interrupt_in_a_receiver_reaches_the_others_for_that_event_then_stops_cleanly():
+    import pytest
+
+    from complexity_from_constraints.events import Recorded, StepCommitted
+
+    def step(k):
+        return Recorded("r-1", k, StepCommitted(step=k, energy=0.0, pg_norm=0.0, step_size=0.1, backtracks=0,
+                                                accepted=True, reason="decrease"))
+
+    seen = []
+
+    def interrupting(run_id, event, seq):
+        seen.append(("first", seq))
+        if seq == 2:
+            raise KeyboardInterrupt
+
+    def after(run_id, event, seq):
+        seen.append(("after", seq))
+
+    hooks.step_committed.connect(interrupting)
+    hooks.step_committed.connect(after)
+    try:
+        with pytest.raises(KeyboardInterrupt) as info:
+            hooks.dispatch([step(k) for k in range(1, 13)])
+    finally:
+        hooks.step_committed.disconnect(interrupting)
+        hooks.step_committed.disconnect(after)
+    assert seen == [("first", 1), ("after", 1), ("first", 2), ("after", 2)]  # the event in hand reached everyone
+    assert info.value.undelivered == [f"r-1/{k}" for k in range(3, 13)]  # the ten left are reported, not lost silently
+    assert "10 committed events were not delivered, from r-1/3" in " ".join(info.value.__notes__)

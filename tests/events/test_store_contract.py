@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
-from complexity_from_constraints.entities import LogIntegrityError, RelaxConfig, UnknownRunError
-from complexity_from_constraints.events import EtaRecorded, GateOpened, Recorded, RunFinished, RunStarted, StepCommitted
+from complexity_from_constraints.entities import (
+    LogIntegrityError,
+    NonFiniteValueError,
+    RelaxConfig,
+    StoreTransactionError,
+    UnknownRunError,
+)
+from complexity_from_constraints.events import (
+    EtaRecorded,
+    GateOpened,
+    InMemoryStore,
+    NullStore,
+    Recorded,
+    RunFinished,
+    RunStarted,
+    StepCommitted,
+)
 from complexity_from_constraints.projectors import package_version, relax
 
 
@@ -119,3 +136,89 @@ def test_a_crash_mid_run_leaves_whole_batches_and_an_incomplete_run(store, toy_s
     assert not any(isinstance(r.event, RunFinished) for r in log)
     steps = [r.event.step for r in log if isinstance(r.event, StepCommitted)]
     assert steps == list(range(12))  # every whole step before the crash
+
+
+# -- issue 12: the store side of reliability ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("threads", [2, 6])
+@pytest.mark.parametrize("pipelined", [True, False])
+def test_concurrent_relaxations_of_the_same_run_each_get_their_own_id(store, toy_system, threads, pipelined):
+    import threading
+
+    config = RelaxConfig(steps=40, step_size=0.3)
+    reference = InMemoryStore()
+    ref = relax(toy_system, config, seed=7, store=reference)
+    expected = [(r.seq, r.event) for r in reference.read(ref.run_id)]
+    barrier = threading.Barrier(threads)
+    results, errors = [], []
+
+    def one():
+        barrier.wait()
+        try:
+            results.append(relax(toy_system, config, seed=7, store=store, flush_every=3, pipelined=pipelined))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=one) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not errors
+    ids = sorted(r.run_id for r in results)
+    stem = ref.run_id.rsplit("-", 1)[0]
+    assert ids == sorted(f"{stem}-{k}" for k in range(1, threads + 1))  # distinct ordinals, none skipped
+    for run_id in ids:  # each run holds exactly one computation's events
+        assert [(r.seq, r.event) for r in store.read(run_id)] == expected
+        assert store.is_complete(run_id)
+
+
+def test_null_store_reserves_run_ids_too(toy_system):
+    store = NullStore()
+    started = _started(toy_system)
+    a, b = store.new_run_id(started), store.new_run_id(started)
+    assert a != b
+    store.release_run_id(a)
+    assert store.new_run_id(started) == a  # a released id is handed out again
+
+
+def test_a_batch_that_holds_a_non_finite_number_is_refused_whole(store, toy_system):
+    run = "r-1"
+    store.append(run, [Recorded(run, 0, _started(toy_system))])
+    for bad, field in [(GateOpened(gate_id="gate", step=0, eta=float("nan")), "eta"),
+                       (EtaRecorded(0, np.array([0.1, np.inf, 0.3, 0.4])), "eta[1]"),
+                       (StepCommitted(step=0, energy=1.0, pg_norm=1.0, step_size=0.1, backtracks=0, accepted=True,
+                                      reason="decrease", diagnostics={"margin": -np.inf}), "diagnostics.margin")]:
+        with pytest.raises(NonFiniteValueError, match=rf"seq 2 \({bad.type}\): field '{re.escape(field)}'"):
+            store.append(run, [Recorded(run, 1, _step(0)), Recorded(run, 2, bad)])
+        assert [r.seq for r in store.read(run)] == [0]  # not even the finite event before it
+    store.append(run, [Recorded(run, 1, _step(0))])
+
+
+def test_a_diverging_run_never_leaves_an_unreadable_log(store):
+    from complexity_from_constraints.entities import CfcError, LandauModule, System
+    from complexity_from_constraints.projectors import replay
+
+    system = System(id="huge", modules=[LandauModule(id="m", a=1e308, b=1e308, eta0=0.3)])
+    try:
+        with np.errstate(all="ignore"):  # the energy overflows: that is the point
+            relax(system, RelaxConfig(steps=3), store=store)
+    except CfcError:
+        pass  # refused by the store: no NaN or inf reaches the log
+    for info in store.runs():
+        log = store.read(info.run_id)  # reads back, whatever happened
+        assert [r.seq for r in log] == list(range(len(log)))
+        replay(store, info.run_id)
+
+
+@pytest.mark.parametrize("pipelined", [True, False])
+def test_relax_inside_an_open_transaction_is_refused_before_writing(store, toy_system, pipelined):
+    if not hasattr(store, "transaction"):
+        pytest.skip("the store has no multi-statement transactions")
+    with store.transaction():
+        with pytest.raises(StoreTransactionError, match="transaction"):
+            relax(toy_system, RelaxConfig(steps=3), store=store, pipelined=pipelined)
+    assert store.runs() == []
+    r = relax(toy_system, RelaxConfig(steps=3), store=store, pipelined=pipelined)
+    assert r.run_id.endswith("-1")  # the refused run gave its id back
