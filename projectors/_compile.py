@@ -301,22 +301,18 @@ def energy_and_gradient(cs: CompiledSystem, eta) -> tuple[float, Any]:
     """
     be, xp = cs.backend, cs.backend.xp
     energy = cs.constant
-    grad = xp.zeros_like(eta)
+    grad = None
     for g in cs.modules:
         f, df = g.cls.energy_grad(xp, g.take(eta), g.params)
         energy += be.to_float(xp.sum(g.weight * f))
-        if g.span is not None:
-            grad[g.span] = g.weight * df
-        else:
-            grad[g.index] = g.weight * df
+        grad = _placed(xp, grad, eta, g, g.weight * df)
     if cs.couplings:
-        parts_i, parts_j = [], []
+        parts = []
         for c in cs.couplings:
-            phi, di, dj = c.cls.energy_grad(xp, eta[c.i], eta[c.j], c.params)
+            phi, di, dj = c.cls.energy_grad(xp, *_ends(xp, eta, c), c.params)
             energy += be.to_float(xp.sum(c.weight * phi))
-            parts_i.append(c.weight * di)
-            parts_j.append(c.weight * dj)
-        grad = grad + be.scatter_add(cs.edge_index, xp.concatenate(parts_i + parts_j), cs.n)
+            parts.append((c.weight, di, dj))
+        grad = _added(grad, be.scatter_add(cs.edge_index, _weighted(xp, parts), cs.n))
     return energy, grad
 
 
@@ -328,18 +324,57 @@ def energy(cs: CompiledSystem, eta) -> float:
 def hessian_diagonal(cs: CompiledSystem, eta):
     r"""Diagonal of the Hessian of 𝓕: :math:`w_i f_i''(η_i) + Σ_e w_e ∂^2φ_e/∂η_i^2`."""
     be, xp = cs.backend, cs.backend.xp
-    diag = xp.zeros_like(eta)
+    diag = None
     for g in cs.modules:
-        h = g.weight * g.cls.hessian_diagonal(xp, g.take(eta), g.params)
-        if g.span is not None:
-            diag[g.span] = h
-        else:
-            diag[g.index] = h
+        diag = _placed(xp, diag, eta, g, g.weight * g.cls.hessian_diagonal(xp, g.take(eta), g.params))
     if cs.couplings:
-        parts_i, parts_j = [], []
-        for c in cs.couplings:
-            hi, hj = c.cls.hessian_diagonal(xp, eta[c.i], eta[c.j], c.params)
-            parts_i.append(c.weight * hi)
-            parts_j.append(c.weight * hj)
-        diag = diag + be.scatter_add(cs.edge_index, xp.concatenate(parts_i + parts_j), cs.n)
+        parts = [(c.weight, *c.cls.hessian_diagonal(xp, *_ends(xp, eta, c), c.params)) for c in cs.couplings]
+        diag = _added(diag, be.scatter_add(cs.edge_index, _weighted(xp, parts), cs.n))
     return diag
+
+
+# The helpers below save array passes without changing a single bit of the result:
+# every product is the same product, and every sum adds the same numbers in the same order.
+
+def _placed(xp, out, eta, group: ModuleGroup, values):
+    """``values`` written at ``group``'s positions of ``out`` (a fresh array the first time)."""
+    if out is None:
+        if (group.span is not None and group.span.start == 0 and values.shape == eta.shape
+                and values.dtype == eta.dtype):
+            return values  # one kind holds every module: its weighted values are the whole array already
+        out = xp.zeros_like(eta)
+    out[group.span if group.span is not None else group.index] = values
+    return out
+
+
+def _added(values, edges):
+    """``values + edges``, in place when the dtypes agree (the same sums, one array fewer)."""
+    if values.dtype != edges.dtype:
+        return values + edges
+    values += edges
+    return values
+
+
+def _ends(xp, eta, c: CouplingGroup):
+    if xp is np:
+        return np.take(eta, c.i), np.take(eta, c.j)  # a plain gather, faster than fancy indexing
+    return eta[c.i], eta[c.j]
+
+
+def _weighted(xp, parts: list[tuple[Any, Any, Any]]):
+    """``concatenate([w·d_i for each group] + [w·d_j for each group])``.
+
+    With numpy float64 the products are written straight into one array, instead
+    of into temporaries that ``concatenate`` then copies.
+    """
+    if xp is np and all(isinstance(x, np.ndarray) and x.dtype == np.float64 and x.ndim == 1
+                        for part in parts for x in part):
+        total = sum(len(w) for w, _, _ in parts)
+        out = np.empty(2 * total, np.float64)
+        at = 0
+        for w, di, dj in parts:
+            np.multiply(w, di, out=out[at:at + len(w)])
+            np.multiply(w, dj, out=out[total + at:total + at + len(w)])
+            at += len(w)
+        return out
+    return xp.concatenate([w * di for w, di, _ in parts] + [w * dj for w, _, dj in parts])
