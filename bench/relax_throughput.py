@@ -111,7 +111,7 @@ class Lean:
 
 
 def minimal_loop(lean: Lean, eta0: np.ndarray, steps: int, alpha: float) -> tuple[np.ndarray, float]:
-    """η ← clip(η − α∇𝓕, 0, 1), evaluating 𝓕 and ∇𝓕 once per step (as ``relax`` does), nothing else."""
+    """η ← clip(η − α∇𝓕, 0, 1), evaluating 𝓕 and ∇𝓕 once per step (as ``relax`` does) and nothing else."""
     eta = eta0.copy()
     energy = 0.0
     for _ in range(steps):
@@ -194,7 +194,8 @@ def standard_compiled(n: int, seed: int = 0) -> CompiledSystem:
                            key=lambda item: int(np.flatnonzero(item[1])[0])):  # kinds in order of first appearance
         e = np.flatnonzero(sel)
         couplings.append(CouplingGroup(cls, tuple(f"c{k}" for k in e), src[e], dst[e], {}, w[e]))
-    return CompiledSystem(system=None, backend=be, ids=ids, modules=modules, couplings=tuple(couplings),  # type: ignore[arg-type]
+    return CompiledSystem(system=None,  # type: ignore[arg-type]
+                          backend=be, ids=ids, modules=modules, couplings=tuple(couplings),
                           edge_index=edge_index_of(be, couplings), gate_ids=(), gate_index=np.zeros(0, np.int64),
                           gate_threshold=np.zeros(0), constant=0.0, position={})
 
@@ -240,10 +241,12 @@ def recording(n: int, steps: int, repeats: int) -> None:
         t = interleaved({"off": lambda: relax(system, cfg, store=NullStore()), "on": recorded}, repeats, wall)
         size = sum(p.stat().st_size for p in Path(tmp).glob("bench-0.duckdb*")) / 2**20
     ratio, wall_ratio = t["on"] / t["off"], wall["on"] / wall["off"]
-    print(f"N={n:>8,}, {steps} steps: recording off {t['off'] * 1e3:8.1f} ms | every η to DuckDB {t['on'] * 1e3:8.1f} ms "
+    print(f"N={n:>8,}, {steps} steps: recording off {t['off'] * 1e3:8.1f} ms | "
+          f"every η to DuckDB {t['on'] * 1e3:8.1f} ms "
           f"| ratio {ratio:5.2f}x {verdict(ratio, 1.5)} | file {size:.1f} MiB for {n * (steps + 1):,} η values")
     print(f"{'':11s}wall clock (DuckDB writes on its own threads, so its CPU time counts them all): off "
-          f"{wall['off'] * 1e3:8.1f} ms | on {wall['on'] * 1e3:8.1f} ms | ratio {wall_ratio:5.2f}x {verdict(wall_ratio, 1.5)}")
+          f"{wall['off'] * 1e3:8.1f} ms | on {wall['on'] * 1e3:8.1f} ms | "
+          f"ratio {wall_ratio:5.2f}x {verdict(wall_ratio, 1.5)}")
 
 
 def main() -> None:

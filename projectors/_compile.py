@@ -258,7 +258,8 @@ def _arrays_on(host: CompiledSystem, be: AbstractBackend) -> CompiledSystem:
                     for g in host.modules)
     couplings = tuple(replace(c, i=be.asarray(c.i, "int64"), j=be.asarray(c.j, "int64"), params=floats(c.params),
                               weight=be.asarray(c.weight)) for c in host.couplings)
-    return replace(host, backend=be, modules=modules, couplings=couplings, edge_index=be.asarray(host.edge_index, "int64"))
+    return replace(host, backend=be, modules=modules, couplings=couplings,
+                   edge_index=be.asarray(host.edge_index, "int64"))
 
 
 def _frozen(cs: CompiledSystem) -> CompiledSystem:

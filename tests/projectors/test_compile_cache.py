@@ -160,7 +160,8 @@ def test_a_cached_compile_equals_a_fresh_one(name, backend, require):
     if backend == "torch":
         require("torch")
         import complexity_from_constraints.adapters  # noqa: F401  (registers the torch backend)
-    be = make_backend("torch") if backend == "torch" else make_backend("numpy", dtype="float32" if "32" in backend else "float64")
+    dtype = "float32" if backend.endswith("float32") else "float64"
+    be = make_backend("torch") if backend == "torch" else make_backend("numpy", dtype=dtype)
     system = SYSTEMS[name]()
     fresh = compile_system(system, be)
     cached = compile_system(system, be)
