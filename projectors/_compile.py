@@ -7,7 +7,11 @@ over the (few) kinds, never over entities or edges.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from operator import attrgetter, itemgetter
+from types import MappingProxyType
 from typing import Any, Mapping
 
 import numpy as np
@@ -71,48 +75,213 @@ class CompiledSystem:
 def compile_system(system: System, backend: AbstractBackend | None = None) -> CompiledSystem:
     """Group ``system``'s entities by kind into parameter and index arrays.
 
+    Compiling is done once per System content and backend: the result is kept
+    in a small LRU keyed by ``(system digest, backend name, device, dtype)``,
+    so a second ``relax()`` of the same System does not compile again. What
+    is kept is read-only (numpy arrays with ``writeable=False``, mappings as
+    read-only views), so no run can change what another one reads; revisions
+    and expansion build new arrays. Backends whose arrays cannot be made
+    read-only (torch) reuse the cached host arrays and get fresh copies of
+    their own on every call.
+
     >>> from complexity_from_constraints.entities import System, LandauModule, QuadraticCoupling
     >>> s = System(id="s", modules=[LandauModule(id="a"), LandauModule(id="b")],
     ...            couplings=[QuadraticCoupling(id="ab", i="a", j="b")])
     >>> cs = compile_system(s)
     >>> (cs.n, [g.cls.__name__ for g in cs.couplings])
     (2, ['QuadraticCoupling'])
+    >>> compile_system(s).couplings[0].i is cs.couplings[0].i   # cached, and read-only
+    True
+    >>> cs.couplings[0].weight.flags.writeable
+    False
     """
     be = backend or NumpyBackend()
-    ids = system.module_ids
-    position = {mid: k for k, mid in enumerate(ids)}
-    fw = system.family_weights
+    digest = system.digest()
+    host_key = (digest, "numpy", "cpu", "float64", NumpyBackend)
+    if isinstance(be, NumpyBackend):
+        key = (digest, be.name, "cpu", str(be.dtype), type(be))
+        cs = _CACHE.get(key)
+        if cs is None:
+            host = _CACHE.get(host_key) if key != host_key else None
+            cs = _frozen(_arrays_on(host, be) if host is not None else _compile(system, be))
+            _CACHE.put(key, cs)
+        return replace(cs, system=system, backend=be)
+    host = _CACHE.get(host_key)
+    if host is None:
+        host = _frozen(_compile(system, NumpyBackend()))
+        _CACHE.put(host_key, host)
+    return replace(_arrays_on(host, be), system=system)
 
+
+class _Lru:
+    """A small least-recently-used map (compiles of the last few Systems)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._items: OrderedDict[tuple, CompiledSystem] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> CompiledSystem | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: tuple, value: CompiledSystem) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+_CACHE = _Lru(4)
+
+
+def clear_compile_cache() -> None:
+    """Forget every cached compile (benchmarks use it to time a cold compile)."""
+    _CACHE.clear()
+
+
+def _compile(system: System, be: AbstractBackend) -> CompiledSystem:
+    """One pass per kind: members are picked and their fields read by C-level ``map``, not a Python loop."""
+    ids = system.module_ids
+    n = len(ids)
+    position = dict(zip(ids, range(n)))
+    where = _Positions(ids, position)
+    fw = system.family_weights
     modules = []
-    for cls, members in _by_kind(system.modules).items():
-        index = np.fromiter((position[m.id] for m in members), dtype=np.int64, count=len(members))
+    for cls, index, members in _by_kind(system.modules):
         contiguous = bool(np.all(np.diff(index) == 1)) if len(index) > 1 else True
         span = slice(int(index[0]), int(index[-1]) + 1) if contiguous else None
         modules.append(ModuleGroup(
-            cls=cls, ids=tuple(m.id for m in members), index=be.asarray(index, "int64"), span=span,
-            params={p: be.asarray([getattr(m, p) for m in members]) for p in cls.params},
-            weight=be.asarray([m.weight * fw.get(m.kind, 1.0) for m in members]),
+            cls=cls, ids=tuple(map(_ID, members)), index=be.asarray(index, "int64"), span=span,
+            params=_params(be, cls, members), weight=_weights(be, cls, members, fw),
         ))
-
     couplings = []
-    for cls, members in _by_kind(system.couplings).items():
+    for cls, _, members in _by_kind(system.couplings):
         couplings.append(CouplingGroup(
-            cls=cls, ids=tuple(c.id for c in members),
-            i=be.asarray([position[c.i] for c in members], "int64"),
-            j=be.asarray([position[c.j] for c in members], "int64"),
-            params={p: be.asarray([getattr(c, p) for c in members]) for p in cls.params},
-            weight=be.asarray([c.weight * fw.get(c.kind, 1.0) for c in members]),
+            cls=cls, ids=tuple(map(_ID, members)),
+            i=be.asarray(where.of(list(map(_I, members))), "int64"),
+            j=be.asarray(where.of(list(map(_J, members))), "int64"),
+            params=_params(be, cls, members), weight=_weights(be, cls, members, fw),
         ))
-    gates = [m for m in system.modules if isinstance(m, GateModule)]
+    gate_groups = [g for g in modules if issubclass(g.cls, GateModule)]
+    if gate_groups:
+        gate_index = np.concatenate([np.asarray(be.to_numpy(g.index), np.int64) for g in gate_groups])
+        order = np.argsort(gate_index, kind="stable")  # module order, as the System lists them
+        gate_index = gate_index[order]
+        gate_ids = _pick(ids, gate_index)
+        gate_threshold = np.fromiter(map(_THRESHOLD, _pick(system.modules, gate_index)), np.float64, len(gate_index))
+    else:
+        gate_index, gate_ids, gate_threshold = np.zeros(0, np.int64), (), np.zeros(0, np.float64)
     return CompiledSystem(
         system=system, backend=be, ids=ids, modules=tuple(modules), couplings=tuple(couplings),
-        edge_index=edge_index_of(be, couplings),
-        gate_ids=tuple(g.id for g in gates),
-        gate_index=np.array([position[g.id] for g in gates], dtype=np.int64),
-        gate_threshold=np.array([g.threshold for g in gates], dtype=np.float64),
-        constant=system.complexity_cost * len(ids),
-        position=position,
+        edge_index=edge_index_of(be, couplings), gate_ids=gate_ids, gate_index=gate_index,
+        gate_threshold=gate_threshold, constant=system.complexity_cost * n, position=position,
     )
+
+
+_ID, _I, _J, _THRESHOLD, _WEIGHT = (attrgetter(name) for name in ("id", "i", "j", "threshold", "weight"))
+
+
+def _by_kind(entities: tuple) -> list[tuple[type, np.ndarray, tuple]]:
+    """(class, positions, members) per kind, kinds in order of first appearance."""
+    types = list(map(type, entities))
+    classes = list(dict.fromkeys(types))
+    if len(classes) == 1:
+        return [(classes[0], np.arange(len(entities), dtype=np.int64), tuple(entities))]
+    code_of = {cls: k for k, cls in enumerate(classes)}
+    codes = np.fromiter(map(code_of.__getitem__, types), np.int64, len(types))
+    out = []
+    for k, cls in enumerate(classes):
+        index = np.flatnonzero(codes == k)
+        out.append((cls, index, _pick(entities, index)))
+    return out
+
+
+def _pick(items, index: np.ndarray) -> tuple:
+    if len(index) == 0:
+        return ()
+    picked = itemgetter(*index.tolist())(items)
+    return picked if len(index) > 1 else (picked,)
+
+
+class _Positions:
+    """Module id → index in η for many ids at once.
+
+    An endpoint id is usually the very string object of the module's id (pydantic
+    keeps the object it was given), so most are found by object address with
+    one ``searchsorted``, which never reads the strings; the rest by value.
+    """
+
+    def __init__(self, ids: tuple[str, ...], position: Mapping[str, int]):
+        address = np.fromiter(map(id, ids), np.uint64, len(ids))
+        self.order = np.argsort(address)
+        self.sorted = address[self.order]
+        self.position = position
+
+    def of(self, ends: list[str]) -> np.ndarray:
+        address = np.fromiter(map(id, ends), np.uint64, len(ends))
+        k = np.minimum(np.searchsorted(self.sorted, address), len(self.sorted) - 1)
+        out = self.order[k]
+        miss = np.flatnonzero(self.sorted[k] != address)  # equal addresses: the same live string
+        if len(miss):
+            out[miss] = np.fromiter(map(self.position.__getitem__, _pick(ends, miss)), np.int64, len(miss))
+        return out
+
+
+def _params(be: AbstractBackend, cls, members: tuple) -> dict[str, Any]:
+    return {p: be.asarray(list(map(attrgetter(p), members))) for p in cls.params}
+
+
+def _weights(be: AbstractBackend, cls, members: tuple, fw: Mapping[str, float]) -> Any:
+    weight = np.fromiter(map(_WEIGHT, members), np.float64, len(members))
+    family = fw.get(cls.model_fields["kind"].default)
+    return be.asarray(weight if family is None else weight * family)
+
+
+def _arrays_on(host: CompiledSystem, be: AbstractBackend) -> CompiledSystem:
+    """A host (numpy float64) compile with its arrays moved to ``be``."""
+    def floats(values):
+        return {name: be.asarray(v) for name, v in values.items()}
+
+    modules = tuple(replace(g, index=be.asarray(g.index, "int64"), params=floats(g.params), weight=be.asarray(g.weight))
+                    for g in host.modules)
+    couplings = tuple(replace(c, i=be.asarray(c.i, "int64"), j=be.asarray(c.j, "int64"), params=floats(c.params),
+                              weight=be.asarray(c.weight)) for c in host.couplings)
+    return replace(host, backend=be, modules=modules, couplings=couplings,
+                   edge_index=be.asarray(host.edge_index, "int64"))
+
+
+def _frozen(cs: CompiledSystem) -> CompiledSystem:
+    """``cs`` made fit to share between runs: numpy arrays read-only, mappings read-only views, no System.
+
+    The System is left out so the cache keeps no System alive; a hit attaches the caller's (equal) one.
+    """
+    def freeze(array):
+        if isinstance(array, np.ndarray):
+            array.setflags(write=False)
+        return array
+
+    def group(g):
+        params = MappingProxyType({name: freeze(v) for name, v in g.params.items()})
+        if isinstance(g, CouplingGroup):
+            return replace(g, i=freeze(g.i), j=freeze(g.j), params=params, weight=freeze(g.weight))
+        return replace(g, index=freeze(g.index), params=params, weight=freeze(g.weight))
+
+    return replace(cs, modules=tuple(map(group, cs.modules)), couplings=tuple(map(group, cs.couplings)),
+                   edge_index=freeze(cs.edge_index), gate_index=freeze(cs.gate_index),
+                   gate_threshold=freeze(cs.gate_threshold), position=MappingProxyType(dict(cs.position)),
+                   system=None)
 
 
 def edge_index_of(be: AbstractBackend, couplings) -> Any:
@@ -133,22 +302,18 @@ def energy_and_gradient(cs: CompiledSystem, eta) -> tuple[float, Any]:
     """
     be, xp = cs.backend, cs.backend.xp
     energy = cs.constant
-    grad = xp.zeros_like(eta)
+    grad = None
     for g in cs.modules:
         f, df = g.cls.energy_grad(xp, g.take(eta), g.params)
         energy += be.to_float(xp.sum(g.weight * f))
-        if g.span is not None:
-            grad[g.span] = g.weight * df
-        else:
-            grad[g.index] = g.weight * df
+        grad = _placed(xp, grad, eta, g, g.weight * df)
     if cs.couplings:
-        parts_i, parts_j = [], []
+        parts = []
         for c in cs.couplings:
-            phi, di, dj = c.cls.energy_grad(xp, eta[c.i], eta[c.j], c.params)
+            phi, di, dj = c.cls.energy_grad(xp, *_ends(xp, eta, c), c.params)
             energy += be.to_float(xp.sum(c.weight * phi))
-            parts_i.append(c.weight * di)
-            parts_j.append(c.weight * dj)
-        grad = grad + be.scatter_add(cs.edge_index, xp.concatenate(parts_i + parts_j), cs.n)
+            parts.append((c.weight, di, dj))
+        grad = _added(grad, be.scatter_add(cs.edge_index, _weighted(xp, parts), cs.n))
     return energy, grad
 
 
@@ -160,25 +325,57 @@ def energy(cs: CompiledSystem, eta) -> float:
 def hessian_diagonal(cs: CompiledSystem, eta):
     r"""Diagonal of the Hessian of 𝓕: :math:`w_i f_i''(η_i) + Σ_e w_e ∂^2φ_e/∂η_i^2`."""
     be, xp = cs.backend, cs.backend.xp
-    diag = xp.zeros_like(eta)
+    diag = None
     for g in cs.modules:
-        h = g.weight * g.cls.hessian_diagonal(xp, g.take(eta), g.params)
-        if g.span is not None:
-            diag[g.span] = h
-        else:
-            diag[g.index] = h
+        diag = _placed(xp, diag, eta, g, g.weight * g.cls.hessian_diagonal(xp, g.take(eta), g.params))
     if cs.couplings:
-        parts_i, parts_j = [], []
-        for c in cs.couplings:
-            hi, hj = c.cls.hessian_diagonal(xp, eta[c.i], eta[c.j], c.params)
-            parts_i.append(c.weight * hi)
-            parts_j.append(c.weight * hj)
-        diag = diag + be.scatter_add(cs.edge_index, xp.concatenate(parts_i + parts_j), cs.n)
+        parts = [(c.weight, *c.cls.hessian_diagonal(xp, *_ends(xp, eta, c), c.params)) for c in cs.couplings]
+        diag = _added(diag, be.scatter_add(cs.edge_index, _weighted(xp, parts), cs.n))
     return diag
 
 
-def _by_kind(entities) -> dict[type, list]:
-    groups: dict[type, list] = {}
-    for e in entities:
-        groups.setdefault(type(e), []).append(e)
-    return groups
+# The helpers below save array passes without changing a single bit of the result:
+# every product is the same product, and every sum adds the same numbers in the same order.
+
+def _placed(xp, out, eta, group: ModuleGroup, values):
+    """``values`` written at ``group``'s positions of ``out`` (a fresh array the first time)."""
+    if out is None:
+        if (group.span is not None and group.span.start == 0 and values.shape == eta.shape
+                and values.dtype == eta.dtype):
+            return values  # one kind holds every module: its weighted values are the whole array already
+        out = xp.zeros_like(eta)
+    out[group.span if group.span is not None else group.index] = values
+    return out
+
+
+def _added(values, edges):
+    """``values + edges``, in place when the dtypes agree (the same sums, one array fewer)."""
+    if values.dtype != edges.dtype:
+        return values + edges
+    values += edges
+    return values
+
+
+def _ends(xp, eta, c: CouplingGroup):
+    if xp is np:
+        return np.take(eta, c.i), np.take(eta, c.j)  # a plain gather, faster than fancy indexing
+    return eta[c.i], eta[c.j]
+
+
+def _weighted(xp, parts: list[tuple[Any, Any, Any]]):
+    """``concatenate([w·d_i for each group] + [w·d_j for each group])``.
+
+    With numpy float64 the products are written straight into one array, instead
+    of into temporaries that ``concatenate`` then copies.
+    """
+    if xp is np and all(isinstance(x, np.ndarray) and x.dtype == np.float64 and x.ndim == 1
+                        for part in parts for x in part):
+        total = sum(len(w) for w, _, _ in parts)
+        out = np.empty(2 * total, np.float64)
+        at = 0
+        for w, di, dj in parts:
+            np.multiply(w, di, out=out[at:at + len(w)])
+            np.multiply(w, dj, out=out[total + at:total + at + len(w)])
+            at += len(w)
+        return out
+    return xp.concatenate([w * di for w, di, _ in parts] + [w * dj for w, _, dj in parts])

@@ -12,6 +12,8 @@ so no solver ever compares energies across objectives.
 from __future__ import annotations
 
 import math
+import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
@@ -316,51 +318,121 @@ class Accelerated(AbstractSolver):
 class Lbfgsb(AbstractSolver):
     r"""scipy's L-BFGS-B on the box, as a reference whose iterations are recorded like any other.
 
-    At each reset the remaining steps are run by
-    ``scipy.optimize.minimize(method="L-BFGS-B", bounds=[0, 1]^N)`` (inactive
-    coordinates get the bound ``[η_i, η_i]``); each of its iterations becomes
-    one proposal. When scipy stops early, the next proposal repeats the state,
-    which the loop records as stalled.
+    At each reset, ``scipy.optimize.minimize(method="L-BFGS-B")`` starts on
+    the remaining steps with the box ``[0, 1]^N`` (inactive coordinates get
+    the bound ``[η_i, η_i]``), and each proposal advances it by one iteration:
+    scipy runs in a worker thread that pauses in its callback until the next
+    proposal, so a run holds one iterate and one evaluation, not the whole
+    trajectory, and nothing is computed past the step where the loop stops or
+    resets. When scipy stops early, the next proposal repeats the state, which
+    the loop records as stalled.
     """
 
     name = "lbfgsb"
     numpy_only = True
+    _run: _ScipyIterations | None = None
 
     def reset(self, objective: Objective, state: State, step: int, mask=None) -> None:
         try:
-            from scipy.optimize import minimize
+            from scipy.optimize import Bounds
         except ImportError:  # pragma: no cover - scipy is a dependency
             raise MissingDependencyError("solver 'lbfgsb' needs scipy: pip install scipy") from None
-        self.pending = []
+        if self._run is not None:
+            self._run.close()
+            self._run = None
         remaining = self.config.steps - step
         if remaining <= 0:
             return
-        cache: dict[bytes, Evaluation] = {}
-
-        def fun(x):
-            ev = objective.evaluate(np.array(x))
-            cache[np.asarray(x, np.float64).tobytes()] = ev
-            return ev.value, np.asarray(ev.grad, np.float64)
-
         x0 = np.asarray(state.eta, np.float64)
         if mask is None:
-            bounds = [(0.0, 1.0)] * x0.size
+            bounds = Bounds(np.zeros(x0.size), np.ones(x0.size))
         else:
-            bounds = [(0.0, 1.0) if m else (v, v) for m, v in zip(np.asarray(mask) > 0, x0)]
-        iterates = []
-        minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                 callback=lambda xk: iterates.append(np.array(xk)),
-                 options={"maxiter": remaining, "maxfun": 20 * remaining + 20, "ftol": 0.0,
-                          "gtol": self.config.tol * 1e-3, "maxcor": 10})
-        for xk in iterates:
-            ev = cache.get(xk.tobytes()) or objective.evaluate(xk)
-            self.pending.append((xk, ev))
-        self.pending.reverse()
+            free = np.asarray(mask) > 0
+            bounds = Bounds(np.where(free, 0.0, x0), np.where(free, 1.0, x0))
+        options = {"maxiter": remaining, "maxfun": 20 * remaining + 20, "ftol": 0.0,
+                   "gtol": self.config.tol * 1e-3, "maxcor": 10}
+        self._run = _ScipyIterations(objective, x0, bounds, options)
+        weakref.finalize(self, self._run.close)  # an abandoned run must not leave its thread waiting
 
     def propose(self, ctx: StepContext) -> Proposal:
-        if not self.pending:
+        item = self._run.next() if self._run is not None else None
+        if item is None:
             s = ctx.state
             return Proposal(s.eta, s.value, s.grad, s.energy, 0.0, 0, True, "lbfgsb")
-        x, ev = self.pending.pop()
+        x, ev = item
         ok = ev.value <= ctx.threshold
         return Proposal.of(x, ev, 1.0, 0, ok, "lbfgsb" if ok else _failure(ev))
+
+
+class _ScipyIterations:
+    """``scipy.optimize.minimize(method="L-BFGS-B")`` in a worker thread, one iteration per :meth:`next`.
+
+    The two threads never run at once: :meth:`next` lets the worker go on to
+    its next callback and waits there, so the objective is evaluated by one
+    thread at a time, in scipy's order. Only the latest evaluation is kept;
+    the iterate scipy reports is the point it evaluated last (the end of its
+    line search), and any other point is evaluated again.
+    """
+
+    def __init__(self, objective: Objective, x0: np.ndarray, bounds, options: dict):
+        self._objective = objective
+        self._go = threading.Semaphore(0)
+        self._ready = threading.Semaphore(0)
+        self._item: Any = None
+        self._last: tuple[np.ndarray, Evaluation] | None = None
+        self._stopping = self._done = False
+        self._thread = threading.Thread(target=self._work, args=(x0, bounds, options), name="lbfgsb", daemon=True)
+        self._thread.start()
+
+    def next(self) -> tuple[np.ndarray, Evaluation] | None:
+        """The next iterate and its evaluation, or ``None`` once scipy has stopped."""
+        if self._done:
+            return None
+        self._go.release()
+        self._ready.acquire()
+        item, self._item = self._item, None
+        if isinstance(item, BaseException):
+            self._done = True
+            raise item
+        if item is None:
+            self._done = True
+        return item
+
+    def close(self) -> None:
+        """Stop the worker (scipy halts at its next callback); idempotent."""
+        if not self._done:
+            self._done = self._stopping = True
+            self._go.release()
+
+    def _fun(self, x):
+        x = np.array(x)
+        ev = self._objective.evaluate(x)
+        self._last = (x, ev)
+        return ev.value, np.asarray(ev.grad, np.float64)
+
+    def _callback(self, intermediate_result) -> None:
+        xk = np.array(intermediate_result.x)
+        last = self._last
+        same = last is not None and last[0].shape == xk.shape and last[0].tobytes() == xk.tobytes()
+        ev = last[1] if same else self._objective.evaluate(xk)
+        self._last = None
+        self._item = (xk, ev)
+        self._ready.release()
+        self._go.acquire()
+        if self._stopping:
+            raise StopIteration  # scipy >= 1.11 ends the minimisation
+
+    def _work(self, x0: np.ndarray, bounds, options: dict) -> None:
+        from scipy.optimize import minimize
+
+        self._go.acquire()
+        try:
+            if not self._stopping:
+                minimize(self._fun, x0, jac=True, method="L-BFGS-B", bounds=bounds, callback=self._callback,
+                         options=options)
+            self._item = None
+        except BaseException as exc:  # handed to the caller of next()
+            self._item = exc
+        finally:
+            self._objective = None  # type: ignore[assignment]
+            self._ready.release()
