@@ -41,13 +41,14 @@ def rich_console() -> Any:
 console = _Console()
 
 
-def open_store(db: Path, *, write: bool = False) -> DuckDBStore:
-    """The store at ``db``: read-only unless ``write``; a missing file is an error when reading."""
+def open_store(db: Path, *, write: bool = False, create: bool = True) -> DuckDBStore:
+    """The store at ``db``: read-only unless ``write``; a missing file is an error when reading, or when
+    writing with ``create=False`` (commands that work on runs already there: a mistyped --db makes no file)."""
     from complexity_from_constraints.entities import CfcError
 
     from ._duckdb_store import DuckDBStore
 
-    if not write and not db.exists():
+    if (not write or not create) and not db.exists():
         raise CfcError(f"no database at {db}; run `cfc demo --db {db}` first")
     return DuckDBStore(db, read_only=not write)
 
@@ -97,9 +98,13 @@ def summary(store: DuckDBStore, run_id: str) -> None:
         marks = sorted({0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, len(e) - 1} & set(range(len(e))))
         console.print(table(energy.filter(pl.col("step").is_in(marks)), "energy trace"))
     steps = store.query("SELECT accepted_steps, rejected_steps, total_backtracks FROM v_step_stats WHERE run_id = ?",
-                        [run_id]).row(0, named=True)
-    console.print(f"steps   accepted {steps['accepted_steps']}  rejected {steps['rejected_steps']}  "
-                  f"backtracks {steps['total_backtracks']}")
+                        [run_id])
+    if steps.is_empty():
+        console.print("steps   none recorded (the run stopped before its initial state was committed)")
+        return
+    row = steps.row(0, named=True)
+    console.print(f"steps   accepted {row['accepted_steps']}  rejected {row['rejected_steps']}  "
+                  f"backtracks {row['total_backtracks']}")
     gates = store.query("SELECT step, gate_id, event, eta FROM v_gate_events WHERE run_id = ? ORDER BY step, gate_id", [run_id])
     console.print(table(gates, "gate events") if not gates.is_empty() else "gate events: none")
 

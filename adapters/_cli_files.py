@@ -72,28 +72,45 @@ def follow(
     every: Annotated[int, typer.Option(min=1, help="Print one step line in this many.")] = 1,
 ) -> None:
     """Print a run's steps and gate events as a ProgressMirror writes them; stop when the run finishes."""
+    import sys
+
     from ._progress import follow_lines
 
+    if not path.exists():
+        hint = f"giving up after {timeout:g} s" if timeout is not None else "Ctrl-C to stop, --timeout S to give up"
+        print(f"cfc: waiting for {path} to appear ({hint})", file=sys.stderr)
     for ev in follow_lines(path, timeout=timeout):
         kind, rid = ev.get("type"), ev.get("run_id")
         if run is not None and rid != run:
             continue
-        if kind == "RunStarted":
-            console.print(f"[bold]run {rid}[/bold]  system {ev['system_id']} ({ev['n_modules']} modules)  "
-                          f"seed {ev['seed']}  up to {ev['steps']} steps")
-        elif kind == "StepCommitted" and ev["step"] % every == 0:
-            mark = "" if ev["accepted"] else f"  rejected ({ev['reason']})"
-            console.print(f"step {ev['step']:>6}  energy {ev['energy']:.9g}  |pg| {ev['pg_norm']:.3g}  "
-                          f"α {ev['step_size']:.3g}{mark}")
-        elif kind in ("GateOpened", "GateClosed"):
-            console.print(f"step {ev['step']:>6}  gate {ev['gate_id']!r} {kind[4:].lower()} (η = {ev['eta']:.3f})")
-        elif kind == "RunFinished":
-            console.print(f"run {rid} finished: [bold]{ev['status']}[/bold] after {ev['steps']} steps, "
-                          f"final energy {ev['final_energy']:.9g}")
-            return
+        try:
+            if _show_progress(kind, rid, ev, every):
+                return
+        except (KeyError, TypeError, ValueError) as exc:
+            from complexity_from_constraints.entities import CfcError
+
+            raise CfcError(f"{path}: a {kind} line without a usable {exc}: {str(ev)[:80]}") from None
     console.print(f"no end of run in {path} after {timeout:g} s" if timeout is not None else f"{path} ended",
                   soft_wrap=True)
     raise typer.Exit(1)
+
+
+def _show_progress(kind: str | None, rid: str | None, ev: dict[str, Any], every: int) -> bool:
+    """Print one progress line; ``True`` once the run has finished."""
+    if kind == "RunStarted":
+        console.print(f"[bold]run {rid}[/bold]  system {ev['system_id']} ({ev['n_modules']} modules)  "
+                      f"seed {ev['seed']}  up to {ev['steps']} steps")
+    elif kind == "StepCommitted" and ev["step"] % every == 0:
+        mark = "" if ev["accepted"] else f"  rejected ({ev['reason']})"
+        console.print(f"step {ev['step']:>6}  energy {ev['energy']:.9g}  |pg| {ev['pg_norm']:.3g}  "
+                      f"α {ev['step_size']:.3g}{mark}")
+    elif kind in ("GateOpened", "GateClosed"):
+        console.print(f"step {ev['step']:>6}  gate {ev['gate_id']!r} {kind[4:].lower()} (η = {ev['eta']:.3f})")
+    elif kind == "RunFinished":
+        console.print(f"run {rid} finished: [bold]{ev['status']}[/bold] after {ev['steps']} steps, "
+                      f"final energy {ev['final_energy']:.9g}")
+        return True
+    return False
 
 
 def register(app: typer.Typer, _console: Any = None, _default_db: Path = DEFAULT_DB) -> None:

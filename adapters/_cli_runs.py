@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def demo(
     db: Db = DEFAULT_DB,
-    seed: Annotated[int, typer.Option(help="Seed of the demo system and the run.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the demo system and the run (≥ 0).")] = 0,
     steps: Annotated[int, typer.Option(min=0, help="Maximum number of steps.")] = 300,
 ) -> None:
     """Relax the seeded demo system (a gate pulled open by a predicted benefit) into DB and summarise it."""
@@ -49,7 +49,7 @@ def demo(
 def run_config(
     config_file: Annotated[Path, typer.Argument(help="A TOML or JSON file: [system] (modules, couplings), optional [config] and seed.")],
     db: Db = DEFAULT_DB,
-    seed: Annotated[Optional[int], typer.Option(help="Override the file's seed.")] = None,
+    seed: Annotated[Optional[int], typer.Option(min=0, help="Override the file's seed (≥ 0).")] = None,
     name: Annotated[Optional[str], typer.Option(help="What to call the run (default: system-solver-seed-ordinal).")] = None,
     tags: Annotated[Optional[list[str]], typer.Option("--tag", help="A label KEY=VALUE; repeatable.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the run id.")] = False,
@@ -58,8 +58,10 @@ def run_config(
     import json
     import tomllib
 
-    from complexity_from_constraints.entities import CfcError, RelaxConfig, System
+    from complexity_from_constraints.entities import CfcError
     from complexity_from_constraints.projectors import relax
+
+    from ._run_file import RunFile
 
     if not config_file.exists():
         raise CfcError(f"no such file: {config_file}")
@@ -68,14 +70,14 @@ def run_config(
         data = tomllib.loads(text) if config_file.suffix == ".toml" else json.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
         raise CfcError(f"{config_file}: not valid {config_file.suffix[1:] or 'JSON'}: {exc}") from None
-    if "system" not in data:
+    if not isinstance(data, dict) or "system" not in data:
         raise CfcError(f"{config_file}: needs a 'system' table (id, modules, couplings)")
-    system = System.model_validate(data["system"])
-    config = RelaxConfig.model_validate(data.get("config", {}))
+    run = RunFile.model_validate(data)  # unknown keys ("sed") and bad values ("seed": "abc") name the field
+    system, config = run.system, run.config
     labels = dict(parse_tag(t) for t in tags or ())
     with open_store(db, write=True) as store:
         with _progress(config.steps, quiet) as hook:
-            result = relax(system, config, seed=data.get("seed", 0) if seed is None else seed, store=store,
+            result = relax(system, config, seed=run.seed if seed is None else seed, store=store,
                            name=name, tags=labels, hooks={"step_committed": hook})
         if not quiet:
             summary(store, result.run_id)
@@ -214,7 +216,7 @@ def rerun_cmd(run_id: Run, db: Db = DEFAULT_DB) -> None:
     """Execute a run again from its recorded System, config and seed, and compare the event streams."""
     from complexity_from_constraints.projectors import first_difference, rerun
 
-    with open_store(db, write=True) as store:
+    with open_store(db, write=True, create=False) as store:
         run_id = resolve_run(store, run_id)
         result = rerun(store, run_id)
         diff = first_difference(store, run_id, result.run_id)
@@ -230,14 +232,14 @@ def fork_cmd(
     step: Annotated[int, typer.Option(min=0, help="The parent's step to continue from.")],
     changes: Annotated[Optional[list[str]], typer.Option(
         "--set", help="A config change FIELD=VALUE (dotted for nested fields; VALUE as JSON, else text); repeatable.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="The fork's seed (default: the parent's).")] = None,
+    seed: Annotated[Optional[int], typer.Option(min=0, help="The fork's seed (default: the parent's; ≥ 0).")] = None,
     db: Db = DEFAULT_DB,
 ) -> None:
     """Start a new run from RUN's state at --step with a changed config; print how it differs from RUN."""
     from complexity_from_constraints.projectors import diff_runs, fork
 
     parsed = dict(parse_change(c) for c in changes or ())
-    with open_store(db, write=True) as store:
+    with open_store(db, write=True, create=False) as store:
         run_id = resolve_run(store, run_id)
         result = fork(store, run_id, step, parsed, seed=seed)
         diff = diff_runs(store, run_id, result.run_id)
@@ -309,7 +311,7 @@ def rm(
     db: Db = DEFAULT_DB,
 ) -> None:
     """Delete whole runs from DB, atomically (all of them or none); the deletion itself is recorded."""
-    with open_store(db, write=True) as store:
+    with open_store(db, write=True, create=False) as store:
         ids = sorted({resolve_run(store, r) for r in run_ids})
         removed = store.delete_runs(ids)
     console.print(f"deleted {len(ids)} run(s) ({removed} events): {', '.join(ids)}", soft_wrap=True)

@@ -168,7 +168,8 @@ def follow_lines(path: str | Path, *, timeout: float | None = None, poll: float 
     """Yield the JSON objects of a growing JSON-lines file, waiting for more, until ``timeout`` seconds.
 
     A line is yielded only once it is complete (ends with a newline); the file may not exist yet.
-    The caller stops early by leaving the loop.
+    The caller stops early by leaving the loop. A complete line that is not a JSON object raises
+    :class:`~entities.CfcError` naming the file and the line.
 
     >>> import tempfile, pathlib
     >>> with tempfile.TemporaryDirectory() as folder:
@@ -179,7 +180,7 @@ def follow_lines(path: str | Path, *, timeout: float | None = None, poll: float 
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     handle: IO[str] | None = None
-    pending = ""
+    pending, number = "", 0
     try:
         while True:
             if handle is None and Path(path).exists():
@@ -189,8 +190,9 @@ def follow_lines(path: str | Path, *, timeout: float | None = None, poll: float 
                 pending += chunk
                 *lines, pending = pending.split("\n")
                 for line in lines:
+                    number += 1
                     if line.strip():
-                        yield json.loads(line)
+                        yield _event(path, number, line)
                 continue
             if deadline is not None and time.monotonic() >= deadline:
                 return
@@ -198,3 +200,13 @@ def follow_lines(path: str | Path, *, timeout: float | None = None, poll: float 
     finally:
         if handle is not None:
             handle.close()
+
+
+def _event(path: str | Path, number: int, line: str) -> dict[str, Any]:
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise CfcError(f"{path}, line {number}: not a progress line (JSON): {exc.msg}: {line[:80]!r}") from None
+    if not isinstance(event, dict):
+        raise CfcError(f"{path}, line {number}: not a progress line (a JSON object): {line[:80]!r}")
+    return event

@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         if type(exc).__module__.split(".")[0] in ("duckdb", "_duckdb"):  # from user SQL, and the like
             print(f"cfc: error: {str(exc).splitlines()[0]}", file=sys.stderr)
             return 2
+        if isinstance(exc, OSError):  # a path the command cannot read or write
+            print(f"cfc: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+            return 2
         raise
     return 0
 

@@ -65,7 +65,6 @@ def _reset_hwm() -> bool:
 
 def child(n: int, backend: str, device: str, dtype: str, steps: int, repeats: int) -> dict:
     """One configuration, in its own process: per-step time and peak memory."""
-    from complexity_from_constraints import adapters  # noqa: F401  (registers "torch")
     from complexity_from_constraints.entities import RelaxConfig, standard_system
     from complexity_from_constraints.events import NullStore
     from complexity_from_constraints.projectors import relax

@@ -188,7 +188,7 @@ class KindRegistry:
         """Validate a list of entities or ``kind``-tagged dicts as members of this family."""
         if not isinstance(items, (list, tuple)):
             raise InvalidEntityError(owner, None, field, items, "expected a list")
-        if any(isinstance(item, dict) and item.get("kind") not in self._classes for item in items):
+        if any(isinstance(item, dict) and _kind_of(item) not in self._classes for item in items):
             import_kind_modules()
         for n, item in enumerate(items):
             if isinstance(item, AbstractEntity):
@@ -197,7 +197,7 @@ class KindRegistry:
                                              f"not a registered {self.family} kind")
             elif not isinstance(item, dict):
                 raise InvalidEntityError(owner, None, f"{field}.{n}", item, f"expected a {self.family} entity or a dict")
-            elif item.get("kind") not in self._classes:
+            elif _kind_of(item) not in self._classes:
                 raise InvalidEntityError(
                     f"{owner}.{field}.{n}", item.get("id"), "kind", item.get("kind"),
                     f"unknown {self.family} kind; known kinds: {', '.join(self.kinds())}. A kind defined in your own "
@@ -224,3 +224,9 @@ def _to_entity_error(kind: str, data: Any, exc: ValidationError) -> InvalidEntit
     entity_id = data.get("id") if isinstance(data, dict) else getattr(data, "id", None)
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return InvalidEntityError(kind, entity_id, field, first.get("input"), first["msg"] + more)
+
+
+def _kind_of(item: dict) -> str | None:
+    """The ``kind`` tag of a dict, or ``None`` when it is missing or not a string (``kind=[]`` is no kind)."""
+    kind = item.get("kind")
+    return kind if isinstance(kind, str) else None

@@ -47,7 +47,33 @@ class AbstractCoupling(AbstractEntity):
     """An edge between module ``i`` and module ``j`` with energy ``weight · φ(η_i, η_j)``.
 
     ``source_kinds``, when set, lists the module kinds allowed at endpoint ``i``
-    (the System checks it).
+    (the System checks it). A subclass declares ``kind``, ``params`` and
+    implements ``energy_grad(xp, eta_i, eta_j, p) -> (φ, ∂φ/∂η_i, ∂φ/∂η_j)``
+    and ``hessian_diagonal``; ``curvature_bound`` (for the stability guard) and
+    ``prox_form`` (for the proximal solvers) are optional capabilities.
+
+    A coupling that pulls η_j towards a fixed fraction r of η_i, φ = (η_j − r η_i)²:
+
+    >>> from typing import ClassVar, Literal
+    >>> from complexity_from_constraints.entities import LandauModule, RelaxConfig, System, coupling_kinds
+    >>> from complexity_from_constraints.projectors import relax
+    >>> class FractionExample(AbstractCoupling):
+    ...     kind: Literal["fraction_example"] = "fraction_example"
+    ...     params: ClassVar[tuple[str, ...]] = ("r",)
+    ...     r: float = 0.5
+    ...     @staticmethod
+    ...     def energy_grad(xp, eta_i, eta_j, p):
+    ...         d = eta_j - p["r"] * eta_i
+    ...         return d * d, -2 * p["r"] * d, 2 * d
+    ...     @staticmethod
+    ...     def hessian_diagonal(xp, eta_i, eta_j, p):
+    ...         return 2 * p["r"] * p["r"] + 0 * eta_i, 2 + 0 * eta_j
+    >>> system = System(id="f", modules=[LandauModule(id="x", a=-1.0, b=1.0), LandauModule(id="y", a=0.0, b=1.0)],
+    ...                 couplings=[FractionExample(id="xy", i="x", j="y", weight=10.0)])
+    >>> r = relax(system, RelaxConfig(steps=2000, step_size=0.02))
+    >>> round(r.eta_of("y") / r.eta_of("x"), 1)
+    0.5
+    >>> coupling_kinds.unregister("fraction_example")
     """
 
     params: ClassVar[tuple[str, ...]] = ()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._errors import InvalidEntityError
 from ._system import System
 
 
@@ -19,7 +20,8 @@ def standard_system(n: int, seed: int = 0, *, edges_per_module: int = 3) -> Syst
     (10, 30)
     """
     if n < 3:
-        raise ValueError(f"standard_system needs n >= 3, got {n}")
+        raise InvalidEntityError("standard_system", None, "n", n, "needs at least 3 modules")
+    _check_seed(seed)
     rng = np.random.default_rng(seed)
     a = rng.uniform(-1.0, 1.0, n).tolist()
     b = rng.uniform(0.5, 1.5, n).tolist()
@@ -51,6 +53,7 @@ def demo_system(seed: int = 0) -> System:
     >>> [m.id for m in s.modules]
     ['s0', 's1', 's2', 's3', 'repair', 'idle']
     """
+    _check_seed(seed)
     rng = np.random.default_rng(seed)
     a = rng.uniform(-1.0, -0.2, 4).tolist()
     b = rng.uniform(0.8, 1.2, 4).tolist()
@@ -61,3 +64,8 @@ def demo_system(seed: int = 0) -> System:
     couplings += [{"kind": "directed_hinge", "id": "h03", "i": "s3", "j": "s0", "weight": 1.0},
                   {"kind": "gate_benefit", "id": "wormhole", "i": "repair", "j": "s2", "delta": 0.3, "weight": 1.0}]
     return System.model_validate({"id": f"demo-{seed}", "modules": modules, "couplings": couplings})
+
+
+def _check_seed(seed: int) -> None:
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise InvalidEntityError("System", None, "seed", seed, "a seed is an integer ≥ 0 (it seeds numpy's generators)")

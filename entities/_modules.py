@@ -19,12 +19,40 @@ module_kinds = KindRegistry("module")
 
 
 class AbstractModule(AbstractEntity):
-    """A module: an order parameter η ∈ [0, 1] with a local energy f(η).
+    r"""A module: an order parameter η ∈ [0, 1] with a local energy f(η).
 
     Subclasses declare ``kind`` (a ``Literal`` tag), ``params`` (the numeric
     fields the formulas read) and implement :meth:`energy_grad`,
-    :meth:`hessian_diagonal` and :meth:`initial_eta`. The module contributes
-    ``weight · family_weight[kind] · f(η)`` to the total energy.
+    :meth:`hessian_diagonal` and :meth:`initial_eta`; :meth:`curvature_bound`
+    lets the stability guard accept the kind. The module contributes
+    ``weight · family_weight[kind] · f(η)`` to the total energy. Defining the
+    class is all it takes: the System parses ``{"kind": ...}`` through the registry.
+
+    A double well :math:`f(η) = c\,(η - ½)^2 (η + ½)^2` with its minimum at η = ½:
+
+    >>> from typing import ClassVar, Literal
+    >>> from complexity_from_constraints.entities import RelaxConfig, System, module_kinds
+    >>> from complexity_from_constraints.projectors import relax
+    >>> class DoubleWellExample(AbstractModule):
+    ...     kind: Literal["double_well_example"] = "double_well_example"
+    ...     params: ClassVar[tuple[str, ...]] = ("c",)
+    ...     c: float = 1.0
+    ...     @staticmethod
+    ...     def energy_grad(xp, eta, p):
+    ...         u = eta * eta - 0.25
+    ...         return p["c"] * u * u, 4 * p["c"] * eta * u
+    ...     @staticmethod
+    ...     def hessian_diagonal(xp, eta, p):
+    ...         return p["c"] * (12 * eta * eta - 1)
+    ...     @staticmethod
+    ...     def curvature_bound(xp, one, p):
+    ...         return 11 * p["c"] * one
+    ...     def initial_eta(self):
+    ...         return 0.9
+    >>> system = System.model_validate({"id": "w", "modules": [{"kind": "double_well_example", "id": "m", "c": 2.0}]})
+    >>> round(relax(system, RelaxConfig(steps=300, step_size=0.05)).eta_of("m"), 4)
+    0.5
+    >>> module_kinds.unregister("double_well_example")  # a doctest cleans up after itself
     """
 
     params: ClassVar[tuple[str, ...]] = ()

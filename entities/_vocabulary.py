@@ -86,7 +86,7 @@ class SequenceModule(AbstractWellAtOneModule):
     kind: Literal["sequence"] = "sequence"
     observation: tuple[float, ...] | None = None
     mode: Literal["exact", "sampled"] = "exact"
-    samples: int = Field(512, ge=1)
+    samples: int = Field(512, ge=1, le=10_000_000)  # sampled pairs are drawn as arrays: 10⁷ is ~160 MB
     seed: int = Field(0, ge=0)
     eta0: float = Field(0.5, ge=0, le=1)
 
@@ -129,9 +129,11 @@ class ConnectivityModule(AbstractWellAtOneModule):
     """
 
     kind: Literal["connectivity"] = "connectivity"
-    grid_n: int | None = Field(None, ge=1, le=4096)
+    # bounds that keep the measured graph within memory: 512² nodes and at most as many shortcuts as kept bonds
+    # (networkx holds ~1 KB per node and edge, so the largest graph is a few hundred MB)
+    grid_n: int | None = Field(None, ge=1, le=512)
     bond_p: float = Field(0.5, ge=0, le=1)
-    shortcut_fraction: float = Field(0.0, ge=0)
+    shortcut_fraction: float = Field(0.0, ge=0, le=1)
     seed: int = Field(0, ge=0)
     eta0: float = Field(0.5, ge=0, le=1)
 

@@ -104,6 +104,8 @@ def replay(store: AbstractEventStore, run_id: str, step: int | None = None) -> R
     start = replace(_EMPTY, run_id=run_id, ids=store.module_ids(run_id)[: store.run_info(run_id).n_modules])
     light = store.read(run_id, until_step=step, types=_LIGHT_TYPES)
     last_step = max((r.event.step for r in light if isinstance(r.event, StepCommitted)), default=-1)
+    if last_step < 0:
+        raise UnknownStepError(f"run {run_id!r} has no recorded step: it stopped before its initial state was committed")
     if step is not None and step > last_step:
         raise UnknownStepError(f"run {run_id!r} has steps 0..{last_step}; step {step} does not exist")
     state = fold(light, start)

@@ -225,6 +225,8 @@ def relax(
     ('converged', 0.7071)
     """
     config = config or RelaxConfig()
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:  # one rule for every seed
+        raise InvalidEntityError("relax", None, "seed", seed, "a seed is an integer ≥ 0 (it seeds numpy's generators)")
     if amortizer is not None:
         proposal = amortizer.propose(system, config, seed)
         config = RelaxConfig.model_validate(config.model_dump() | {"warm_start": proposal.model_dump()})

@@ -28,7 +28,7 @@ from complexity_from_constraints.entities import (
     RelaxConfig,
     Revision,
     SequenceModule,
-    SmallGainAdapter,
+    SmallGainWeighting,
     System,
     demo_system,
     standard_system,
@@ -159,7 +159,6 @@ def test_a_cached_compile_equals_a_fresh_one(name, backend, require):
     """Every array, and the energy, gradient and Hessian diagonal at random points, bit for bit."""
     if backend == "torch":
         require("torch")
-        import complexity_from_constraints.adapters  # noqa: F401  (registers the torch backend)
     dtype = "float32" if backend.endswith("float32") else "float64"
     be = make_backend("torch") if backend == "torch" else make_backend("numpy", dtype=dtype)
     system = SYSTEMS[name]()
@@ -226,7 +225,7 @@ def _configs():
             Revision(step=12, entity_id="demo-0", changes={"family_weights": {"quadratic": 2.0}}))),
         "expansion": RelaxConfig(steps=30, step_size=0.1, expansion=ExpansionConfig(every=5, candidates=(newcomer,))),
         "homotopy": RelaxConfig(steps=30, homotopy=HomotopyConfig(steps=10, coupling_start=0.1)),
-        "adapter": RelaxConfig(steps=30, step_size=0.075, adapter=SmallGainAdapter(), record_terms_every=1),
+        "weighting": RelaxConfig(steps=30, step_size=0.075, weighting=SmallGainWeighting(), record_terms_every=1),
         "coordinate": RelaxConfig(steps=20, solver="coordinate"),
         "proximal": RelaxConfig(steps=20, solver="proximal"),
         "admm": RelaxConfig(steps=20, solver="admm"),
