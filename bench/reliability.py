@@ -9,8 +9,11 @@
 3. Two concurrent ``relax`` calls with the same System, config and seed into
    one store × --pairs (default 100): 0 mixed runs (each run holds exactly one
    computation's events, the ids differ).
+4. --fuzz (default 5,000) fuzzed run files (``tests/reliability/test_fuzz.py``):
+   0 untyped exceptions, 0 committed runs that fail to read back, 0 changes to
+   other runs.
 
-    python bench/reliability.py [--kills 100] [--pairs 100] [--seed 7]
+    python bench/reliability.py [--kills 100] [--pairs 100] [--fuzz 5000] [--seed 7]
 
 The trials reuse the test suite's drivers (``tests/reliability``).
 """
@@ -109,13 +112,42 @@ def pairs(n: int) -> list[bool]:
     return [line(mixed == 0 and failed == 0, f"same System/config/seed, 2 threads x {n}: mixed runs = 0", detail)]
 
 
+def fuzz(n: int) -> list[bool]:
+    from hypothesis import HealthCheck, given, settings
+
+    from test_fuzz import check_one, fuzz_store, run_files
+
+    counts = {"refused": 0, "recorded": 0, "untyped": 0, "unreadable": 0}
+    start = time.perf_counter()
+    store = fuzz_store()
+
+    @settings(max_examples=n, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+    @given(data=run_files())
+    def one(data):
+        try:
+            counts[check_one(store, data)] += 1
+        except AssertionError:
+            counts["unreadable"] += 1
+        except Exception:  # noqa: BLE001 - the count is the point
+            counts["untyped"] += 1
+
+    one()
+    store.close()
+    detail = (f"{counts['refused']} refused with a typed error, {counts['recorded']} recorded and read back "
+              f"({time.perf_counter() - start:.0f} s)")
+    return [line(counts["untyped"] == 0, f"{n} fuzzed inputs: untyped exceptions = 0", f"{counts['untyped']}; {detail}"),
+            line(counts["unreadable"] == 0, f"{n} fuzzed inputs: unreadable runs or changed others = 0",
+                 str(counts["unreadable"]))]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--kills", type=int, default=100)
     parser.add_argument("--pairs", type=int, default=100)
+    parser.add_argument("--fuzz", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
-    results = kills(args.kills, args.seed) + damaged() + pairs(args.pairs)
+    results = kills(args.kills, args.seed) + damaged() + pairs(args.pairs) + fuzz(args.fuzz)
     print(f"{sum(results)} of {len(results)} targets pass")
     return 0 if all(results) else 1
 

@@ -142,16 +142,13 @@ def _log_digest(store: DuckDBStore, run_id: str) -> str:
 
 @pytest.fixture(scope="module")
 def store():
-    with DuckDBStore(":memory:") as s:
-        s.sentinel = relax(demo_system(0), RelaxConfig(steps=5), store=s).run_id
-        s.sentinel_digest = _log_digest(s, s.sentinel)
+    with fuzz_store() as s:
         yield s
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
-@given(data=run_files())
-def test_fuzzed_input_ends_in_a_typed_error_or_a_run_that_reads_back(store, data):
+def check_one(store: DuckDBStore, data: dict) -> str:
+    """Run one fuzzed run file into ``store``: ``"refused"`` (a typed error, nothing recorded) or ``"recorded"``
+    (a run that reads back and replays). Anything else raises: an untyped exception, or an AssertionError."""
     before = {info.run_id for info in store.runs()}
     try:
         with np.errstate(all="ignore"):
@@ -162,8 +159,24 @@ def test_fuzzed_input_ends_in_a_typed_error_or_a_run_that_reads_back(store, data
         run_id = getattr(exc, "run_id", None)  # DivergedError: recorded, and must read back too
         if run_id is None:
             assert {info.run_id for info in store.runs()} == before, "a refused input left a run behind"
-            return
+            return "refused"
     log = store.read(run_id)
     assert log[0].event.type == "RunStarted" and log[-1].event.type == "RunFinished"
     replay(store, run_id)
-    assert _log_digest(store, store.sentinel) == store.sentinel_digest
+    assert _log_digest(store, store.sentinel) == store.sentinel_digest, "another run changed"
+    return "recorded"
+
+
+def fuzz_store() -> DuckDBStore:
+    """An in-memory store holding one sentinel run, whose log must never change."""
+    store = DuckDBStore(":memory:")
+    store.sentinel = relax(demo_system(0), RelaxConfig(steps=5), store=store).run_id
+    store.sentinel_digest = _log_digest(store, store.sentinel)
+    return store
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
+@given(data=run_files())
+def test_fuzzed_input_ends_in_a_typed_error_or_a_run_that_reads_back(store, data):
+    check_one(store, data)
