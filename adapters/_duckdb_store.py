@@ -114,6 +114,7 @@ CREATE TABLE IF NOT EXISTS run_meta (
     started_at TIMESTAMPTZ, duration_s DOUBLE);
 CREATE TABLE IF NOT EXISTS run_params (run_id VARCHAR, key VARCHAR, value VARCHAR);
 CREATE TABLE IF NOT EXISTS deletions (run_id VARCHAR, events BIGINT, deleted_at TIMESTAMPTZ);
+CREATE TABLE IF NOT EXISTS study_results (study VARCHAR, recorded_at TIMESTAMPTZ, result JSON);
 CREATE TABLE IF NOT EXISTS sweeps (sweep_id VARCHAR PRIMARY KEY, name VARCHAR, digest VARCHAR, spec JSON);
 CREATE TABLE IF NOT EXISTS sweep_points (
     sweep_id VARCHAR, point INTEGER, run_id VARCHAR, seed BIGINT, axes JSON, status VARCHAR, attempts INTEGER,
@@ -128,7 +129,7 @@ CREATE TABLE IF NOT EXISTS mat_run_stats (
 _CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 _TABLE_NAMES = ("store_meta", "runs", "systems", "run_modules", "events", "eta_frames", "eta_values",
                 "mat_positions", "mat_steps", "mat_run_stats", "run_meta", "run_params", "deletions", "sweeps",
-                "sweep_points")
+                "sweep_points", "study_results")
 _DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -890,6 +891,13 @@ class DuckDBStore(AbstractEventStore):
             self._con.execute("INSERT OR REPLACE INTO run_meta VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                               [run_id, meta.name, json.dumps(dict(meta.tags), sort_keys=True), meta.study, meta.sweep,
                                meta.parent, meta.started_at, meta.duration_s])
+
+    def record_study(self, study: str, result_json: str) -> None:
+        """Keep what a study found (its ``StudyResult`` as JSON) beside its runs; ``v_study_results`` shows it."""
+        with self._lock, self._guard("write"):
+            if self.read_only:
+                raise StoreWriteError(f"{self.path} is open read-only", self.path)
+            self._con.execute("INSERT INTO study_results VALUES (?, now(), ?)", [study, result_json])
 
     def run_meta(self, run_id: str) -> RunMeta | None:
         with self._lock:

@@ -245,9 +245,13 @@ def register(app: typer.Typer, console: Any, default_db: Path) -> None:
                           "the result as JSON); a tuple takes a comma list (--x 1,2) or JSON (--x '[1, 2]'), "
                           "a flag --x / --no-x")
             return
+        from complexity_from_constraints.projectors import labelled
+
         config = config_from_options(study.config, tokens)
         with DuckDBStore(db) as store:
-            result = run_study(study, config, store, Console(stderr=True) if as_json else rich_console())
+            with labelled(study=name):  # every run of the study carries its name (v_runs.study)
+                result = run_study(study, config, store, Console(stderr=True) if as_json else rich_console())
+            store.record_study(name, result.model_dump_json())
         if as_json:
             print(result.model_dump_json(indent=2))
         else:

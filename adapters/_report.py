@@ -57,14 +57,17 @@ _QUIET_EVENTS = ("RunStarted", "StepCommitted", "EtaRecorded", "RunFinished", "T
                  "StabilityBounded", "ObjectiveScaled")
 
 
-def report(store: DuckDBStore, run_ids: Sequence[str], *, title: str | None = None, axis: str | None = None,
-           tol: float = 1e-9) -> str:
-    """The HTML report of one run, or the comparison of several.
+def report(store: DuckDBStore, run_ids: Sequence[str] = (), *, title: str | None = None, axis: str | None = None,
+           tol: float = 1e-9, sweep: str | None = None, study: str | None = None) -> str:
+    """The HTML report of one run, or the comparison of several, or of a sweep or a study.
 
     Args:
         store: a DuckDB store holding the runs (read through its views).
         run_ids: one run (the full report) or several (the comparison; the first is the reference
             that the others are diffed against).
+        sweep: a sweep id (``v_sweeps``): its complete runs, against its first axis (or ``axis``).
+        study: a study's name: the runs of its latest ``cfc experiment`` (``v_runs.study``), with what
+            it found (``v_study_results``: verdict, hypothesis, measured), against ``axis`` if given.
         title: the page title (default: the run's name or id, or "N runs").
         axis: with several runs, also plot each run's final energy, ΔF99 and steps against this
             axis, with the mean ± sd per axis value: ``"seed"``, ``"system_id"`` or a config field
@@ -88,6 +91,11 @@ def report(store: DuckDBStore, run_ids: Sequence[str], *, title: str | None = No
     >>> one.startswith("<!DOCTYPE html>"), 'data-plot="eta"' in one, 'data-table="config-diff"' in two
     (True, True, True)
     """
+    lead: tuple[str, str] | None = None
+    if sweep is not None or study is not None:
+        if run_ids or (sweep is not None and study is not None):
+            raise CfcError("report takes run ids, or sweep=, or study=: one of them")
+        run_ids, axis, lead = (_sweep_runs(store, sweep, axis) if sweep is not None else _study_runs(store, study, axis))
     run_ids = list(dict.fromkeys(run_ids))
     if not run_ids:
         raise CfcError("report needs at least one run id")
@@ -98,6 +106,8 @@ def report(store: DuckDBStore, run_ids: Sequence[str], *, title: str | None = No
     if axis is not None and len(run_ids) == 1:
         raise CfcError("axis= compares several runs; give two or more run ids")
     page = _Page()
+    if lead is not None:
+        page.section(lead[0], lead[1], key="selection")
     if len(run_ids) == 1:
         name = _run_sections(page, store, run_ids[0])
         default_title = name or f"run {run_ids[0]}"
@@ -106,7 +116,7 @@ def report(store: DuckDBStore, run_ids: Sequence[str], *, title: str | None = No
         _comparison_sections(page, store, run_ids, tol)
         if axis is not None:
             _sweep_section(page, store, run_ids, axis)
-        default_title = f"{len(run_ids)} runs"
+        default_title = lead[0] if lead is not None else f"{len(run_ids)} runs"
         subtitle = "comparison against the first · " + " · ".join(_esc(r) for r in run_ids[:6]) + \
             (f" · … ({len(run_ids) - 6} more)" if len(run_ids) > 6 else "")
     return page.render(title or default_title, subtitle)
@@ -533,19 +543,20 @@ def _divergence_table(diffs: list) -> str:
 
 def _sweep_section(page: _Page, store: DuckDBStore, run_ids: list[str], axis: str) -> None:
     go, make_subplots = _plotly()
-    if axis in ("seed", "system_id"):
-        where = f"r.{axis}"  # one of two fixed column names, never user text
+    if axis == "system_id":
+        a_sql = "SELECT r.run_id, r.system_id AS x FROM v_runs AS r"  # a fixed column name, never user text
         params: list[Any] = [run_ids]
-    else:
-        if axis not in _flatten(RelaxConfig().model_dump(mode="json")):
-            raise CfcError(f"axis {axis!r}: not 'seed', 'system_id' or a RelaxConfig field (dotted for nested ones)")
-        where = "e.payload->'$.config'->>?"
-        params = [f"$.{axis}", run_ids]
+    else:  # any parameter a run has: seed, a config field (dotted), system.<entity id>.<field>
+        keys = set(store.query("SELECT DISTINCT key FROM v_run_params WHERE run_id IN (SELECT unnest(?))", [run_ids])["key"])
+        if axis not in keys:
+            raise CfcError(f"axis {axis!r}: not 'system_id' or a parameter of these runs (v_run_params keys, e.g. "
+                           f"{', '.join(sorted(k for k in keys if '.' not in k)[:6])})")
+        a_sql = "SELECT run_id, value AS x FROM v_run_params WHERE key = ?"
+        params = [axis, run_ids]
     # Each run's metrics against the axis, and per axis value the mean ± sd over its runs, in SQL.
     points_sql = f"""
         SELECT a.run_id, a.x, s.final_energy, d.delta_f99, s.steps
-        FROM (SELECT r.run_id, {where} AS x FROM v_runs AS r
-              JOIN events AS e ON e.run_id = r.run_id AND e.type = 'RunStarted') AS a
+        FROM ({a_sql}) AS a
         JOIN v_run_summary AS s USING (run_id) LEFT JOIN v_delta_f90 AS d USING (run_id)
         WHERE a.run_id IN (SELECT unnest(?))"""
     points = store.query(points_sql, params)
@@ -698,3 +709,34 @@ def _table(df: pl.DataFrame, *, key: str, empty: str = "none", more: int = 0, he
     tail = f'<p class="note">… {more} more row(s) not shown</p>' if more > 0 else ""
     table = f'<table data-table="{key}"><thead><tr>{thead}</tr></thead><tbody>{body}</tbody></table>'
     return (f'<div class="scroll">{table}</div>' if scroll and len(df) > 12 else table) + tail
+
+
+def _sweep_runs(store: DuckDBStore, sweep: str, axis: str | None) -> tuple[list[str], str, tuple[str, str]]:
+    """A sweep's complete runs, the axis to plot them against, and a lead section saying what was swept."""
+    found = store.query("SELECT sweep_id, name, points, complete, failed, spec FROM v_sweeps WHERE starts_with(sweep_id, ?)",
+                        [sweep])
+    if len(found) != 1:
+        raise CfcError(f"{sweep!r} matches {len(found)} sweeps in {store.path}: {', '.join(found['sweep_id']) or 'none'}")
+    row = found.row(0, named=True)
+    runs = store.query("SELECT run_id FROM v_sweep_points WHERE sweep_id = ? AND status = 'complete' ORDER BY point",
+                       [row["sweep_id"]])["run_id"].to_list()
+    paths = [a["path"] for a in json.loads(row["spec"]).get("axes", []) if a["path"] != "seed"]
+    axis = axis or (paths[0] if paths else "seed")
+    lead = (f"sweep {row['sweep_id']}",
+            f"<p>{row['complete']} of {row['points']} points complete, {row['failed']} failed; axes: "
+            f"{_esc(', '.join(paths) or 'seeds only')}. Each setting's mean ± sd over seeds is v_sweep_summary.</p>")
+    return runs, axis, lead
+
+
+def _study_runs(store: DuckDBStore, study: str, axis: str | None) -> tuple[list[str], str | None, tuple[str, str]]:
+    """The runs of a study's latest invocation and what it found (verdict, hypothesis, measured)."""
+    import polars as pl
+
+    found = store.query("SELECT verdict, hypothesis, measured, run_ids FROM v_study_results WHERE study = ? "
+                        "ORDER BY recorded_at DESC LIMIT 1", [study])
+    if found.is_empty():
+        raise CfcError(f"no study {study!r} recorded in {store.path}; run `cfc experiment {study}` first")
+    row = found.row(0, named=True)
+    table = pl.DataFrame({"": ["verdict", "hypothesis", "measured"],
+                          "what the study found (v_study_results)": [row["verdict"], row["hypothesis"], row["measured"]]})
+    return json.loads(row["run_ids"]), axis, (f"study {study}", _table(table, key="study"))

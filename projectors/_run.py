@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from importlib import metadata
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -32,6 +34,31 @@ from ._coordinator import Proposer, relaxation
 from ._structure import check_candidates
 
 HookMap = Mapping[str, Callable[..., Any] | Iterable[Callable[..., Any]]]
+
+
+_LABELS: ContextVar[RunMeta | None] = ContextVar("cfc_run_labels", default=None)
+
+
+@contextmanager
+def labelled(**fields: Any) -> Iterator[None]:
+    """Label every run ``relax`` starts in this block (``study=``, ``sweep=``, ``tags=``, ``parent=``, ``name=``).
+
+    Tools that run many relaxations (``cfc experiment``) use it, so the runs of a
+    study can be found by ``WHERE study = ...`` without the study passing labels down.
+
+    >>> from complexity_from_constraints.entities import RelaxConfig, demo_system
+    >>> from complexity_from_constraints.events import InMemoryStore
+    >>> store = InMemoryStore()
+    >>> with labelled(study="mine", tags={"lab": "north"}):
+    ...     r = relax(demo_system(0), RelaxConfig(steps=2), store=store)
+    >>> store.run_meta(r.run_id).study, store.run_meta(r.run_id).tags
+    ('mine', {'lab': 'north'})
+    """
+    token = _LABELS.set(replace(_LABELS.get() or RunMeta(), **fields))
+    try:
+        yield
+    finally:
+        _LABELS.reset(token)
 
 
 def package_version() -> str:
@@ -246,6 +273,7 @@ def relax(
                       start_step=fork_point.step if fork_point is not None else 0)
     opening = _opening(loop)  # bad input (solver, pieces, seed, initial state) raises here, before anything is recorded
     run_id = store.new_run_id(started)
+    meta = meta or _LABELS.get()
     meta = replace(meta or RunMeta(), started_at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
                    name=name or (meta.name if meta else None) or _default_name(system, config, seed, run_id),
                    tags={**(meta.tags if meta else {}), **(tags or {})},

@@ -18,7 +18,7 @@ PUBLIC = {
     "projectors": {
         "AbstractAmortizer", "AbstractSolver", "AbstractWeighting", "WeightingContext", "CachedAmortizer", "Evaluation", "ForkPoint",
         "LipschitzRows", "Objective", "SOLVERS", "State", "StepContext", "TopKAmortizer", "lipschitz_rows",
-        "phase_metrics", "register_weighting", "register_solver", "term_breakdown", "AbstractBackend", "CompiledSystem", "CouplingGroup", "ModuleGroup", "NumpyBackend", "Outcome",
+        "labelled", "phase_metrics", "register_weighting", "register_solver", "term_breakdown", "AbstractBackend", "CompiledSystem", "CouplingGroup", "ModuleGroup", "NumpyBackend", "Outcome",
         "Proposal", "RunDiff", "RunResult", "RunState", "StreamDifference", "apply", "backend_names", "make_backend", "register_backend", "compile_system", "diff_runs", "energy",
         "energy_and_gradient", "first_difference", "fold", "fork", "hessian_diagonal", "initial_eta", "package_version",
         "projected_gradient_norm", "relax", "relaxation", "replay", "rerun", "state_digest",

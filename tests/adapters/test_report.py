@@ -280,6 +280,47 @@ def test_a_sweep_over_step_size_and_seeds_shows_each_run_and_the_mean_and_sd(tmp
     opened.screenshot(tmp_path, "sweep-report")
 
 
+def test_a_sweep_report_shows_its_axis_with_the_seed_band(tmp_path, open_report, cli):
+    """`cfc report --sweep S`: the sweep's runs against its first axis, the band from the same SQL as v_sweep_summary."""
+    from complexity_from_constraints.adapters._sweep import GridAxis, SweepSpec, sweep
+
+    spec = SweepSpec(name="band", system=demo_system(0), config=DEMO.evolve(steps=40),
+                     axes=[GridAxis(path="system.s0.a", start=-1.0, stop=-0.4, num=2)], seeds=[0, 1, 2])
+    db, out = tmp_path / "w.duckdb", tmp_path / "sweep.html"
+    with DuckDBStore(db) as store:
+        sweep(spec, store=store, engine="serial")
+        expected = store.query("SELECT axes, final_energy_mean, final_energy_sd FROM v_sweep_summary ORDER BY axes")
+    code, _, err = cli("report", "--sweep", "band", "--out", out, "--db", db)
+    assert code == 0, err
+    opened = open_report(out.read_text(), "sweep-cli")
+    assert_offline_and_clean(opened)
+    assert assert_every_plot_drawn(opened) >= 2
+    assert "sweep band-" in opened.page.locator('[data-section="selection"]').inner_text()
+    rows = opened.page.locator('[data-table="sweep"] tbody tr').evaluate_all(
+        "rows => rows.map(r => [...r.querySelectorAll('td')].map(c => JSON.parse(c.dataset.value)))")
+    assert [r[0] for r in rows] == [-1.0, -0.4] and [r[1] for r in rows] == [3, 3]
+    assert sorted(r[2] for r in rows) == pytest.approx(sorted(expected["final_energy_mean"]), rel=1e-12)
+    opened.screenshot(tmp_path, "sweep-cli-report")
+
+
+def test_a_study_report_shows_what_it_found_and_its_runs(tmp_path, open_report, cli):
+    db, out = tmp_path / "st.duckdb", tmp_path / "study.html"
+    code, _, err = cli("experiment", "landau_sweep", "--num", "3", "--steps", "60", "--db", db)
+    assert code == 0, err
+    with DuckDBStore(db, read_only=True) as store:
+        runs = store.query("SELECT run_id FROM v_runs WHERE study = 'landau_sweep'")["run_id"].to_list()
+        verdict = store.query("SELECT verdict FROM v_study_results WHERE study = 'landau_sweep'").item()
+    assert len(runs) == 3
+    code, _, err = cli("report", "--study", "landau_sweep", "--out", out, "--db", db)
+    assert code == 0, err
+    opened = open_report(out.read_text(), "study")
+    assert_offline_and_clean(opened)
+    assert assert_every_plot_drawn(opened) >= 1
+    found = opened.page.locator('[data-section="selection"]').inner_text()
+    assert "study landau_sweep" in found and verdict in found
+    opened.screenshot(tmp_path, "study-report")
+
+
 # -- without a browser -----------------------------------------------------------------------------
 
 
@@ -297,8 +338,12 @@ def test_report_refuses_what_it_cannot_show(demo_store):
     with pytest.raises(CfcError, match="several runs"):
         report(store, [run_id], axis="seed")
     other = relax(demo_system(1), DEMO, seed=1, store=store).run_id
-    with pytest.raises(CfcError, match="not 'seed', 'system_id' or a RelaxConfig field"):
+    with pytest.raises(CfcError, match="not 'system_id' or a parameter of these runs"):
         report(store, [run_id, other], axis="no_such_field")
+    with pytest.raises(CfcError, match="one of them"):
+        report(store, [run_id], sweep="x")
+    with pytest.raises(CfcError, match="no study 'nothing' recorded"):
+        report(store, study="nothing")
     with pytest.raises(CfcError, match="at least one run"):
         report(store, [])
 
