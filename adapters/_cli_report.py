@@ -26,7 +26,7 @@ def register(app: typer.Typer, console: Any, default_db: Path = DEFAULT_DB) -> N
             help="With several runs: plot final energy, ΔF99 and steps against seed, system_id or a config field.")] = None,
         tol: Annotated[float, typer.Option(min=0.0, help="Largest |η_a − η_b| counted as equal in the diff.")] = 1e-9,
         force: Annotated[bool, typer.Option("--force", help="Replace --out even if it holds something other than HTML.")] = False,
-        sweep: Annotated[Optional[str], typer.Option(help="Report a sweep: its runs against its first axis (or --axis).")] = None,
+        sweep: Annotated[Optional[str], typer.Option(help="Report a sweep: its runs against each axis it varied (or --axis).")] = None,
         study: Annotated[Optional[str], typer.Option(help="Report a study: what it found and its runs.")] = None,
     ) -> None:
         """Write an HTML report (plots and tables, opens offline) of one run, a comparison, a sweep or a study."""

@@ -65,7 +65,7 @@ def report(store: DuckDBStore, run_ids: Sequence[str] = (), *, title: str | None
         store: a DuckDB store holding the runs (read through its views).
         run_ids: one run (the full report) or several (the comparison; the first is the reference
             that the others are diffed against).
-        sweep: a sweep id (``v_sweeps``): its complete runs, against its first axis (or ``axis``).
+        sweep: a sweep id (``v_sweeps``): its complete runs, against each axis it varied (or ``axis``).
         study: a study's name: the runs of its latest ``cfc experiment`` (``v_runs.study``), with what
             it found (``v_study_results``: verdict, hypothesis, measured), against ``axis`` if given.
         title: the page title (default: the run's name or id, or "N runs").
@@ -95,7 +95,9 @@ def report(store: DuckDBStore, run_ids: Sequence[str] = (), *, title: str | None
     if sweep is not None or study is not None:
         if run_ids or (sweep is not None and study is not None):
             raise CfcError("report takes run ids, or sweep=, or study=: one of them")
-        run_ids, axis, lead = (_sweep_runs(store, sweep, axis) if sweep is not None else _study_runs(store, study, axis))
+        run_ids, axes, lead = (_sweep_runs(store, sweep, axis) if sweep is not None else _study_runs(store, study, axis))
+    else:
+        axes = [axis] if axis is not None else []
     run_ids = list(dict.fromkeys(run_ids))
     if not run_ids:
         raise CfcError("report needs at least one run id")
@@ -103,7 +105,7 @@ def report(store: DuckDBStore, run_ids: Sequence[str] = (), *, title: str | None
     missing = [r for r in run_ids if r not in known]
     if missing:
         raise UnknownRunError(f"no run {missing[0]!r} in {store.path}")
-    if axis is not None and len(run_ids) == 1:
+    if axes and len(run_ids) == 1:
         raise CfcError("axis= compares several runs; give two or more run ids")
     page = _Page()
     if lead is not None:
@@ -114,8 +116,8 @@ def report(store: DuckDBStore, run_ids: Sequence[str] = (), *, title: str | None
         subtitle = f"one run · {_esc(run_ids[0])}"
     else:
         _comparison_sections(page, store, run_ids, tol)
-        if axis is not None:
-            _sweep_section(page, store, run_ids, axis)
+        for one in axes:  # a sweep: every axis it varied
+            _sweep_section(page, store, run_ids, one)
         default_title = lead[0] if lead is not None else f"{len(run_ids)} runs"
         subtitle = "comparison against the first · " + " · ".join(_esc(r) for r in run_ids[:6]) + \
             (f" · … ({len(run_ids) - 6} more)" if len(run_ids) > 6 else "")
@@ -711,8 +713,8 @@ def _table(df: pl.DataFrame, *, key: str, empty: str = "none", more: int = 0, he
     return (f'<div class="scroll">{table}</div>' if scroll and len(df) > 12 else table) + tail
 
 
-def _sweep_runs(store: DuckDBStore, sweep: str, axis: str | None) -> tuple[list[str], str, tuple[str, str]]:
-    """A sweep's complete runs, the axis to plot them against, and a lead section saying what was swept."""
+def _sweep_runs(store: DuckDBStore, sweep: str, axis: str | None) -> tuple[list[str], list[str], tuple[str, str]]:
+    """A sweep's complete runs, the axes to plot them against (each it varied), and a lead section saying what was swept."""
     found = store.query("SELECT sweep_id, name, points, complete, failed, spec FROM v_sweeps WHERE starts_with(sweep_id, ?)",
                         [sweep])
     if len(found) != 1:
@@ -721,14 +723,14 @@ def _sweep_runs(store: DuckDBStore, sweep: str, axis: str | None) -> tuple[list[
     runs = store.query("SELECT run_id FROM v_sweep_points WHERE sweep_id = ? AND status = 'complete' ORDER BY point",
                        [row["sweep_id"]])["run_id"].to_list()
     paths = [a["path"] for a in json.loads(row["spec"]).get("axes", []) if a["path"] != "seed"]
-    axis = axis or (paths[0] if paths else "seed")
+    axes = [axis] if axis is not None else (paths or ["seed"])
     lead = (f"sweep {row['sweep_id']}",
             f"<p>{row['complete']} of {row['points']} points complete, {row['failed']} failed; axes: "
             f"{_esc(', '.join(paths) or 'seeds only')}. Each setting's mean ± sd over seeds is v_sweep_summary.</p>")
-    return runs, axis, lead
+    return runs, axes, lead
 
 
-def _study_runs(store: DuckDBStore, study: str, axis: str | None) -> tuple[list[str], str | None, tuple[str, str]]:
+def _study_runs(store: DuckDBStore, study: str, axis: str | None) -> tuple[list[str], list[str], tuple[str, str]]:
     """The runs of a study's latest invocation and what it found (verdict, hypothesis, measured)."""
     import polars as pl
 
@@ -739,4 +741,4 @@ def _study_runs(store: DuckDBStore, study: str, axis: str | None) -> tuple[list[
     row = found.row(0, named=True)
     table = pl.DataFrame({"": ["verdict", "hypothesis", "measured"],
                           "what the study found (v_study_results)": [row["verdict"], row["hypothesis"], row["measured"]]})
-    return json.loads(row["run_ids"]), axis, (f"study {study}", _table(table, key="study"))
+    return json.loads(row["run_ids"]), [axis] if axis is not None else [], (f"study {study}", _table(table, key="study"))

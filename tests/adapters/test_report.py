@@ -285,21 +285,25 @@ def test_a_sweep_report_shows_its_axis_with_the_seed_band(tmp_path, open_report,
     from complexity_from_constraints.adapters._sweep import GridAxis, SweepSpec, sweep
 
     spec = SweepSpec(name="band", system=demo_system(0), config=DEMO.evolve(steps=40),
-                     axes=[GridAxis(path="system.s0.a", start=-1.0, stop=-0.4, num=2)], seeds=[0, 1, 2])
+                     axes=[GridAxis(path="system.s0.a", start=-1.0, stop=-0.4, num=2),
+                           GridAxis(path="step_size", start=0.3, stop=0.5, num=2)], seeds=[0, 1, 2])
     db, out = tmp_path / "w.duckdb", tmp_path / "sweep.html"
     with DuckDBStore(db) as store:
         sweep(spec, store=store, engine="serial")
-        expected = store.query("SELECT axes, final_energy_mean, final_energy_sd FROM v_sweep_summary ORDER BY axes")
+        expected = store.query("SELECT avg(final_energy) AS mean FROM v_runs AS r JOIN v_run_params AS p USING (run_id) "
+                               "WHERE r.sweep IS NOT NULL AND p.key = 'system.s0.a' GROUP BY p.value ORDER BY p.value::DOUBLE")
     code, _, err = cli("report", "--sweep", "band", "--out", out, "--db", db)
     assert code == 0, err
     opened = open_report(out.read_text(), "sweep-cli")
     assert_offline_and_clean(opened)
-    assert assert_every_plot_drawn(opened) >= 2
+    assert assert_every_plot_drawn(opened) >= 3  # the energies, and one panel row per axis
     assert "sweep band-" in opened.page.locator('[data-section="selection"]').inner_text()
-    rows = opened.page.locator('[data-table="sweep"] tbody tr').evaluate_all(
+    tables = opened.page.locator('[data-table="sweep"]')
+    assert tables.count() == 2  # each axis it varied
+    rows = tables.nth(0).locator("tbody tr").evaluate_all(
         "rows => rows.map(r => [...r.querySelectorAll('td')].map(c => JSON.parse(c.dataset.value)))")
-    assert [r[0] for r in rows] == [-1.0, -0.4] and [r[1] for r in rows] == [3, 3]
-    assert sorted(r[2] for r in rows) == pytest.approx(sorted(expected["final_energy_mean"]), rel=1e-12)
+    assert [r[0] for r in rows] == [-1.0, -0.4] and [r[1] for r in rows] == [6, 6]
+    assert [r[2] for r in rows] == pytest.approx(list(expected["mean"]), rel=1e-12)
     opened.screenshot(tmp_path, "sweep-cli-report")
 
 
