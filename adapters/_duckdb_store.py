@@ -60,14 +60,12 @@ import polars as pl
 import pyarrow as pa
 
 from complexity_from_constraints.entities import (
-    CfcError,
     ForeignFileError,
     LogIntegrityError,
     SchemaVersionError,
     StoreBusyError,
     StoreCorruptError,
     StoreError,
-    StoreTransactionError,
     StoreVersionError,
     StoreWriteError,
     UnknownRunError,
@@ -82,7 +80,6 @@ from complexity_from_constraints.events import (
     RunMeta,
     RunStarted,
     StepCommitted,
-    current_version,
     decode,
     encode,
     upcast,

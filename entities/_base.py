@@ -7,7 +7,7 @@ import importlib
 import json
 import os
 from importlib.metadata import entry_points
-from typing import Annotated, Any, ClassVar, Union
+from typing import Annotated, Any, Union
 
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError

@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 
 from complexity_from_constraints.entities import (
-    AbstractCoupling,
     AbstractEntity,
     AbstractModule,
     Candidate,
