@@ -55,21 +55,12 @@ def run_config(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the run id.")] = False,
 ) -> None:
     """Relax the System described in a TOML or JSON file (a progress bar shows step, energy and acceptance)."""
-    import json
-    import tomllib
-
     from complexity_from_constraints.entities import CfcError
     from complexity_from_constraints.projectors import relax
 
-    from ._run_file import RunFile
+    from ._run_file import RunFile, read_document
 
-    if not config_file.exists():
-        raise CfcError(f"no such file: {config_file}")
-    text = config_file.read_text()
-    try:
-        data = tomllib.loads(text) if config_file.suffix == ".toml" else json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        raise CfcError(f"{config_file}: not valid {config_file.suffix[1:] or 'JSON'}: {exc}") from None
+    data = read_document(config_file)
     if not isinstance(data, dict) or "system" not in data:
         raise CfcError(f"{config_file}: needs a 'system' table (id, modules, couplings)")
     run = RunFile.model_validate(data)  # unknown keys ("sed") and bad values ("seed": "abc") name the field

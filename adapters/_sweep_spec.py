@@ -5,7 +5,6 @@ See :mod:`complexity_from_constraints.adapters._sweep` for how a sweep runs.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from itertools import product
@@ -17,7 +16,6 @@ from pydantic import Field, JsonValue, model_validator
 
 from complexity_from_constraints.entities import (
     AbstractFrozen,
-    CfcError,
     InvalidEntityError,
     RelaxConfig,
     System,
@@ -149,17 +147,9 @@ class SweepSpec(AbstractFrozen):
     @classmethod
     def load(cls, path: str | Path) -> SweepSpec:
         """Read a spec from a ``.toml`` or ``.json`` file (errors name the file and the field)."""
-        import tomllib
+        from ._run_file import read_document
 
-        path = Path(path)
-        if not path.exists():
-            raise CfcError(f"no such sweep spec: {path}")
-        text = path.read_text()
-        try:
-            data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-            raise CfcError(f"{path}: not valid {path.suffix[1:] or 'JSON'}: {exc}") from None
-        return cls.model_validate(data)
+        return cls.model_validate(read_document(path, "sweep spec"))
 
     def sweep_id(self) -> str:
         """A readable id from the name and the digest: equal specs, equal ids."""
