@@ -86,6 +86,7 @@ from complexity_from_constraints.events import (
 )
 
 from ._kind_functions import register_kind_functions
+from ._run_params import run_params
 
 STORE_SCHEMA_VERSION = 3  # 2: materialised tables mat_* and their positions; 3: run_meta, run_params, deletions, sweeps
 
@@ -129,47 +130,6 @@ _TABLE_NAMES = ("store_meta", "runs", "systems", "run_modules", "events", "eta_f
                 "sweep_points", "study_results")
 _DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-
-MAX_ENTITY_PARAMS = 2_000
-"""Systems with more entities than this keep only their System-level parameters in ``run_params``."""
-
-
-def run_params(started: RunStarted) -> list[tuple[str, str]]:
-    """``(key, value)`` rows of a run's parameters: ``seed``, every config field as a dotted key
-    (``stability.cap_fraction``), ``system.<field>`` for the System's own scalars and, for Systems of at
-    most :data:`MAX_ENTITY_PARAMS` entities, ``system.<entity id>.<field>`` for every entity's scalars.
-
-    >>> from complexity_from_constraints.entities import RelaxConfig, demo_system
-    >>> from complexity_from_constraints.events import RunStarted
-    >>> rows = dict(run_params(RunStarted(system=demo_system(0), config=RelaxConfig(step_size=0.1), seed=3,
-    ...                                   package_version="x", system_digest="d")))
-    >>> rows["step_size"], rows["seed"], rows["stability"], float(rows["system.s0.a"]) == demo_system(0).modules[0].a
-    ('0.1', '3', 'null', True)
-    """
-    out = [("seed", str(started.seed))]
-    out += _flatten(started.config.model_dump(mode="json"), "")
-    system = started.system.model_dump(mode="json")
-    entities = system.pop("modules", []) + system.pop("couplings", [])
-    out += _flatten(system, "system.")
-    if len(entities) <= MAX_ENTITY_PARAMS:
-        for entity in entities:
-            out += [(k, v) for k, v in _flatten({k: v for k, v in entity.items() if k != "id"}, f"system.{entity['id']}.")
-                    if not isinstance(v, list)]
-    return out
-
-
-def _flatten(data: Any, prefix: str) -> list[tuple[str, str]]:
-    if isinstance(data, dict):
-        return [row for k, v in data.items() for row in _flatten(v, f"{prefix}{k}.")]
-    key = prefix[:-1]
-    if data is None:
-        return [(key, "null")]
-    if isinstance(data, bool):
-        return [(key, "true" if data else "false")]
-    if isinstance(data, (int, float, str)):
-        return [(key, str(data) if not isinstance(data, float) else repr(data))]
-    return [(key, json.dumps(data))]
-
 
 # Files this process holds, by real path: [read_only, count]. DuckDB would hand a second connect() of the
 # same file the same database, so two store objects would each believe they own its runs.

@@ -34,7 +34,7 @@ from importlib import resources
 from string import Template
 from typing import TYPE_CHECKING, Any, Sequence
 
-from complexity_from_constraints.entities import CfcError, MissingDependencyError, RelaxConfig, UnknownRunError
+from complexity_from_constraints.entities import CfcError, MissingDependencyError, RelaxConfig, UnknownRunError, flatten_fields
 from complexity_from_constraints.projectors import diff_runs, package_version
 
 if TYPE_CHECKING:
@@ -211,8 +211,8 @@ def _run_sections(page: _Page, store: DuckDBStore, run_id: str) -> str | None:
     identity = [("run id", run_id), *([("name", name)] if name else []), ("system", run["system_id"]),
                 ("system digest", run["system_digest"]), ("seed", run["seed"]), ("solver", config.get("solver")),
                 ("package version", run["package_version"])]
-    defaults = _flatten(RelaxConfig().model_dump(mode="json"))
-    changed = [(k, v) for k, v in _flatten(config).items() if k not in defaults or defaults[k] != v]
+    defaults = flatten_fields(RelaxConfig().model_dump(mode="json"))
+    changed = [(k, v) for k, v in flatten_fields(config).items() if k not in defaults or defaults[k] != v]
     kinds = store.query(
         "SELECT role, kind, count(DISTINCT entity_id) AS entities FROM v_entity_versions "
         "WHERE run_id = ? AND from_step = 0 GROUP BY role, kind ORDER BY role DESC, entities DESC, kind", [run_id])
@@ -605,15 +605,6 @@ def _config(store: DuckDBStore, run_id: str) -> dict[str, Any]:
     raw = store.query("SELECT payload->>'$.config' AS config FROM events WHERE run_id = ? AND type = 'RunStarted'",
                       [run_id])["config"][0]
     return RelaxConfig.model_validate_json(raw).model_dump(mode="json")
-
-
-def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(data, dict):
-        out: dict[str, Any] = {}
-        for key, value in data.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: data}
 
 
 def _first(df: pl.DataFrame) -> dict[str, Any]:

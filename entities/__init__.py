@@ -1,6 +1,6 @@
 """Entities: versioned, frozen Pydantic models and each kind's energy formulas."""
 
-from ._base import KINDS_ENV, AbstractEntity, AbstractFrozen, KindRegistry, content_digest, import_kind_modules
+from ._base import KINDS_ENV, AbstractEntity, AbstractFrozen, KindRegistry, content_digest, flatten_fields, import_kind_modules
 from ._config import BUILT_IN_SOLVERS, Candidate, ExpansionConfig, RelaxConfig, Revision
 from ._couplings import (
     AbstractCoupling,
@@ -157,6 +157,7 @@ __all__ = [
     "count_inversions",
     "coupling_kinds",
     "demo_system",
+    "flatten_fields",
     "grid_bond_percolation",
     "import_kind_modules",
     "largest_component_fraction",

@@ -105,6 +105,20 @@ class AbstractEntity(AbstractFrozen):
         return type(self).model_validate(data)
 
 
+def flatten_fields(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts (a model's ``model_dump(mode="json")``) as dotted keys; lists become tuples (they compare and hash).
+
+    >>> flatten_fields({"steps": 5, "stability": {"cap_fraction": 0.9}, "eta0": [0.1, 0.2]})
+    {'steps': 5, 'stability.cap_fraction': 0.9, 'eta0': (0.1, 0.2)}
+    """
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(flatten_fields(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: tuple(data) if isinstance(data, list) else data}
+
+
 def content_digest(payload: Any) -> str:
     """SHA-256 hex digest of ``payload`` serialised as canonical JSON."""
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)

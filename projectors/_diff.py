@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from complexity_from_constraints.entities import System, UnknownRunError
+from complexity_from_constraints.entities import System, UnknownRunError, flatten_fields
 from complexity_from_constraints.events import AbstractEventStore, EtaRecorded, GateClosed, GateOpened, RunStarted, StepCommitted
 
 Pair = tuple[Any, Any]
@@ -121,7 +121,7 @@ def diff_runs(store: AbstractEventStore, run_a: str, run_b: str, *, tol: float =
     True
     """
     start_a, start_b = _started(store, run_a), _started(store, run_b)
-    config = _pairs(_flatten(start_a.config.model_dump(mode="json")), _flatten(start_b.config.model_dump(mode="json")))
+    config = _pairs(flatten_fields(start_a.config.model_dump(mode="json")), flatten_fields(start_b.config.model_dump(mode="json")))
     seed = None if start_a.seed == start_b.seed else (start_a.seed, start_b.seed)
     system, only_a, only_b, entities = _system_diff(start_a.system, start_b.system)
     events_a = store.read(run_a, types=["StepCommitted", "EtaRecorded", "GateOpened", "GateClosed"])
@@ -145,16 +145,6 @@ def _started(store: AbstractEventStore, run_id: str) -> RunStarted:
     return started[0].event  # type: ignore[return-value]
 
 
-def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts to dotted keys; lists stay whole (as tuples, so pairs compare and hash)."""
-    if isinstance(data, dict):
-        out: dict[str, Any] = {}
-        for key, value in data.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: tuple(data) if isinstance(data, list) else data}
-
-
 def _pairs(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Pair]:
     return {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k) or (k in a) != (k in b)}
 
@@ -166,8 +156,8 @@ def _swap(pairs: dict[str, Pair]) -> dict[str, Pair]:
 def _system_diff(a: System, b: System):
     if a.digest() == b.digest():
         return {}, (), (), {}
-    top_a = _flatten(a.model_dump(mode="json", exclude={"modules", "couplings"}))
-    top_b = _flatten(b.model_dump(mode="json", exclude={"modules", "couplings"}))
+    top_a = flatten_fields(a.model_dump(mode="json", exclude={"modules", "couplings"}))
+    top_b = flatten_fields(b.model_dump(mode="json", exclude={"modules", "couplings"}))
     ents_a = {e.id: e for e in (*a.modules, *a.couplings)}
     ents_b = {e.id: e for e in (*b.modules, *b.couplings)}
     only_a = tuple(sorted(ents_a.keys() - ents_b.keys()))
@@ -175,7 +165,7 @@ def _system_diff(a: System, b: System):
     entities = {}
     for key in sorted(ents_a.keys() & ents_b.keys()):
         if ents_a[key] != ents_b[key]:
-            changed = _pairs(_flatten(ents_a[key].model_dump(mode="json")), _flatten(ents_b[key].model_dump(mode="json")))
+            changed = _pairs(flatten_fields(ents_a[key].model_dump(mode="json")), flatten_fields(ents_b[key].model_dump(mode="json")))
             if changed:
                 entities[key] = changed
     return _pairs(top_a, top_b), only_a, only_b, entities
