@@ -29,6 +29,14 @@ _HOMES = {
     "EnergyRegularizedAttention": "_attention",
     "attention_ablation": "_attention",
     "GspoToken": "_gspo",
+    "sweep": "_sweep",
+    "SweepSpec": "_sweep",
+    "SweepResult": "_sweep",
+    "ListAxis": "_sweep",
+    "GridAxis": "_sweep",
+    "RandomAxis": "_sweep",
+    "Job": "_sweep",
+    "JobList": "_sweep",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,6 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._plots import plot_energy, plot_eta_heatmap, plot_gate_timeline
     from ._progress import ProgressMirror, follow_lines
     from ._report import report
+    from ._sweep import GridAxis, Job, JobList, ListAxis, RandomAxis, SweepResult, SweepSpec, sweep
     from ._torch_backend import TorchBackend
 
 

@@ -161,13 +161,20 @@ def _rows_table(rows: Sequence[dict[str, Any]]) -> Table:
     return table
 
 
+_MARKS = {"held": "[green]✔ held[/green]", "did not hold": "[red]✘ did not hold[/red]",
+          "inconclusive": "[yellow]? inconclusive[/yellow]", "measured": "measured (not a yes/no test)"}
+
+
 def show_result(result: Any, console: Console, db: Path | str) -> None:
-    """Print a StudyResult: hypothesis, measured numbers, verdict, the seed's number, notes and the rows."""
+    """Print a StudyResult: hypothesis, rule, measured numbers, theory beside them, verdict, seed, notes, rows."""
     from rich.markup import escape
 
-    mark = {True: "[green]✔ held[/green]", False: "[red]✘ did not hold[/red]", None: "not a yes/no test"}[result.held]
-    console.print(f"[bold]{result.study}[/bold]")
-    for label, text in (("hypothesis", result.hypothesis), ("measured", result.measured), ("verdict", mark),
+    mark = _MARKS.get(result.verdict, escape(result.verdict))
+    if result.reason and result.verdict == "inconclusive":
+        mark += f" ({escape(result.reason)})"
+    console.print(f"[bold]{result.study}[/bold]  ({result.seeds} seed(s) per cell)")
+    for label, text in (("hypothesis", result.hypothesis), ("rule", result.rule), ("measured", result.measured),
+                        *(("theory", str(c)) for c in result.checks), ("verdict", mark),
                         ("seed", result.seed_result), ("notes", result.notes)):
         if text:
             console.print(f"[bold]{label:>10}[/bold]  {text if label == 'verdict' else escape(text)}")
@@ -176,6 +183,27 @@ def show_result(result: Any, console: Console, db: Path | str) -> None:
         if len(result.rows) > _MAX_ROWS:
             console.print(f"… {len(result.rows) - _MAX_ROWS} more row(s); --json prints them all")
     console.print(f"{len(result.run_ids)} run(s) recorded in {db}", soft_wrap=True)
+
+
+def write_figures(study: Any, result: Any, folder: Path) -> list[Path]:
+    """Draw ``study.figures(result)`` as PNGs ``<folder>/<study>-<name>.png``; the paths written."""
+    if getattr(study, "figures", None) is None:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, figure in study.figures(result).items():
+        path = folder / f"{study.name}-{name}.png"
+        figure.suptitle(f"{study.name}: {result.verdict}", fontsize=10)
+        figure.tight_layout()
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(path)
+    return written
 
 
 class _BarProgress:
@@ -215,44 +243,76 @@ def register(app: typer.Typer, console: Any, default_db: Path) -> None:
         name: Annotated[Optional[str], typer.Argument(help="The study to run (omit to list them).")] = None,
         db: Annotated[Path, typer.Option("--db", help="DuckDB file to record the runs in.")] = default_db,
         as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+        engine: Annotated[str, typer.Option("--engine", help="Where the runs go: local (a process pool), ray or "
+                                                             "serial.")] = "local",
+        workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Processes (local) or CPUs (ray); "
+                                                                                "default: the cores.")] = None,
+        ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Join this Ray cluster.")] = None,
+        figures: Annotated[Optional[Path], typer.Option("--figures", help="Folder for the figures (PNG); default "
+                                                                          "DB-figures/ beside the database.")] = None,
+        no_figures: Annotated[bool, typer.Option("--no-figures", help="Draw no figures.")] = False,
+        run_all: Annotated[bool, typer.Option("--all", help="Run every study with its defaults.")] = False,
+        table: Annotated[bool, typer.Option("--table", help="With --all: print the Markdown results table "
+                                                            "(experiments/README.md holds it).")] = False,
     ) -> None:
         """Run a scripted study (see experiments/README.md); `cfc experiment NAME --help` lists its options."""
         from rich.console import Console
         from rich.markup import escape
         from rich.table import Table
 
+        from complexity_from_constraints.entities import CfcError
+
         from ._cli_common import rich_console
         from ._duckdb_store import DuckDBStore
 
-        if name is None or name in ("--help", "-h"):
-            table = Table(title="studies (cfc experiment NAME [--option value …])", title_justify="left",
-                          header_style="bold")
-            table.add_column("name")
-            table.add_column("what it tests")
+        if engine not in ("local", "ray", "serial"):
+            raise CfcError(f"--engine {engine!r}: choose local, ray or serial")
+        if (name is None and not run_all) or name in ("--help", "-h"):
+            table_ = Table(title="studies (cfc experiment NAME [--option value …])", title_justify="left",
+                           header_style="bold")
+            table_.add_column("name")
+            table_.add_column("what it tests")
             for study_name, entry in studies().items():
-                table.add_row(study_name, escape(entry.load().title))
-            console.print(table)
+                table_.add_row(study_name, escape(entry.load().title))
+            console.print(table_)
             return
-        study = load_study(name)
+        if run_all and (name is not None or ctx.args):
+            raise CfcError("--all runs every study with its defaults: give no study name and no study options")
+        if table and not run_all:
+            raise CfcError("--table goes with --all")
+        chosen = [load_study(n) for n in studies()] if run_all else [load_study(name)]
         tokens = list(ctx.args)
         if "--help" in tokens or "-h" in tokens:
+            study = chosen[0]
             console.print(f"[bold]cfc experiment {name}[/bold]: {escape(study.title)}")
             doc = (study.config.__doc__ or "").strip()
             if doc:
                 console.print(escape(doc))
             console.print(_options_table(study.config))
             console.print(f"also: --db FILE (the DuckDB file to record into, default {default_db}), --json (print "
-                          "the result as JSON); a tuple takes a comma list (--x 1,2) or JSON (--x '[1, 2]'), "
-                          "a flag --x / --no-x")
+                          "the result as JSON), --engine local|ray|serial and --workers N (where the runs go), "
+                          "--figures DIR / --no-figures; a tuple takes a comma list (--x 1,2) or JSON "
+                          "(--x '[1, 2]'), a flag --x / --no-x")
             return
+        from complexity_from_constraints.experiments._framework import results_table, running_on
         from complexity_from_constraints.projectors import labelled
 
-        config = config_from_options(study.config, tokens)
-        with DuckDBStore(db) as store:
-            with labelled(study=name):  # every run of the study carries its name (v_runs.study)
-                result = run_study(study, config, store, Console(stderr=True) if as_json else rich_console())
-            store.record_study(name, result.model_dump_json())
-        if as_json:
-            print(result.model_dump_json(indent=2))
-        else:
-            show_result(result, console, db)
+        configs = [config_from_options(study.config, tokens) for study in chosen]
+        quiet = as_json or table
+        folder = figures or db.with_name(f"{db.stem}-figures")
+        results = []
+        with DuckDBStore(db) as store, running_on(engine, workers, ray_address):
+            for study, config in zip(chosen, configs):
+                with labelled(study=study.name):  # every run of the study carries its name (v_runs.study)
+                    result = run_study(study, config, store, Console(stderr=True) if quiet else rich_console())
+                store.record_study(study.name, result.model_dump_json())
+                results.append(result)
+                drawn = [] if no_figures else write_figures(study, result, folder)
+                if as_json and not table:
+                    print(result.model_dump_json(indent=2))
+                elif not quiet:
+                    show_result(result, console, db)
+                    for path in drawn:
+                        console.print(f"figure: {path}", soft_wrap=True)
+        if table:
+            print(results_table(results))

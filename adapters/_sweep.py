@@ -37,9 +37,9 @@ from typing import Any, Callable
 from complexity_from_constraints.events import AbstractEventStore, RunMeta
 
 from ._sweep_engines import AbstractEngine, LocalEngine, PointOutcome, RayEngine, SerialEngine, make_engine, run_point
-from ._sweep_spec import FAULTS_ENV, Axis, GridAxis, ListAxis, Point, RandomAxis, SweepSpec
+from ._sweep_spec import FAULTS_ENV, Axis, GridAxis, Job, JobList, ListAxis, Point, RandomAxis, SweepSpec
 
-__all__ = ["AbstractEngine", "Axis", "FAULTS_ENV", "GridAxis", "ListAxis", "LocalEngine", "Point", "PointOutcome",
+__all__ = ["AbstractEngine", "Axis", "FAULTS_ENV", "GridAxis", "Job", "JobList", "ListAxis", "LocalEngine", "Point", "PointOutcome",
            "RandomAxis", "RayEngine", "SerialEngine", "SweepResult", "SweepSpec", "make_engine", "run_point", "sweep"]
 
 
@@ -65,13 +65,13 @@ class SweepResult:
         return self.eta_values / self.ingest_seconds if self.ingest_seconds > 0 else math.nan
 
 
-def sweep(spec: SweepSpec, *, store: AbstractEventStore, engine: str | AbstractEngine = "local",
+def sweep(spec: SweepSpec | JobList, *, store: AbstractEventStore, engine: str | AbstractEngine = "local",
           workers: int | None = None, address: str | None = None,
           progress: Callable[[int, int, str], None] | None = None) -> SweepResult:
     """Run every point of ``spec`` not yet complete in ``store``; append each finished run whole.
 
     Args:
-        spec: the sweep.
+        spec: the sweep, or a :class:`JobList` (each job its own System, config and seed).
         store: where the runs go (the driver is its only writer).
         engine: ``"local"`` (a process pool), ``"ray"``, ``"serial"``, or an engine object.
         workers: processes (local) or CPUs of a local Ray cluster; default the number of cores.
@@ -97,6 +97,9 @@ def sweep(spec: SweepSpec, *, store: AbstractEventStore, engine: str | AbstractE
     if progress:
         progress(done, len(points), "points")
     spec_json = spec.model_dump_json()
+    from complexity_from_constraints.projectors import current_labels
+
+    labels = current_labels() or RunMeta()  # a study's label (``labelled(study=…)``) reaches its sweep's runs
     runner = make_engine(engine, workers, address)
     runner.faults = os.environ.get(FAULTS_ENV)
     try:
@@ -119,8 +122,9 @@ def sweep(spec: SweepSpec, *, store: AbstractEventStore, engine: str | AbstractE
                     started = time.perf_counter()
                     store.record_meta(point.run_id, RunMeta(
                         name=f"{spec.name}/p{point.index}", sweep=result.sweep_id, started_at=outcome.started_at,
-                        duration_s=outcome.seconds, tags={k: json.dumps(v) if not isinstance(v, str) else v
-                                                          for k, v in point.values.items()}))
+                        duration_s=outcome.seconds, study=labels.study, parent=labels.parent,
+                        tags={**labels.tags, **{k: json.dumps(v) if not isinstance(v, str) else v
+                                                for k, v in point.values.items()}}))
                     store.append(point.run_id, list(outcome.events))
                     result.ingest_seconds += time.perf_counter() - started
                     result.eta_values += sum(r.event.eta.size for r in outcome.events if r.event.type == "EtaRecorded")
@@ -157,7 +161,7 @@ class _Bookkeeping:
 
         return cls(store) if isinstance(store, DuckDBStore) else _NoBookkeeping(store)
 
-    def register(self, spec: SweepSpec, points: list[Point]) -> None:
+    def register(self, spec: SweepSpec | JobList, points: list[Point]) -> None:
         sweep_id = spec.sweep_id()
         with self.store.transaction():
             self.store._execute("INSERT INTO sweeps SELECT ?, ?, ?, ? WHERE NOT EXISTS "
@@ -177,7 +181,7 @@ class _Bookkeeping:
                 self.store._insert_arrow("sweep_points", table)
         self.sweep_id = sweep_id
 
-    def set(self, spec: SweepSpec | None, point: Point, status: str, attempts: int, reason: str | None,
+    def set(self, spec: SweepSpec | JobList | None, point: Point, status: str, attempts: int, reason: str | None,
             seconds: float | None) -> None:
         self.store._execute("UPDATE sweep_points SET status = ?, attempts = ?, reason = ?, seconds = ? "
                             "WHERE sweep_id = ? AND point = ?",

@@ -11,13 +11,14 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
 
 from complexity_from_constraints.entities import CfcError, DivergedError, InvalidEntityError
 from complexity_from_constraints.events import Recorded
 
-from ._sweep_spec import SweepSpec
+from ._sweep_spec import JobList, Point, SweepSpec, parse_plan
 
 @dataclass(frozen=True)
 class PointOutcome:
@@ -30,16 +31,23 @@ class PointOutcome:
     started_at: str | None = None
 
 
+@lru_cache(maxsize=2)
+def _plan(spec_json: str) -> tuple[SweepSpec | JobList, list[Point]]:
+    """The plan and its points, parsed once per worker process (a worker runs many points of one plan)."""
+    plan = parse_plan(spec_json)
+    return plan, plan.points()
+
+
 def run_point(spec_json: str, index: int, faults: str | None = None) -> PointOutcome:
-    """Relax one point of a sweep into memory and return its events (what every engine's workers call).
+    """Relax one point of a sweep or job list into memory and return its events (what every engine's workers call).
 
     ``faults`` is the folder of :data:`FAULTS_ENV` (tests only).
     """
     from complexity_from_constraints.events import InMemoryStore
     from complexity_from_constraints.projectors import relax
 
-    spec = SweepSpec.model_validate_json(spec_json)
-    point = spec.points()[index]
+    spec, points = _plan(spec_json)
+    point = points[index]
     if faults:
         marker = Path(faults) / f"{point.run_id}.kill"
         if marker.exists():

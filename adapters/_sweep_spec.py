@@ -188,6 +188,60 @@ class SweepSpec(AbstractFrozen):
         return system, RelaxConfig.model_validate(config), point.seed
 
 
+class Job(AbstractFrozen):
+    """One relaxation of a job list: a System, a config, a seed, and labels that say which cell it belongs to.
+
+    ``labels`` (JSON values) become the run's tags and the point's axis values, e.g. ``{"a": -0.5}``.
+    """
+
+    system: System
+    config: RelaxConfig = RelaxConfig()
+    seed: int = Field(0, ge=0)
+    labels: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class JobList(AbstractFrozen):
+    """Relaxations that share no base: each job brings its own System, config and seed (a study's runs).
+
+    It runs through the same driver and engines as a :class:`SweepSpec` (``sweep(jobs, store=…)``), so a
+    job list resumes, retries a dead worker's job and never stores half a run. A job's run id follows from
+    the list's digest and the job's index, so the same list run again finds its runs complete.
+
+    >>> from complexity_from_constraints.entities import LandauModule, RelaxConfig, System
+    >>> jobs = JobList(name="wells", jobs=[Job(system=System(id=f"w{a}", modules=[LandauModule(id="m", a=a, b=1)]),
+    ...                                        config=RelaxConfig(steps=5), labels={"a": a}) for a in (-1.0, 1.0)])
+    >>> [p.values for p in jobs.points()]
+    [{'seed': 0, 'a': -1.0}, {'seed': 0, 'a': 1.0}]
+    """
+
+    kind: Literal["jobs"] = "jobs"  # first field: a worker tells a job list's JSON from a sweep spec's by its start
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=80)
+    jobs: tuple[Job, ...] = Field(min_length=1)
+    max_retries: int = Field(2, ge=0, le=10)
+
+    def sweep_id(self) -> str:
+        """A readable id from the name and the digest: equal lists, equal ids."""
+        return f"{self.name}-{self.digest()[:8]}"
+
+    def points(self) -> list[Point]:
+        """One point per job, in order; its values are the seed and the job's labels."""
+        stem = self.digest()[:10]
+        return [Point(i, {"seed": job.seed, **job.labels}, f"{stem}-{content_digest([i, job.digest()])[:10]}")
+                for i, job in enumerate(self.jobs)]
+
+    def build(self, point: Point) -> tuple[System, RelaxConfig, int]:
+        """The System, config and seed of ``point``."""
+        job = self.jobs[point.index]
+        return job.system, job.config, job.seed
+
+
+def parse_plan(text: str) -> SweepSpec | JobList:
+    """A :class:`SweepSpec` or a :class:`JobList` from its JSON (as the driver sends it to workers)."""
+    if text.startswith('{"kind":"jobs"'):
+        return JobList.model_validate_json(text)
+    return SweepSpec.model_validate_json(text)
+
+
 def _changed(entity, changes: dict[str, dict[str, Any]]) -> dict[str, Any]:
     data = entity.model_dump(mode="json")
     return data | changes[entity.id] if entity.id in changes else data

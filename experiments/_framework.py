@@ -19,15 +19,19 @@ returning a Polars frame (``adapters.DuckDBStore``) that ``relax`` can record in
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import polars as pl
 from pydantic import Field
 
+from complexity_from_constraints.adapters import Job
 from complexity_from_constraints.entities import (
     AbstractFrozen,
+    CfcError,
     GateBenefitCoupling,
     GateModule,
     QuadraticCoupling,
@@ -36,24 +40,33 @@ from complexity_from_constraints.entities import (
     monotonicity,
 )
 
+from ._evidence import Check, Verdict
+
 Scalar = float | int | bool | str | None
 
 
 class StudyResult(AbstractFrozen):
-    """What a study found: the hypothesis, the measured numbers, and whether the hypothesis held.
+    """What a study found: the hypothesis, its decision rule, the measured numbers and the verdict.
 
-    ``held`` is ``None`` only for a study that measures without testing a
-    yes/no claim. ``seed_result`` is the number the seed system recorded (or
-    that a re-run of the seed produced), where there is one; ``notes`` say
-    what this version does differently, especially where the seed's number
-    came from a defect. ``metrics`` are the headline numbers, ``rows`` the
-    per-run or per-cell detail, ``run_ids`` the runs in the store.
+    ``verdict`` is ``held``, ``did not hold``, ``inconclusive`` (``reason`` says why,
+    e.g. ``not converged: 7/10 runs converged``) or ``measured`` for a study that
+    measures without testing a yes/no claim; ``rule`` is the one-line decision rule
+    the verdict applies. ``checks`` put theory (a closed form, an expected value)
+    beside the measurement. ``seeds`` is how many seeds each cell ran.
+    ``seed_result`` is what the earlier system recorded, where there is one;
+    ``notes`` say what this version does differently. ``metrics`` are the headline
+    numbers (each quantity over seeds as mean, sd, n), ``rows`` the per-cell detail,
+    ``run_ids`` the runs in the store.
     """
 
     study: str
     hypothesis: str
     measured: str
-    held: bool | None
+    verdict: Verdict
+    rule: str = ""
+    reason: str = ""
+    seeds: int = 1
+    checks: tuple[Check, ...] = ()
     seed_result: str | None = None
     notes: str = ""
     metrics: dict[str, Scalar] = Field(default_factory=dict)
@@ -62,19 +75,90 @@ class StudyResult(AbstractFrozen):
     config: dict[str, Any] = Field(default_factory=dict)
 
     @property
-    def verdict(self) -> str:
-        """``"held"``, ``"did not hold"`` or ``"not a yes/no test"``."""
-        return {True: "held", False: "did not hold", None: "not a yes/no test"}[self.held]
+    def held(self) -> bool | None:
+        """``True`` (held), ``False`` (did not hold) or ``None`` (inconclusive, or only measured)."""
+        return {"held": True, "did not hold": False}.get(self.verdict)
 
 
 @dataclass(frozen=True)
 class Study:
-    """A registry entry: the study's name, a one-line title, its config model and its ``run``."""
+    """A registry entry: the study's name, a one-line title, its config model, its ``run`` and, optionally,
+    ``figures(result) -> {name: matplotlib Figure}`` drawn from the result's rows."""
 
     name: str
     title: str
     config: type[AbstractFrozen]
     run: Callable[..., StudyResult]
+    figures: Callable[[StudyResult], dict[str, Any]] | None = None
+
+
+# -- running a study's relaxations: on the sweep engine ---------------------------------------
+
+@dataclass(frozen=True)
+class Engine:
+    """Where :func:`relax_all` runs a study's jobs: ``serial`` (this process), ``local`` (a process pool of
+    ``workers``) or ``ray`` (a local cluster, or the one at ``address``)."""
+
+    engine: str = "serial"
+    workers: int | None = None
+    address: str | None = None
+
+
+_ENGINE: ContextVar[Engine] = ContextVar("cfc_study_engine", default=Engine())
+
+
+@contextmanager
+def running_on(engine: str = "serial", workers: int | None = None, address: str | None = None) -> Iterator[Engine]:
+    """Run every study's relaxations in this block on ``engine`` (``cfc experiment --engine --workers``)."""
+    choice = Engine(engine, workers, address)
+    token = _ENGINE.set(choice)
+    try:
+        yield choice
+    finally:
+        _ENGINE.reset(token)
+
+
+class StudyRunError(CfcError):
+    """Some of a study's relaxations failed (each reason is listed); the study cannot judge without them."""
+
+
+def relax_all(name: str, jobs: Sequence[Job], store: Any, progress: Progress | None = None) -> list[str]:
+    """Relax every job through the sweep engine chosen by :func:`running_on`; the run ids, in job order.
+
+    The jobs form one :class:`~complexity_from_constraints.adapters.JobList` named ``name``, so each
+    run's id follows from the list and its index: the same study run again into the same store
+    finds its runs complete and does not repeat them, and a study killed half way resumes.
+
+    >>> from complexity_from_constraints.adapters import DuckDBStore
+    >>> from complexity_from_constraints.entities import LandauModule, RelaxConfig, System
+    >>> jobs = [Job(system=System(id="w", modules=[LandauModule(id="m", a=-1.0, b=1.0)]), config=RelaxConfig(steps=3),
+    ...             seed=s, labels={"seed": s}) for s in range(2)]
+    >>> with DuckDBStore(":memory:") as store:
+    ...     ids = relax_all("doc-wells", jobs, store)
+    ...     again = relax_all("doc-wells", jobs, store)
+    ...     n = len(store.query("SELECT * FROM v_runs"))
+    >>> ids == again, n
+    (True, 2)
+    """
+    from complexity_from_constraints.adapters import JobList, sweep
+
+    plan = JobList(name=name, jobs=tuple(jobs))
+    engine = _ENGINE.get()
+    progress = progress or Progress()
+    progress.start(len(plan.jobs), "runs")
+    seen = [0]
+
+    def tell(done: int, total: int, what: str) -> None:
+        progress.advance(done - seen[0])
+        seen[0] = done
+
+    outcome = sweep(plan, store=store, engine=engine.engine, workers=engine.workers, address=engine.address,
+                    progress=tell)
+    failed = {r: why for r, why in outcome.reasons.items()}
+    if failed:
+        first = next(iter(failed.items()))
+        raise StudyRunError(f"{len(failed)} of {len(plan.jobs)} runs of {name} failed; first: {first[0]}: {first[1]}")
+    return [p.run_id for p in plan.points()]
 
 
 class Progress:
@@ -230,12 +314,42 @@ def glitch_system(name: str, seed: int, noise: float, *, position: int, glitch: 
     return system, delta
 
 
-def result(study: str, config: AbstractFrozen, *, hypothesis: str, measured: str, held: bool | None,
+def result(study: str, config: AbstractFrozen, *, hypothesis: str, measured: str, verdict: Verdict | None = None,
+           held: bool | None = None, rule: str = "", reason: str = "", seeds: int = 1, checks: Iterable[Check] = (),
            seed_result: str | None = None, notes: str = "", metrics: Mapping[str, Any] | None = None,
            rows: Iterable[Mapping[str, Any]] = (), run_ids: Iterable[str] = ()) -> StudyResult:
-    """Build a :class:`StudyResult` with every number made :func:`plain`."""
-    return StudyResult(study=study, hypothesis=hypothesis, measured=measured, held=held, seed_result=seed_result,
-                       notes=notes, metrics={k: plain(v) for k, v in (metrics or {}).items()},
+    """Build a :class:`StudyResult` with every number made :func:`plain` (``held`` is the one-seed form: a bool)."""
+    if verdict is None:
+        verdict = {True: "held", False: "did not hold", None: "measured"}[held]
+    return StudyResult(study=study, hypothesis=hypothesis, measured=measured, verdict=verdict, rule=rule,
+                       reason=reason, seeds=seeds, checks=tuple(checks), seed_result=seed_result, notes=notes,
+                       metrics={k: plain(v) for k, v in (metrics or {}).items()},
                        rows=tuple({k: plain(v) for k, v in r.items()} for r in rows), run_ids=tuple(run_ids),
                        config=config_dict(config))
 
+
+def stat_metrics(prefix: str, s: Any) -> dict[str, Scalar]:
+    """A :class:`~._evidence.Stat` as flat metrics ``prefix_mean``, ``prefix_sd``, ``prefix_n``, ``prefix_lo``,
+    ``prefix_hi``."""
+    return {f"{prefix}_mean": plain(s.mean), f"{prefix}_sd": plain(s.sd), f"{prefix}_n": s.n,
+            f"{prefix}_lo": plain(s.lo), f"{prefix}_hi": plain(s.hi)}
+
+
+RESULTS_START = "<!-- results table: generated by `cfc experiment --all --table`; do not edit by hand -->"
+RESULTS_END = "<!-- end of results table -->"
+
+
+def results_table(results: Sequence[StudyResult]) -> str:
+    """The Markdown results table of ``results`` (what ``cfc experiment --all --table`` prints).
+
+    One row per study: its verdict, seeds per cell, its rule and what it measured. It holds no wall
+    times, so the same code and seeds give the same table on any machine.
+    """
+    def cell(text: str) -> str:
+        return " ".join(str(text).split()).replace("|", "\\|")
+
+    lines = [RESULTS_START, "", "| study | verdict | seeds | decision rule | measured |", "|---|---|---|---|---|"]
+    for r in results:
+        verdict = r.verdict + (f" ({r.reason})" if r.verdict == "inconclusive" and r.reason else "")
+        lines.append(f"| `{r.study}` | {cell(verdict)} | {r.seeds} | {cell(r.rule)} | {cell(r.measured)} |")
+    return "\n".join([*lines, "", RESULTS_END])

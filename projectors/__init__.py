@@ -18,7 +18,7 @@ from ._solvers import SOLVERS, AbstractSolver, Proposal, State, StepContext, reg
 from ._diff import RunDiff, diff_runs
 from ._fork import fork
 from ._replay import RunState, StreamDifference, apply, first_difference, fold, replay, rerun
-from ._run import ForkPoint, RunResult, labelled, package_version, relax
+from ._run import ForkPoint, RunResult, current_labels, labelled, package_version, relax
 
 __all__ = [
     "SOLVERS",
@@ -56,6 +56,7 @@ __all__ = [
     "fork",
     "hessian_diagonal",
     "initial_eta",
+    "current_labels",
     "labelled",
     "lipschitz_rows",
     "make_backend",

@@ -61,6 +61,19 @@ def labelled(**fields: Any) -> Iterator[None]:
         _LABELS.reset(token)
 
 
+def current_labels() -> RunMeta | None:
+    """The labels of the innermost :func:`labelled` block (``None`` outside one); tools that record runs
+    themselves (the sweep driver) apply them as ``relax`` does.
+
+    >>> with labelled(study="mine"):
+    ...     current_labels().study
+    'mine'
+    >>> current_labels() is None
+    True
+    """
+    return _LABELS.get()
+
+
 def package_version() -> str:
     try:
         return metadata.version("complexity-from-constraints")

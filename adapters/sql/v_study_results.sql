@@ -1,10 +1,12 @@
--- What each study found, once per `cfc experiment NAME` invocation: the verdict, the hypothesis and the
+-- What each study found, once per `cfc experiment NAME` invocation: the verdict (held, did not hold,
+-- inconclusive or measured), the hypothesis and the
 -- measured result, with the whole StudyResult as JSON. The study's runs are those of v_runs with this study.
 -- Columns: study, recorded_at, verdict, hypothesis, measured, run_ids (JSON list), result (JSON)
 SELECT
     study,
     recorded_at,
-    CASE result->>'$.held' WHEN 'true' THEN 'held' WHEN 'false' THEN 'did not hold' ELSE 'not a yes/no test' END
+    coalesce(result->>'$.verdict',  -- results recorded before verdicts had three values kept only held
+             CASE result->>'$.held' WHEN 'true' THEN 'held' WHEN 'false' THEN 'did not hold' ELSE 'measured' END)
         AS verdict,
     result->>'$.hypothesis' AS hypothesis,
     result->>'$.measured' AS measured,

@@ -172,3 +172,46 @@ def test_cfc_sweep_run_and_show(cli, tmp_path):
     rows = json.loads(out)
     assert code == 0 and len(rows) == 4 and all(r["n"] == 2 for r in rows)
     assert np.isfinite([r["final_energy_mean"] for r in rows]).all()
+
+
+def _jobs(**changes):
+    from complexity_from_constraints.adapters import Job, JobList
+
+    jobs = [Job(system=SYSTEM.evolve(id=f"pair-{k}"), config=RelaxConfig(steps=20 + k, eta0="uniform"), seed=s,
+                labels={"k": k}) for k in range(2) for s in range(2)]
+    return JobList(**({"name": "pairs", "jobs": jobs} | changes))
+
+
+def test_a_job_list_runs_each_job_as_relax_would_and_resumes(db, tmp_path):
+    plan = _jobs()
+    points = plan.points()
+    assert [p.values for p in points] == [{"seed": s, "k": k} for k in range(2) for s in range(2)]
+    assert len({p.run_id for p in points}) == 4 and plan.points() == points  # ids follow from the list
+    first = sweep(plan, store=db, engine="serial")
+    assert first.count("complete") == 4
+    for point, job in zip(points, plan.jobs):
+        expected = InMemoryStore()
+        run_id = relax(job.system, job.config, seed=job.seed, store=expected).run_id
+        assert _events(db, point.run_id) == _events(expected, run_id)
+    again = sweep(plan, store=db, engine="serial")
+    assert again.count("skipped") == 4 and again.count("complete") == 0
+
+
+def test_a_job_list_on_the_process_pool_gives_the_same_events(db, tmp_path):
+    plan = _jobs()
+    sweep(plan, store=db, engine="local", workers=2)
+    with DuckDBStore(tmp_path / "serial.duckdb") as serial:
+        sweep(plan, store=serial, engine="serial")
+        for point in plan.points():
+            assert _events(db, point.run_id) == _events(serial, point.run_id)
+
+
+def test_a_failing_job_is_reported_and_a_study_refuses_to_judge_without_it(db):
+    from complexity_from_constraints.adapters import Job
+    from complexity_from_constraints.experiments._framework import StudyRunError, relax_all
+
+    good = Job(system=SYSTEM, config=RelaxConfig(steps=5))
+    bad = Job(system=SYSTEM, config=RelaxConfig(steps=5, solver="no_such_solver"))
+    with pytest.raises(StudyRunError, match=r"1 of 2 runs of mixed failed; first: .*no_such_solver"):
+        relax_all("mixed", [good, bad], db)
+    assert len(db.query("SELECT * FROM v_runs")) == 1  # the good run is kept; the bad one left nothing

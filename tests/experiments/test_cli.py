@@ -65,18 +65,78 @@ def test_cfc_experiment_help_lists_a_studys_options(cli):
     assert code == 0 and "--a-min" in out and "--critical-band" in out and "--db" in out
 
 
+LANDAU = ("--num", "3", "--a-min", "-1", "--seeds", "2", "--steps", "400", "--lr", "0.1")
+
+
+def _runs(db):
+    with DuckDBStore(db, read_only=True) as store:
+        return store.query("SELECT run_id, study, sweep, tags FROM v_runs ORDER BY run_id")
+
+
+def _events(db):
+    with DuckDBStore(db, read_only=True) as store:
+        return store.query("SELECT run_id, seq, type, payload FROM events ORDER BY run_id, seq"), \
+            store.query("SELECT run_id, step, entity_id, eta FROM v_eta ORDER BY run_id, step, entity_id")
+
+
 def test_cfc_experiment_runs_a_study_into_the_database(cli, tmp_path):
     db = tmp_path / "runs.duckdb"
-    code, out, err = cli("experiment", "landau_sweep", "--num", "3", "--a-min", "-1", "--steps", "400",
-                         "--lr", "0.1", "--db", db)
+    code, out, err = cli("experiment", "landau_sweep", *LANDAU, "--engine", "serial", "--db", db)
     assert code == 0, err
-    assert "hypothesis" in out and "verdict" in out and "held" in out
-    with DuckDBStore(db, read_only=True) as store:
-        assert len(store.query("SELECT * FROM v_runs")) == 3
+    assert "hypothesis" in out and "rule" in out and "theory" in out and "verdict" in out and "held" in out
+    runs = _runs(db)
+    assert len(runs) == 6 and set(runs["study"]) == {"landau_sweep"}  # 3 values of a × 2 seeds
+    assert runs["sweep"].str.starts_with("landau_sweep-").all()
+    figure = tmp_path / "runs-figures" / "landau_sweep-eta_vs_a.png"
+    assert figure.read_bytes()[:4] == b"\x89PNG" and str(figure) in out.replace("\n", "")
+
+
+def test_a_study_run_again_finds_its_runs_and_repeats_none(cli, tmp_path):
+    db = tmp_path / "runs.duckdb"
+    first = cli("experiment", "landau_sweep", *LANDAU, "--engine", "serial", "--db", db, "--json", "--no-figures")
+    before = _events(db)
+    second = cli("experiment", "landau_sweep", *LANDAU, "--engine", "serial", "--db", db, "--json", "--no-figures")
+    assert first[0] == second[0] == 0
+    assert json.loads(first[1]) == json.loads(second[1])
+    after = _events(db)
+    assert before[0].equals(after[0]) and before[1].equals(after[1])
+    assert not (tmp_path / "runs-figures").exists()
+
+
+def test_a_study_gives_the_same_runs_on_the_process_pool_as_in_one_process(cli, tmp_path):
+    serial, pool = tmp_path / "serial.duckdb", tmp_path / "pool.duckdb"
+    assert cli("experiment", "landau_sweep", *LANDAU, "--engine", "serial", "--db", serial, "--no-figures")[0] == 0
+    code, _, err = cli("experiment", "landau_sweep", *LANDAU, "--engine", "local", "--workers", "2", "--db", pool,
+                       "--no-figures")
+    assert code == 0, err
+    assert _runs(serial).equals(_runs(pool))
+    for a, b in zip(_events(serial), _events(pool)):
+        assert a.equals(b)  # same ids, same events and η, bit for bit
+
+
+def test_a_study_runs_on_ray(cli, tmp_path):
+    serial, on_ray = tmp_path / "serial.duckdb", tmp_path / "ray.duckdb"
+    args = ("experiment", "landau_sweep", "--num", "2", "--seeds", "2", "--steps", "50", "--no-figures")
+    assert cli(*args, "--engine", "serial", "--db", serial)[0] == 0
+    code, _, err = cli(*args, "--engine", "ray", "--workers", "2", "--db", on_ray)
+    assert code == 0, err
+    for a, b in zip(_events(serial), _events(on_ray)):
+        assert a.equals(b)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--all", "landau_sweep"), "give no study name"),
+    (("landau_sweep", "--table"), "--table goes with --all"),
+    (("landau_sweep", "--engine", "gpu"), "choose local, ray or serial"),
+])
+def test_bad_engine_and_table_options_say_what_is_wrong(cli, tmp_path, args, message):
+    code, _, err = cli("experiment", *args, "--db", tmp_path / "x.duckdb")
+    assert code == 2 and message in err
 
 
 def test_cfc_experiment_json_is_the_study_result(cli, tmp_path):
-    code, out, _ = cli("experiment", "wormhole_demo", "--steps", "3", "--db", tmp_path / "w.duckdb", "--json")
+    code, out, _ = cli("experiment", "wormhole_demo", "--steps", "3", "--db", tmp_path / "w.duckdb", "--json",
+                       "--engine", "serial")
     assert code == 0
     data = json.loads(out)
     assert data["study"] == "wormhole_demo" and data["config"]["steps"] == 3 and len(data["run_ids"]) == 3

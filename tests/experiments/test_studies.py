@@ -15,6 +15,7 @@ from complexity_from_constraints.adapters._experiment_cli import load_study as l
 from complexity_from_constraints.adapters._experiment_cli import studies
 from complexity_from_constraints.entities import CfcError
 from complexity_from_constraints.experiments import StudyResult
+from complexity_from_constraints.experiments._evidence import VERDICTS
 from complexity_from_constraints.experiments._framework import run_summaries
 from complexity_from_constraints.projectors import relax
 
@@ -22,7 +23,7 @@ ROOT = Path(experiments.__file__).parent
 STUDIES = tuple(studies())
 
 TINY = {
-    "landau_sweep": dict(num=3, steps=50),
+    "landau_sweep": dict(num=3, seeds=2, steps=50),
     "landau_plot": dict(num=20, starts=(0.3,), steps=50),
     "non_local_connectivity_threshold_shift": dict(n=8, num=3, trials=2),
     "sequence_redemption": dict(n=12, mistake_pos=4, trials=2),
@@ -78,19 +79,37 @@ def test_every_study_runs_at_tiny_size_and_records_its_runs(name, store, tmp_pat
     assert set(result.run_ids) <= recorded
     assert seen and seen[-1][0] == seen[-1][1]  # the progress reached its total
     assert StudyResult.model_validate_json(result.model_dump_json()) == result
+    assert result.verdict in VERDICTS
+    if name in REFEREED:  # many seeds, a stated rule, theory beside the measurement, figures
+        assert result.rule and result.seeds >= 2 and (result.checks or result.verdict == "measured")
+        assert result.seeds == config.seeds and study.config().seeds >= 10
+        if result.verdict == "inconclusive":
+            assert result.reason
+        figures = study.figures(result)
+        assert figures and all(hasattr(f, "savefig") for f in figures.values())
+
+
+REFEREED = {"landau_sweep"}
 
 
 def test_landau_sweep_matches_the_fixed_point(store):
-    """η* = √(−a/2b) for a < 0, 0 for a > 0 (run to convergence)."""
+    """η* = √(−a/2b) for a < 0, 0 for a > 0 (run to convergence), from every seed's start."""
     study = load("landau_sweep")
-    result = study.run(study.config(a_min=-1.0, a_max=1.0, num=5, b=2.0, steps=3000, lr=0.1), store)
+    result = study.run(study.config(a_min=-1.0, a_max=1.0, num=5, b=2.0, seeds=3, steps=3000, lr=0.1), store)
     for r in result.rows:
         expected = math.sqrt(-r["a"] / (2 * 2.0)) if r["a"] < 0 else 0.0
-        assert r["eta_star"] == pytest.approx(expected)
-        assert r["eta_final"] == pytest.approx(expected, abs=1e-4 if r["a"] != 0 else 0.05)
+        assert r["eta_star"] == pytest.approx(expected) and r["n"] == 3
+        assert r["eta_mean"] == pytest.approx(expected, abs=1e-4 if r["a"] != 0 else 0.05)
         if r["a"] < 0:
-            assert r["F_final"] == pytest.approx(-r["a"] ** 2 / (4 * 2.0), abs=1e-8)
-    assert result.held is True
+            assert r["F_star"] == pytest.approx(-r["a"] ** 2 / (4 * 2.0), abs=1e-12)
+    assert result.verdict == "held" and result.reason == "12/12 runs converged"
+    assert all(c.agrees for c in result.checks)
+
+
+def test_landau_sweep_on_a_short_budget_is_inconclusive_not_held(store):
+    study = load("landau_sweep")
+    result = study.run(study.config(num=3, seeds=2, steps=20), store)
+    assert result.verdict == "inconclusive" and result.reason.startswith("not converged: 0/4")
 
 
 def test_the_prisoners_dilemma_converges_to_mutual_defection(store):
