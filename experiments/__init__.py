@@ -7,6 +7,8 @@ the ``complexity_from_constraints.studies`` entry points declared in
 ``pyproject.toml``, never by importing this package.
 """
 
-from ._framework import Progress, Study, StudyResult
+from ._evidence import Check, Comparison, Stat, check, compare, convergence, stat, verdict_of
+from ._framework import Job, Progress, Study, StudyResult, StudyRunError, relax_all, results_table, running_on
 
-__all__ = ["Progress", "Study", "StudyResult"]
+__all__ = ["Check", "Comparison", "Job", "Progress", "Stat", "Study", "StudyResult", "StudyRunError", "check",
+           "compare", "convergence", "relax_all", "results_table", "running_on", "stat", "verdict_of"]
