@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 import time
@@ -74,7 +76,9 @@ def current_labels() -> RunMeta | None:
     return _LABELS.get()
 
 
+@functools.cache  # reading the installed metadata costs ~10 ms; a process's version does not change
 def package_version() -> str:
+    """The installed version of the package (recorded in every ``RunStarted``)."""
     try:
         return metadata.version("complexity-from-constraints")
     except metadata.PackageNotFoundError:  # running from a source tree that was not installed
