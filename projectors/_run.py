@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import functools
-
+import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-import time
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
