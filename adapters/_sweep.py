@@ -86,10 +86,11 @@ def sweep(spec: SweepSpec | JobList, *, store: AbstractEventStore, engine: str |
     book = _Bookkeeping.of(store)
     book.register(spec, points)
     todo = []
+    stored = {info.run_id: info.complete for info in store.runs()}  # one query, not two per point
     for point in points:
-        if not _known(store, point.run_id):
+        if point.run_id not in stored:
             todo.append(point.index)
-        elif store.is_complete(point.run_id):
+        elif stored[point.run_id]:
             result.status[point.run_id] = "skipped"
         else:  # only a crash of an older writer could leave this; its events are not ours to extend
             _fail(result, book, point, "an incomplete run with this id is already in the store", 0)
@@ -137,10 +138,6 @@ def sweep(spec: SweepSpec | JobList, *, store: AbstractEventStore, engine: str |
     finally:
         runner.close()
     return result
-
-
-def _known(store: AbstractEventStore, run_id: str) -> bool:
-    return store.next_seq(run_id) > 0
 
 
 def _fail(result: SweepResult, book: _Bookkeeping, point: Point, reason: str, attempts: int) -> None:
