@@ -146,3 +146,31 @@ def test_cfc_experiment_errors_exit_2(cli, tmp_path):
     assert cli("experiment", "no_such_study")[0] == 2
     code, _, err = cli("experiment", "landau_sweep", "--nmu", "3", "--db", tmp_path / "x.duckdb")
     assert code == 2 and "--nmu" in err
+
+
+def test_a_study_killed_half_way_finishes_when_run_again(cli, tmp_path):
+    """The serial engine relaxes in the cfc process itself: a kill marker on the fourth run SIGKILLs the whole
+    command half way; run again, the study finishes with the runs an uninterrupted study records."""
+    import os
+    import subprocess
+    import sys
+
+    from complexity_from_constraints.adapters._sweep import FAULTS_ENV
+
+    whole, killed, faults = tmp_path / "whole.duckdb", tmp_path / "killed.duckdb", tmp_path / "faults"
+    faults.mkdir()
+    args = ("experiment", "landau_sweep", *LANDAU, "--engine", "serial", "--no-figures")
+    assert cli(*args, "--db", whole)[0] == 0
+    with DuckDBStore(whole, read_only=True) as store:
+        victim = store.query("SELECT run_id FROM v_runs WHERE name = 'landau_sweep/p3'")["run_id"][0]
+    (faults / f"{victim}.kill").touch()
+    command = [sys.executable, "-c", "from complexity_from_constraints.adapters.cli import main; raise SystemExit(main())",
+               *args, "--db", str(killed)]
+    first = subprocess.run(command, env={**os.environ, FAULTS_ENV: str(faults)}, capture_output=True, timeout=300)
+    assert first.returncode == -9, first.stderr.decode()[-500:]
+    assert 0 < len(_runs(killed)) < 6  # the runs before the kill are kept, whole
+    again = subprocess.run(command, capture_output=True, timeout=300)
+    assert again.returncode == 0, again.stderr.decode()[-500:]
+    assert _runs(whole).drop("tags").equals(_runs(killed).drop("tags"))
+    for a, b in zip(_events(whole), _events(killed)):
+        assert a.equals(b)
