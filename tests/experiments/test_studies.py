@@ -29,7 +29,7 @@ TINY = {
     "sequence_redemption": dict(n=12, mistake_pos=4, trials=2),
     "sequence_gating_hypothesis": dict(n=12, mistake_pos=4, trials=2, steps=5),
     "energy_gated_expansion": dict(n=12, mistake_pos=4, trials=2, costs=(0.0, 0.1), steps=3, local_steps=5),
-    "branching_coexistence": dict(depth=3, trials=3),
+    "branching_coexistence": dict(depth=3, trees=3, seeds=2, curve=(0.2,)),
     "emergent_nash_learning": dict(trials=2, steps=10),
     "wormhole_demo": dict(steps=5),
     "apc_vs_legendre": dict(n_train=50, n_test=50, starts=1, steps=5),
@@ -89,7 +89,7 @@ def test_every_study_runs_at_tiny_size_and_records_its_runs(name, store, tmp_pat
         assert figures and all(hasattr(f, "savefig") for f in figures.values())
 
 
-REFEREED = {"landau_sweep"}
+REFEREED = {"landau_sweep", "branching_coexistence"}
 
 
 def test_landau_sweep_matches_the_fixed_point(store):
