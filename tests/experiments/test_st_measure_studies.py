@@ -7,6 +7,7 @@ import pytest
 
 from complexity_from_constraints.adapters import DuckDBStore
 from complexity_from_constraints.experiments import branching_coexistence as branching
+from complexity_from_constraints.experiments import emergent_nash_learning as nash
 
 
 @pytest.fixture
@@ -37,3 +38,17 @@ def test_branches_coexist_only_when_the_mean_offspring_is_well_above_one(store):
     assert thriving.verdict == "held" and thriving.metrics["mean_offspring"] > 1.9
     for result in (dying, thriving):
         assert all(c.agrees for c in result.checks), [str(c) for c in result.checks if not c.agrees]
+
+
+def test_replicator_play_contracts_onto_mutual_defection_at_the_rate_theory_gives(store):
+    """Near (D, D) the distance 1 − p shrinks by 1 − lr·(P − S) per step, for other payoffs and steps too."""
+    result = nash.run(nash.NashLearningConfig(seeds=3, lr=0.1, T=6.0, R=4.0, P=2.0, S=0.5), store)
+    assert result.verdict == "held" and result.reason == "3/3 runs converged"
+    assert result.metrics["contraction_theory"] == pytest.approx(0.85)
+    assert result.metrics["contraction_mean"] == pytest.approx(0.85, abs=1e-3)
+    assert all(r["p_row"] > 0.999 and r["p_col"] > 0.999 for r in result.rows)  # not the seed's (D, C)
+
+
+def test_replicator_play_cut_short_is_inconclusive_not_held(store):
+    result = nash.run(nash.NashLearningConfig(seeds=3, steps=20), store)
+    assert result.verdict == "inconclusive" and result.reason == "not converged: 0/3 runs converged"
