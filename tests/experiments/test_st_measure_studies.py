@@ -8,6 +8,7 @@ import pytest
 from complexity_from_constraints.adapters import DuckDBStore
 from complexity_from_constraints.experiments import branching_coexistence as branching
 from complexity_from_constraints.experiments import emergent_nash_learning as nash
+from complexity_from_constraints.experiments import non_local_connectivity_threshold_shift as percolation
 
 
 @pytest.fixture
@@ -52,3 +53,14 @@ def test_replicator_play_contracts_onto_mutual_defection_at_the_rate_theory_give
 def test_replicator_play_cut_short_is_inconclusive_not_held(store):
     result = nash.run(nash.NashLearningConfig(seeds=3, steps=20), store)
     assert result.verdict == "inconclusive" and result.reason == "not converged: 0/3 runs converged"
+
+
+def test_the_threshold_shift_is_paired_and_vanishes_without_shortcuts(store):
+    """No shortcuts in either arm: the same graphs, a shift of exactly 0, so the claim does not hold; with
+    shortcuts the threshold drops in every seed."""
+    config = dict(n=16, p_min=0.3, p_max=0.8, num=6, seeds=4)
+    same = percolation.run(percolation.ThresholdShiftConfig(shortcut_frac=0.0, **config), store)
+    assert same.metrics["shift_mean"] == 0.0 and same.verdict == "did not hold"
+    lower = percolation.run(percolation.ThresholdShiftConfig(shortcut_frac=0.1, **config), store)
+    assert lower.verdict == "held" and lower.metrics["shift_agree"] == 1.0
+    assert lower.checks[0].agrees  # p_c without shortcuts within n^(−3/4) of the lattice's 1/2

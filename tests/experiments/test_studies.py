@@ -25,7 +25,7 @@ STUDIES = tuple(studies())
 TINY = {
     "landau_sweep": dict(num=3, seeds=2, steps=50),
     "landau_plot": dict(num=20, starts=(0.3,), steps=50),
-    "non_local_connectivity_threshold_shift": dict(n=8, num=3, trials=2),
+    "non_local_connectivity_threshold_shift": dict(n=8, num=3, seeds=2),
     "sequence_redemption": dict(n=12, mistake_pos=4, trials=2),
     "sequence_gating_hypothesis": dict(n=12, mistake_pos=4, trials=2, steps=5),
     "energy_gated_expansion": dict(n=12, mistake_pos=4, trials=2, costs=(0.0, 0.1), steps=3, local_steps=5),
@@ -89,7 +89,7 @@ def test_every_study_runs_at_tiny_size_and_records_its_runs(name, store, tmp_pat
         assert figures and all(hasattr(f, "savefig") for f in figures.values())
 
 
-REFEREED = {"landau_sweep", "branching_coexistence", "emergent_nash_learning"}
+REFEREED = {"landau_sweep", "branching_coexistence", "emergent_nash_learning", "non_local_connectivity_threshold_shift"}
 
 
 def test_landau_sweep_matches_the_fixed_point(store):
