@@ -9,6 +9,7 @@ from complexity_from_constraints.adapters import DuckDBStore
 from complexity_from_constraints.experiments import branching_coexistence as branching
 from complexity_from_constraints.experiments import emergent_nash_learning as nash
 from complexity_from_constraints.experiments import non_local_connectivity_threshold_shift as percolation
+from complexity_from_constraints.experiments import wormhole_demo as wormhole
 
 
 @pytest.fixture
@@ -64,3 +65,20 @@ def test_the_threshold_shift_is_paired_and_vanishes_without_shortcuts(store):
     lower = percolation.run(percolation.ThresholdShiftConfig(shortcut_frac=0.1, **config), store)
     assert lower.verdict == "held" and lower.metrics["shift_agree"] == 1.0
     assert lower.checks[0].agrees  # p_c without shortcuts within n^(−3/4) of the lattice's 1/2
+
+
+@pytest.mark.parametrize("benefit_weight, opens", [(2.0, True), (1.2, False)])
+def test_the_gate_opens_exactly_when_the_benefit_beats_the_closed_form_threshold(store, benefit_weight, opens):
+    """wΔ ≥ 2a_gθ + 4b_gθ³ + 2w_s(θ − d(θ)) = 0.4509 opens the gate: w = 2 (wΔ = 0.6) does, w = 1.2 (0.36) does not."""
+    config = wormhole.WormholeConfig(seeds=2, benefit_weight=benefit_weight, seed_steps=1)
+    assert (config.benefit_weight * config.delta >= wormhole.gate_force_needed(config, 0.5, config.spring_weight)) is opens
+    result = wormhole.run(config, store)
+    assert result.verdict == ("held" if opens else "did not hold")
+    assert all(c.agrees for c in result.checks), [str(c) for c in result.checks if not c.agrees]
+    converged = {r["arm"]: r for r in result.rows if r["part"] == "converged"}
+    assert (converged["with"]["eta_gate"] >= 0.5) is opens
+
+
+def test_the_wormhole_verdict_waits_for_convergence(store):
+    result = wormhole.run(wormhole.WormholeConfig(seeds=2, steps=30, seed_steps=1), store)
+    assert result.verdict == "inconclusive" and result.reason.startswith("not converged")
