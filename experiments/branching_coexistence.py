@@ -192,7 +192,8 @@ def run(config: BranchingConfig, store, progress: Progress | None = None):
             judged = (s_coex, s_ext, s_ends, rate, p, q, dist)
             metrics.update(stat_metrics("p_coexist", s_coex) | stat_metrics("p_extinct", s_ext)
                            | stat_metrics("ends", s_ends) | stat_metrics("p_open", s_open))
-            metrics.update(branching_rate=rate, hazard_mean=s_h.mean, p_open_theory=p, mean_offspring=2 * p, q_galton_watson=q,
+            metrics.update(branching_rate=rate, hazard_mean=s_h.mean, p_open_theory=p, mean_offspring=2 * p,
+                           q_galton_watson=q,
                            p_extinct_theory=float(dist[0]), p_coexist_theory=coexist_theory)
         rows.append(row(gain_mean=g, judged=c == 0, p_open=p, mean_offspring=2 * p, q_galton_watson=q,
                         extinct_theory=float(dist[0]), extinct_mean=s_ext.mean, extinct_sd=s_ext.sd,

@@ -24,7 +24,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from complexity_from_constraints.entities import AbstractFrozen, NashModule, RelaxConfig, System, regret, replicator_step
+from complexity_from_constraints.entities import (AbstractFrozen, NashModule, RelaxConfig, System, regret,
+                                                  replicator_step)
 
 from ._evidence import AGREE, Convergence, check, share, stat, verdict_of
 from ._framework import Job, Progress, Study, eta_at, eta_table, relax_all, result, row, stat_metrics
@@ -46,8 +47,8 @@ class NashLearningConfig(AbstractFrozen):
                                                    "after it is reported")
 
 
-RULE = (f"held: ≥ {AGREE:.0%} of seeds reach (Defect, Defect) (1 − p ≤ tol for both) along a path on which neither "
-        f"p ever decreases; did not hold: ≤ {1 - AGREE:.0%} do; inconclusive otherwise, or if any seed hits the cap")
+RULE = (f"held: ≥ {AGREE:.0%} of seeds reach (Defect, Defect) (1 − p ≤ tol for both) along a path on which "
+        f"neither p ever decreases; did not hold: ≤ {1 - AGREE:.0%} do; inconclusive otherwise, or if any seed hits the cap")
 
 
 def pure_equilibria(A, B) -> list[tuple[int, int]]:
@@ -163,7 +164,8 @@ def run(config: NashLearningConfig, store, progress: Progress | None = None):
 
 
 def figures(result) -> dict:
-    """The seeds' paths in the (p_row, p_col) square, and 1 − p against step beside the contraction 1 − lr(P − S)."""
+    """The seeds' paths in the (p_row, p_col) square, and 1 − p against step beside the contraction
+    1 − lr(P − S)."""
     import matplotlib.pyplot as plt
 
     config = NashLearningConfig(**result.config)
@@ -180,7 +182,8 @@ def figures(result) -> dict:
     longest = max(r["steps"] for r in result.rows)
     n = np.arange(longest + 1)
     c = result.metrics["contraction_theory"]
-    bx.semilogy(n, np.minimum(1.0, config.tol * c ** (n - longest)), "k--", lw=0.8, label=f"slope (1 − lr(P − S))ⁿ = {c:g}ⁿ")
+    bx.semilogy(n, np.minimum(1.0, config.tol * c ** (n - longest)), "k--", lw=0.8,
+                label=f"slope (1 − lr(P − S))ⁿ = {c:g}ⁿ")
     bx.axhline(config.converged_within, color="0.6", lw=0.8, label=f"the seed's criterion {config.converged_within:g}")
     bx.axvline(config.seed_steps, color="0.6", ls=":", lw=0.8, label=f"the seed's {config.seed_steps} steps")
     bx.set_xlabel("step")

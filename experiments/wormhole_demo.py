@@ -32,11 +32,13 @@ import numpy as np
 from pydantic import Field
 from scipy.optimize import brentq
 
-from complexity_from_constraints.entities import AbstractFrozen, GateBenefitCoupling, GateModule, LandauModule, QuadraticCoupling, RelaxConfig, System
+from complexity_from_constraints.entities import (AbstractFrozen, GateBenefitCoupling, GateModule, LandauModule,
+                                                  QuadraticCoupling, RelaxConfig, System)
 from complexity_from_constraints.projectors import compile_system, energy_and_gradient
 
 from ._evidence import AGREE, check, compare, convergence, share, stat, verdict_of
-from ._framework import Job, Progress, Study, by_run, eta_table, final_eta, relax_all, result, row, run_summaries, stat_metrics
+from ._framework import (Job, Progress, Study, by_run, eta_table, final_eta, relax_all, result, row, run_summaries,
+                         stat_metrics)
 
 
 class WormholeConfig(AbstractFrozen):
@@ -90,7 +92,8 @@ def domain_response(config: WormholeConfig, g: float, spring: float) -> float:
 
 
 def gate_force_needed(config: WormholeConfig, g: float, spring: float) -> float:
-    """The benefit w·Δ that holds the gate at η = g once the domain has followed: 2a_g g + 4b_g g³ + 2w_s(g − d(g)).
+    """The benefit w·Δ that holds the gate at η = g once the domain has followed:
+    2a_g g + 4b_g g³ + 2w_s(g − d(g)).
 
     >>> round(gate_force_needed(WormholeConfig(), 0.5, 0.5), 4)   # the seed's gate needs w·Δ ≥ 0.4509 to open
     0.4509
@@ -188,7 +191,8 @@ def run(config: WormholeConfig, store, progress: Progress | None = None):
                    "without it (same System otherwise) the gate stays closed, from any start with the gate closed",
         measured=f"converged η_gate with {s_with} vs without {s_without}; open with and closed without in "
                  f"{opened:.0%} of seeds; {steps} steps (cap {config.steps}); price in task energy "
-                 f"{price.difference}; the seed's {config.seed_steps} steps: η_gate {seed_rows['with']['eta_gate']:.3f} "
+                 f"{price.difference}; the seed's {config.seed_steps} steps: "
+                 f"η_gate {seed_rows['with']['eta_gate']:.3f} "
                  f"with vs {seed_rows['without']['eta_gate']:.3f} without (its arm A, spring "
                  f"{config.seed_spring_weight:g}: {seed_rows['seed_A']['eta_gate']:.3f}); pull on the closed gate "
                  f"{pulls['with']:.3f} vs {pulls['without']:.3f}",

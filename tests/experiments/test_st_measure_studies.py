@@ -28,7 +28,8 @@ def test_the_capped_chain_is_the_branching_process_it_claims():
         simulated = np.bincount(live, minlength=keep + 1) / live.size
         assert simulated == pytest.approx(branching.live_distribution(p, keep, depth), abs=0.015)
     # without the cap, deep trees die out with the Galton–Watson q = G(q)
-    assert branching.live_distribution(0.75, 64, 40)[0] == pytest.approx(branching.extinction_probability(0.75), abs=1e-3)
+    deep = branching.live_distribution(0.75, 64, 40)[0]
+    assert deep == pytest.approx(branching.extinction_probability(0.75), abs=1e-3)
     assert branching.extinction_probability(0.5) == 1.0  # critical: m = 1 dies out
 
 
@@ -69,9 +70,11 @@ def test_the_threshold_shift_is_paired_and_vanishes_without_shortcuts(store):
 
 @pytest.mark.parametrize("benefit_weight, opens", [(2.0, True), (1.2, False)])
 def test_the_gate_opens_exactly_when_the_benefit_beats_the_closed_form_threshold(store, benefit_weight, opens):
-    """wΔ ≥ 2a_gθ + 4b_gθ³ + 2w_s(θ − d(θ)) = 0.4509 opens the gate: w = 2 (wΔ = 0.6) does, w = 1.2 (0.36) does not."""
+    """wΔ ≥ 2a_gθ + 4b_gθ³ + 2w_s(θ − d(θ)) = 0.4509 opens the gate: w = 2 (wΔ = 0.6) does, w = 1.2 (0.36)
+    does not."""
     config = wormhole.WormholeConfig(seeds=2, benefit_weight=benefit_weight, seed_steps=1)
-    assert (config.benefit_weight * config.delta >= wormhole.gate_force_needed(config, 0.5, config.spring_weight)) is opens
+    needed = wormhole.gate_force_needed(config, 0.5, config.spring_weight)
+    assert (config.benefit_weight * config.delta >= needed) is opens
     result = wormhole.run(config, store)
     assert result.verdict == ("held" if opens else "did not hold")
     assert all(c.agrees for c in result.checks), [str(c) for c in result.checks if not c.agrees]
