@@ -135,11 +135,12 @@ def test_bad_engine_and_table_options_say_what_is_wrong(cli, tmp_path, args, mes
 
 
 def test_cfc_experiment_json_is_the_study_result(cli, tmp_path):
-    code, out, _ = cli("experiment", "wormhole_demo", "--steps", "3", "--db", tmp_path / "w.duckdb", "--json",
-                       "--engine", "serial")
+    code, out, _ = cli("experiment", "wormhole_demo", "--steps", "3", "--seeds", "2", "--db", tmp_path / "w.duckdb",
+                       "--json", "--engine", "serial")
     assert code == 0
     data = json.loads(out)
-    assert data["study"] == "wormhole_demo" and data["config"]["steps"] == 3 and len(data["run_ids"]) == 3
+    assert data["study"] == "wormhole_demo" and data["config"]["steps"] == 3
+    assert len(data["run_ids"]) == 2 * 2 + 3  # two arms per seed, and the seed's three arms replicated
 
 
 def test_cfc_experiment_errors_exit_2(cli, tmp_path):

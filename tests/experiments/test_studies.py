@@ -25,13 +25,13 @@ STUDIES = tuple(studies())
 TINY = {
     "landau_sweep": dict(num=3, seeds=2, steps=50),
     "landau_plot": dict(num=20, starts=(0.3,), steps=50),
-    "non_local_connectivity_threshold_shift": dict(n=8, num=3, trials=2),
+    "non_local_connectivity_threshold_shift": dict(n=8, num=3, seeds=2),
     "sequence_redemption": dict(n=12, mistake_pos=4, trials=2),
     "sequence_gating_hypothesis": dict(n=12, mistake_pos=4, trials=2, steps=5),
     "energy_gated_expansion": dict(n=12, mistake_pos=4, trials=2, costs=(0.0, 0.1), steps=3, local_steps=5),
-    "branching_coexistence": dict(depth=3, trials=3),
-    "emergent_nash_learning": dict(trials=2, steps=10),
-    "wormhole_demo": dict(steps=5),
+    "branching_coexistence": dict(depth=3, trees=3, seeds=2, curve=(0.2,)),
+    "emergent_nash_learning": dict(seeds=2, tol=0.01),
+    "wormhole_demo": dict(seeds=2, steps=50, seed_steps=5),
     "apc_vs_legendre": dict(n_train=50, n_test=50, starts=1, steps=5),
     "polynomial_rhs_probe": dict(steps=5),
     "coupling_gate_cost_sweep": dict(weights=(0.0, 4.0), costs=(0.0, 0.4), steps=20),
@@ -89,7 +89,8 @@ def test_every_study_runs_at_tiny_size_and_records_its_runs(name, store, tmp_pat
         assert figures and all(hasattr(f, "savefig") for f in figures.values())
 
 
-REFEREED = {"landau_sweep"}
+REFEREED = {"landau_sweep", "branching_coexistence", "emergent_nash_learning", "non_local_connectivity_threshold_shift",
+            "wormhole_demo"}
 
 
 def test_landau_sweep_matches_the_fixed_point(store):
@@ -118,7 +119,7 @@ def test_the_prisoners_dilemma_converges_to_mutual_defection(store):
     assert study.pure_equilibria(game.row_payoffs, game.col_payoffs) == [(1, 1)]
     assert regret(game.row_payoffs, game.col_payoffs, 1.0, 1.0) == (0.0, 0.0)
     assert nash_eta(game.row_payoffs, game.col_payoffs, 1.0, 1.0) == 1.0
-    result = study.run(study.NashLearningConfig(trials=4, steps=400), store)
+    result = study.run(study.NashLearningConfig(seeds=4), store)
     assert result.held is True
     for r in result.rows:
         assert r["p_row"] > 0.99 and r["p_col"] > 0.99  # (Defect, Defect), not the seed's (Defect, Cooperate)
@@ -154,8 +155,12 @@ def test_the_wormhole_comparison_changes_only_the_coupling(store):
     a, b = study.system(config, "a", config.spring_weight, False), study.system(config, "b", config.spring_weight, True)
     assert a.modules == b.modules and a.couplings == b.couplings[:1] and b.couplings[1].kind == "gate_benefit"
     result = study.run(config, store)
-    rows = {r["arm"]: r for r in result.rows}
+    rows = {r["arm"]: r for r in result.rows if r["part"] != "converged"}  # the seed's 30 steps from its start
     assert rows["without"]["grad_on_gate0"] == pytest.approx(-0.5)  # 2·w·(0 − 0.5) with w = 0.5
     assert rows["with"]["grad_on_gate0"] == pytest.approx(-1.1)  # … − w_gb·Δ = −0.6 more
     assert rows["seed_A"]["eta_gate"] == pytest.approx(0.112, abs=5e-4)  # the seed's own numbers
     assert rows["with"]["eta_gate"] == pytest.approx(0.535, abs=5e-4)
+    converged = {r["arm"]: r for r in result.rows if r["part"] == "converged"}  # run to convergence, every seed
+    assert converged["with"]["eta_gate"] == pytest.approx(converged["with"]["eta_gate_theory"], abs=1e-5)
+    assert converged["without"]["eta_gate"] == pytest.approx(0.0, abs=1e-5)
+    assert result.verdict == "held" and result.reason == f"{2 * config.seeds}/{2 * config.seeds} runs converged"
