@@ -37,6 +37,8 @@ _HOMES = {
     "RandomAxis": "_sweep",
     "Job": "_sweep",
     "JobList": "_sweep",
+    "running_on": "_sweep",
+    "engine_choice": "_sweep",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -47,7 +49,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._plots import plot_energy, plot_eta_heatmap, plot_gate_timeline
     from ._progress import ProgressMirror, follow_lines
     from ._report import report
-    from ._sweep import GridAxis, Job, JobList, ListAxis, RandomAxis, SweepResult, SweepSpec, sweep
+    from ._sweep import (GridAxis, Job, JobList, ListAxis, RandomAxis, SweepResult, SweepSpec, engine_choice,
+                         running_on, sweep)
     from ._torch_backend import TorchBackend
 
 

@@ -31,16 +31,62 @@ import json
 import math
 import os
 import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
+
+from complexity_from_constraints.entities import InvalidEntityError
 
 from complexity_from_constraints.events import AbstractEventStore, RunMeta
 
 from ._sweep_engines import AbstractEngine, LocalEngine, PointOutcome, RayEngine, SerialEngine, make_engine, run_point
 from ._sweep_spec import FAULTS_ENV, Axis, GridAxis, Job, JobList, ListAxis, Point, RandomAxis, SweepSpec
 
-__all__ = ["AbstractEngine", "Axis", "FAULTS_ENV", "GridAxis", "Job", "JobList", "ListAxis", "LocalEngine", "Point", "PointOutcome",
-           "RandomAxis", "RayEngine", "SerialEngine", "SweepResult", "SweepSpec", "make_engine", "run_point", "sweep"]
+__all__ = ["AbstractEngine", "Axis", "EngineChoice", "FAULTS_ENV", "GridAxis", "Job", "JobList", "ListAxis", "LocalEngine", "Point", "PointOutcome",
+           "RandomAxis", "RayEngine", "SerialEngine", "SweepResult", "SweepSpec", "engine_choice", "make_engine", "run_point", "running_on", "sweep"]
+
+
+# -- the engine a block of code runs on -------------------------------------------------------
+
+@dataclass(frozen=True)
+class EngineChoice:
+    """Where tools that run many relaxations (a study's ``relax_all``) send them: ``serial`` (this process),
+    ``local`` (a process pool of ``workers``) or ``ray`` (a local cluster, or the one at ``address``)."""
+
+    engine: str = "serial"
+    workers: int | None = None
+    address: str | None = None
+
+
+_ENGINE: ContextVar[EngineChoice | None] = ContextVar("cfc_engine", default=None)
+
+
+@contextmanager
+def running_on(engine: str = "local", workers: int | None = None, address: str | None = None) -> Iterator[EngineChoice]:
+    """Run the relaxations that tools start in this block (every study's) on ``engine``.
+
+    ``cfc experiment --engine --workers`` wraps a study in it; outside any block, studies run serially.
+
+    >>> with running_on("local", workers=2) as choice:
+    ...     engine_choice() == choice
+    True
+    >>> engine_choice() is None
+    True
+    """
+    if engine not in ("serial", "local", "ray"):
+        raise InvalidEntityError("running_on", None, "engine", engine, "choose serial, local or ray")
+    choice = EngineChoice(engine, workers, address)
+    token = _ENGINE.set(choice)
+    try:
+        yield choice
+    finally:
+        _ENGINE.reset(token)
+
+
+def engine_choice() -> EngineChoice | None:
+    """The engine of the innermost :func:`running_on` block (``None`` outside one)."""
+    return _ENGINE.get()
 
 
 # -- the driver --------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ the ``complexity_from_constraints.studies`` entry points declared in
 """
 
 from ._evidence import Check, Comparison, Stat, check, compare, convergence, stat, verdict_of
-from ._framework import Job, Progress, Study, StudyResult, StudyRunError, relax_all, results_table, running_on
+from ._framework import Job, Progress, Study, StudyResult, StudyRunError, relax_all
 
 __all__ = ["Check", "Comparison", "Job", "Progress", "Stat", "Study", "StudyResult", "StudyRunError", "check",
-           "compare", "convergence", "relax_all", "results_table", "running_on", "stat", "verdict_of"]
+           "compare", "convergence", "relax_all", "stat", "verdict_of"]

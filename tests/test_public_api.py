@@ -18,7 +18,7 @@ PUBLIC = {
     "projectors": {
         "AbstractAmortizer", "AbstractSolver", "AbstractWeighting", "WeightingContext", "CachedAmortizer", "Evaluation", "ForkPoint",
         "LipschitzRows", "Objective", "SOLVERS", "State", "StepContext", "TopKAmortizer", "lipschitz_rows",
-        "labelled", "phase_metrics", "register_weighting", "register_solver", "term_breakdown", "AbstractBackend", "CompiledSystem", "CouplingGroup", "ModuleGroup", "NumpyBackend", "Outcome",
+        "current_labels", "labelled", "phase_metrics", "register_weighting", "register_solver", "term_breakdown", "AbstractBackend", "CompiledSystem", "CouplingGroup", "ModuleGroup", "NumpyBackend", "Outcome",
         "Proposal", "RunDiff", "RunResult", "RunState", "StreamDifference", "apply", "backend_names", "make_backend", "register_backend", "compile_system", "diff_runs", "energy",
         "energy_and_gradient", "first_difference", "fold", "fork", "hessian_diagonal", "initial_eta", "package_version",
         "projected_gradient_norm", "relax", "relaxation", "replay", "rerun", "state_digest",
@@ -26,6 +26,8 @@ PUBLIC = {
     "adapters": {
         "DuckDBStore", "EnergyRegularizedAttention", "ExportError", "GspoToken", "TorchBackend", "attention_ablation", "ProgressMirror", "StoreBusyError", "export_runs", "follow_lines", "import_runs",
         "plot_energy", "plot_eta_heatmap", "plot_gate_timeline", "report", "view_sql",
+        "sweep", "SweepSpec", "SweepResult", "ListAxis", "GridAxis", "RandomAxis", "Job", "JobList", "running_on",
+        "engine_choice",
     },
 }
 CORE_ENTITIES = {

@@ -15,12 +15,8 @@ from complexity_from_constraints.experiments._evidence import (
     stat,
     verdict_of,
 )
-from complexity_from_constraints.experiments._framework import (
-    RESULTS_END,
-    RESULTS_START,
-    StudyResult,
-    results_table,
-)
+from complexity_from_constraints.adapters._experiment_cli import RESULTS_END, RESULTS_START, results_table
+from complexity_from_constraints.experiments._framework import StudyResult
 from complexity_from_constraints.projectors import relax
 
 
