@@ -73,8 +73,13 @@ class ExpansionConfig(AbstractFrozen):
     r"""Energy-gated expansion (equation 4 of the seed): admit a module only if it pays for itself.
 
     Every ``every`` steps the next candidate is evaluated: its η starts at
-    its ``initial_eta()`` and is relaxed for ``local_steps`` projected-gradient
-    steps of size ``local_step_size`` with every existing η held fixed; then
+    its ``initial_eta()`` and is relaxed by projected-gradient steps of size
+    ``local_step_size`` (halved after a step that does not lower 𝓕) with every
+    existing η held fixed, until its projected gradient
+    :math:`|\mathrm{clip}(η_{new} - ∂𝓕/∂η_{new}) - η_{new}|` is at most
+    ``local_tol`` (converged) or ``local_steps`` steps (the cap) are spent;
+    ``local_tol = 0`` always spends the cap (the behaviour before the stop
+    existed); then
 
     .. math::
         ΔF_{new} = 𝓕(η, η_{new}) + γ - 𝓕(η)
@@ -87,7 +92,9 @@ class ExpansionConfig(AbstractFrozen):
 
     every: int = Field(10, ge=1)
     tau: float = Field(0.0, ge=0)
-    local_steps: int = Field(50, ge=0)
+    local_steps: int = Field(2000, ge=0, description="cap on the candidate's local relaxation steps")
+    local_tol: float = Field(1e-8, ge=0, description="the local relaxation stops once the new η's projected "
+                                                     "gradient is at most this (0: never, spend the cap)")
     local_step_size: float = Field(0.1, gt=0)
     candidates: tuple[Candidate, ...] = ()
 

@@ -42,7 +42,8 @@ class RunStarted(AbstractEvent):
     parent_run_id: str | None = None
     parent_step: int | None = None
 
-    schema_version: ClassVar[int] = 3  # v2: parent_run_id, parent_step (forks); v3: config.adapter is config.weighting
+    schema_version: ClassVar[int] = 4  # v2: parent_run_id, parent_step (forks); v3: config.adapter is config.weighting;
+    # v4: config.expansion.local_tol (older runs spent every local step: local_tol = 0)
 
 
 StepReason = Literal[
@@ -397,6 +398,16 @@ def _run_started_v2(payload: dict[str, Any]) -> dict[str, Any]:
     config = dict(payload.get("config", {}))
     if "adapter" in config:
         config["weighting"] = config.pop("adapter")
+    return payload | {"config": config}
+
+
+@register_upcaster("RunStarted", 3)
+def _run_started_v3(payload: dict[str, Any]) -> dict[str, Any]:
+    """Expansion candidates' local relaxations gained a convergence stop, ``local_tol``; a run recorded before it
+    spent all ``local_steps``, which ``local_tol = 0`` reproduces."""
+    config = dict(payload.get("config", {}))
+    if config.get("expansion") is not None:
+        config["expansion"] = {"local_tol": 0.0} | dict(config["expansion"])
     return payload | {"config": config}
 
 

@@ -289,6 +289,38 @@ def glitch_system(name: str, seed: int, noise: float, *, position: int, glitch: 
     return system, delta
 
 
+def gate_minimum(a: float, b: float, pull: float) -> float:
+    """η* of a gate's energy aη² + bη⁴ − pull·η on [0, 1] (a, b ≥ 0): the real root of 2aη + 4bη³ = pull, clipped.
+
+    A gate pulled by a gate-benefit coupling (pull = wΔ) feels nothing else, so relaxation ends here; it is
+    open (η* ≥ θ) exactly when wΔ ≥ 2aθ + 4bθ³ (:func:`opening_pull`).
+
+    >>> round(gate_minimum(0.2, 0.3, opening_pull(0.2, 0.3, 0.5)), 12)
+    0.5
+    >>> gate_minimum(0.2, 0.3, 0.0), gate_minimum(0.2, 0.3, 10.0)
+    (0.0, 1.0)
+    """
+    if pull <= 0:
+        return 0.0
+    if 2 * a + 4 * b <= pull:
+        return 1.0
+    lo, hi = 0.0, 1.0
+    for _ in range(100):  # bisection: 2aη + 4bη³ increases with η
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if 2 * a * mid + 4 * b * mid ** 3 < pull else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+def gate_energy(a: float, b: float, pull: float, eta: float) -> float:
+    """aη² + bη⁴ − pull·η: a gate's energy plus its gate-benefit pull."""
+    return a * eta ** 2 + b * eta ** 4 - pull * eta
+
+
+def opening_pull(a: float, b: float, theta: float) -> float:
+    """2aθ + 4bθ³: the least pull w·Δ that holds a gate open at its threshold θ."""
+    return 2 * a * theta + 4 * b * theta ** 3
+
+
 def result(study: str, config: AbstractFrozen, *, hypothesis: str, measured: str, verdict: Verdict | None = None,
            held: bool | None = None, rule: str = "", reason: str = "", seeds: int = 1, checks: Iterable[Check] = (),
            seed_result: str | None = None, notes: str = "", metrics: Mapping[str, Any] | None = None,

@@ -143,7 +143,7 @@ class CandidateEvaluation:
 
 
 def evaluate_candidate(cs: CompiledSystem, eta, candidate: Candidate, config: ExpansionConfig) -> CandidateEvaluation:
-    r"""ΔF_new = 𝓕_new(η, η_new*) − 𝓕(η), with η_new* from a short local relaxation.
+    r"""ΔF_new = 𝓕_new(η, η_new*) − 𝓕(η), with η_new* from a local relaxation (to ``local_tol``, at most ``local_steps``).
 
     Both terms are the System's own energy 𝓕 (its configured weights, no run
     scaling: weightings, homotopy ramps and the coupling cap shape how a
@@ -160,6 +160,8 @@ def evaluate_candidate(cs: CompiledSystem, eta, candidate: Candidate, config: Ex
     e_new, grad = energy_and_gradient(new_cs, ext)
     step = config.local_step_size
     for _ in range(config.local_steps):
+        if config.local_tol > 0 and _projected_gradient(be, ext, grad, n) <= config.local_tol:
+            break
         trial_value = min(1.0, max(0.0, float(be.to_numpy(ext)[n]) - step * float(be.to_numpy(grad)[n])))
         trial = be.asarray(np.append(be.to_numpy(ext)[:n], trial_value))
         e_trial, g_trial = energy_and_gradient(new_cs, trial)
@@ -169,6 +171,12 @@ def evaluate_candidate(cs: CompiledSystem, eta, candidate: Candidate, config: Ex
             step *= 0.5
     parent = _parent(new_cs, ext, candidate)
     return CandidateEvaluation(candidate, e_new - energy, new_cs, ext, e_new, parent)
+
+
+def _projected_gradient(be, eta, grad, n: int) -> float:
+    """|clip(η_n − g_n) − η_n|: the new η's projected-gradient norm (0 at a minimum on [0, 1])."""
+    value = float(be.to_numpy(eta)[n])
+    return abs(min(1.0, max(0.0, value - float(be.to_numpy(grad)[n]))) - value)
 
 
 def _parent(cs: CompiledSystem, eta, candidate: Candidate) -> str | None:

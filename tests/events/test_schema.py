@@ -71,3 +71,17 @@ def test_payloads_from_before_weightings_were_named_so_still_read():
     adapted = decode("WeightsAdapted", 1, {"step": 4, "adapter": "gradnorm", "weights": {"landau": 1.5},
                                            "previous": {"landau": 1.0}})
     assert isinstance(adapted, WeightsAdapted) and adapted.weighting == "gradnorm"
+
+
+def test_runs_recorded_before_the_local_relaxation_stop_spend_every_local_step():
+    """RunStarted v3 has no ``expansion.local_tol``: it upcasts to 0, which spends the cap as those runs did."""
+    from complexity_from_constraints.entities import ExpansionConfig, RelaxConfig, demo_system
+    from complexity_from_constraints.events import RunStarted, decode
+
+    started = RunStarted(system=demo_system(0), config=RelaxConfig(expansion=ExpansionConfig(local_steps=50, local_tol=0.0)),
+                         seed=0, package_version="x", system_digest="d")
+    old = started.model_dump(mode="json")
+    del old["config"]["expansion"]["local_tol"]
+    assert decode("RunStarted", 3, old) == started
+    plain = RunStarted(system=demo_system(0), config=RelaxConfig(), seed=0, package_version="x", system_digest="d")
+    assert decode("RunStarted", 3, plain.model_dump(mode="json")) == plain

@@ -26,15 +26,15 @@ TINY = {
     "landau_sweep": dict(num=3, seeds=2, steps=50),
     "landau_plot": dict(num=20, starts=(0.3,), steps=50),
     "non_local_connectivity_threshold_shift": dict(n=8, num=3, seeds=2),
-    "sequence_redemption": dict(n=12, mistake_pos=4, trials=2),
-    "sequence_gating_hypothesis": dict(n=12, mistake_pos=4, trials=2, steps=5),
-    "energy_gated_expansion": dict(n=12, mistake_pos=4, trials=2, costs=(0.0, 0.1), steps=3, local_steps=5),
+    "sequence_redemption": dict(n=12, mistake_pos=4, seeds=2),
+    "sequence_gating_hypothesis": dict(n=12, mistake_pos=4, seeds=2, scan=(100.0,), steps=30),
+    "energy_gated_expansion": dict(n=12, mistake_pos=4, seeds=2, costs=(0.0, 0.1), steps=30, local_steps=50),
     "branching_coexistence": dict(depth=3, trees=3, seeds=2, curve=(0.2,)),
     "emergent_nash_learning": dict(seeds=2, tol=0.01),
     "wormhole_demo": dict(seeds=2, steps=50, seed_steps=5),
     "apc_vs_legendre": dict(n_train=50, n_test=50, starts=1, steps=5),
     "polynomial_rhs_probe": dict(steps=5),
-    "coupling_gate_cost_sweep": dict(weights=(0.0, 4.0), costs=(0.0, 0.4), steps=20),
+    "coupling_gate_cost_sweep": dict(weights=(0.5, 4.0), costs=(0.0, 0.4), seeds=2, steps=100),
     "multi_module_scaling": dict(sizes=(1, 2), grid_n=4, seq_len=12, mistake_pos=4, steps=5),
     "auto_balance_demo": dict(steps=5, scenarios=("baseline", "gradnorm", "auto_balance")),
     "agm_phase_demo": dict(steps=5),
@@ -90,7 +90,8 @@ def test_every_study_runs_at_tiny_size_and_records_its_runs(name, store, tmp_pat
 
 
 REFEREED = {"landau_sweep", "branching_coexistence", "emergent_nash_learning", "non_local_connectivity_threshold_shift",
-            "wormhole_demo"}
+            "wormhole_demo", "sequence_redemption", "sequence_gating_hypothesis", "energy_gated_expansion",
+            "coupling_gate_cost_sweep"}
 
 
 def test_landau_sweep_matches_the_fixed_point(store):

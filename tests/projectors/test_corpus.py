@@ -28,6 +28,12 @@ Cases regenerated on purpose, and why:
   and the field of ``WeightsAdapted`` changed name; checked before
   re-recording that the old lines with ``"adapter":`` read as
   ``"weighting":`` equal the new ones exactly, and nothing else changed.
+- ``expansion-proposer`` (the one case on ``ExpansionConfig``'s default local
+  budget): a candidate's local relaxation now stops at ``local_tol`` (cap
+  ``local_steps = 2000``) instead of spending 50 steps, so the helpers admitted
+  from step 5 on sit closer to their minimum; checked before re-recording that
+  the same events appear in the same order and only floats moved (ΔF by ≤ 1.2e-7,
+  η by ≤ 8.5e-8, energies by ≤ 6.5e-8), plus the final digest.
 """
 
 from __future__ import annotations

@@ -49,6 +49,30 @@ def test_expansion_admits_exactly_when_delta_f_is_below_minus_tau(tau, admitted)
     assert r.ids == (("m", "n") if admitted else ("m",))
 
 
+def test_a_candidates_local_relaxation_runs_to_convergence_by_default():
+    # A gate pulled by Δ = 0.01 settles where 2aη + 4bη³ = Δ (η* ≈ 0.05); from its measured η₀ ≈ 0.52 at step
+    # 0.1 that takes hundreds of steps, so the old 50-step budget left ΔF_new positive (+1.7e-3), refusing a
+    # candidate whose converged ΔF is −Δ²/4a ≈ −2.5e-4. The default now stops on the projected gradient instead.
+    from complexity_from_constraints.entities import GateModule
+
+    gate = GateModule(id="g", gain=0.01, cost=0.0, k=10.0, a=0.1, b=0.1)
+    offer = Candidate(module=gate, couplings=(GateBenefitCoupling(id="pull", i="g", j="m", delta=0.01),))
+    base = _lonely()
+    eta = np.roots([4 * gate.b, 0.0, 2 * gate.a, -0.01]).real.max()  # the one real root of 4bη³ + 2aη − Δ
+    best = gate.a * eta**2 + gate.b * eta**4 - 0.01 * eta
+
+    def delta_f(expansion):
+        store = InMemoryStore()
+        r = relax(base, RelaxConfig(steps=2, tol=0.0, expansion=expansion), store=store)
+        return (_events(store, r.run_id, "ModuleAdded") + _events(store, r.run_id, "ExpansionRejected"))[0].delta_f
+
+    converged = delta_f(ExpansionConfig(every=1, candidates=(offer,)))
+    assert converged == pytest.approx(best, abs=1e-12) and converged < 0
+    assert delta_f(ExpansionConfig(every=1, local_steps=50, local_tol=0.0, candidates=(offer,))) > 1e-3
+    capped = delta_f(ExpansionConfig(every=1, local_steps=300, candidates=(offer,)))
+    assert best < capped < 0  # the cap binds first: not yet at the minimum
+
+
 def test_module_added_records_the_true_energy_change():
     store = InMemoryStore()
     cfg = RelaxConfig(steps=4, tol=0.0, expansion=ExpansionConfig(every=2, local_steps=30, candidates=(NEWCOMER,)))
