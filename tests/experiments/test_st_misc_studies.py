@@ -1,0 +1,48 @@
+"""landau_plot, apc_vs_legendre and polynomial_rhs_probe: their closed forms, and verdicts that flip where they must."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+
+from complexity_from_constraints.adapters import DuckDBStore
+from complexity_from_constraints.adapters._experiment_cli import load_study as load
+from complexity_from_constraints.entities import InvalidEntityError
+
+
+@pytest.fixture
+def store():
+    with DuckDBStore(":memory:") as s:
+        yield s
+
+
+def test_landau_plot_settles_at_the_closed_form_and_contracts_at_its_rate(store):
+    """a = −1, b = 2: η* = √(−a/2b) = 0.5, depth −a²/4b = −1/8, f''(η*) = −4a = 4, contraction 1 − lr·4 = 0.6."""
+    study = load("landau_plot")
+    result = study.run(study.config(a=-1.0, b=2.0, seeds=3, step_size=0.1), store)
+    assert result.verdict == "held" and result.reason == "3/3 runs converged"
+    assert len({r["start"] for r in result.rows}) == 3  # the seeds start from different η₀
+    for r in result.rows:
+        assert r["eta_final"] == pytest.approx(0.5, abs=1e-6)
+        assert r["energy_final"] == pytest.approx(-0.125, abs=1e-12)
+        assert r["contraction"] == pytest.approx(0.6, abs=1e-3)
+    assert result.metrics["rate_predicted"] == pytest.approx(0.6)
+    assert all(c.agrees for c in result.checks)
+
+
+def test_landau_plot_above_the_transition_settles_at_zero_and_short_budgets_are_inconclusive(store):
+    study = load("landau_plot")
+    above = study.run(study.config(a=0.5, seeds=2), store)
+    assert above.verdict == "held" and all(abs(r["eta_final"]) < 1e-6 for r in above.rows)
+    assert above.metrics["rate_predicted"] == pytest.approx(1 - 0.1 * 1.0)  # f''(0) = 2a
+    short = study.run(study.config(seeds=2, steps=10), store)
+    assert short.verdict == "inconclusive" and short.reason.startswith("not converged: 0/2")
+
+
+def test_landau_plot_no_longer_takes_an_output_file():
+    study = load("landau_plot")
+    assert "out" not in study.config.model_fields
+    with pytest.raises(InvalidEntityError, match="out"):
+        study.config(out="landau.png")
