@@ -46,3 +46,24 @@ def test_landau_plot_no_longer_takes_an_output_file():
     assert "out" not in study.config.model_fields
     with pytest.raises(InvalidEntityError, match="out"):
         study.config(out="landau.png")
+
+
+def test_apc_and_legendre_writings_of_one_function_relax_identically(store):
+    """Theory: a change of basis only reparametrises the coefficients, so the runs agree; the claim does not hold."""
+    study = load("apc_vs_legendre")
+    result = study.run(study.config(seeds=3, n_train=200, n_test=200), store)
+    assert result.verdict == "did not hold" and result.reason == f"{len(result.run_ids)}/{len(result.run_ids)} runs converged"
+    assert result.metrics["parted_before_target"] == 0
+    for split in ("train", "test", "ood"):
+        assert result.metrics[f"difference_{split}_mean"] == 0 and result.metrics[f"difference_{split}_sd"] == 0
+    assert result.metrics["gram_error_train_mean"] < 1e-12 < result.metrics["gram_error_test_mean"]
+    assert result.metrics["gram_error_test_mean"] < result.metrics["gram_error_ood_mean"]
+    assert result.metrics["gram_error_test_sd"] > 0  # each seed fits its own basis on its own split
+    assert [c.agrees for c in result.checks][:3] == [True, True, True]
+
+
+def test_apc_counts_backtracks_up_to_the_common_target():
+    module = importlib.import_module("complexity_from_constraints.experiments.apc_vs_legendre")
+    trace = [(0, 1.0, None), (1, 0.5, 2), (2, 0.1, 3), (3, 0.05, 1)]
+    assert module.to_target(trace, 0.1) == (2, 5)
+    assert module.to_target(trace, 0.0) == (None, 6)
