@@ -67,3 +67,30 @@ def test_apc_counts_backtracks_up_to_the_common_target():
     trace = [(0, 1.0, None), (1, 0.5, 2), (2, 0.1, 3), (3, 0.05, 1)]
     assert module.to_target(trace, 0.1) == (2, 5)
     assert module.to_target(trace, 0.0) == (None, 6)
+
+
+def test_the_rhs_fixed_point_error_follows_linear_regression():
+    """Without relaxing: over many noise draws the fitted energy's minimum moves by δ with the predicted sd (small σ;
+    at σ = 0.05 the cubic term of E′ already pulls the large errors back, 0.027 against 0.031)."""
+    probe = importlib.import_module("complexity_from_constraints.experiments.polynomial_rhs_probe")
+    config = probe.RhsProbeConfig()
+    true = probe.PolynomialModule(id="energy", coeffs=config.coeffs)
+    mono = np.asarray(true.monomial)
+    star = probe.interior_minimum(mono)
+    assert star == pytest.approx(0.5)  # E = 0.4375ξ⁴ + 0.075ξ² − 0.1125
+    assert probe.derivative(mono, np.array([star]), 2)[0] == pytest.approx(4 * 0.15)
+    rng = np.random.default_rng(1)
+    deltas = [probe.interior_minimum(np.asarray(probe.fitted_energy(config, true, 0.3, 0.005 * rng.standard_normal(25))
+                                                .monomial)) - star for _ in range(2000)]
+    assert np.std(deltas) == pytest.approx(probe.predicted_sd(config, mono, 0.005), rel=0.06)
+    assert abs(np.mean(deltas)) < 3 * np.std(deltas) / np.sqrt(len(deltas))
+
+
+def test_a_fit_below_the_rhs_degree_does_not_reproduce_the_trajectory(store):
+    """−E′ is a cubic: degree 3 fits it exactly (held), degree 2 cannot (did not hold)."""
+    study = load("polynomial_rhs_probe")
+    exact = study.run(study.config(degree=3, noises=(0.0,), seeds=2), store)
+    assert exact.verdict == "held" and exact.metrics["gap_0_mean"] < 1e-10
+    short = study.run(study.config(degree=2, noises=(0.0,), seeds=2), store)
+    assert short.verdict == "did not hold" and short.metrics["gap_0_mean"] > 1e-3
+    assert short.checks[0].agrees is False

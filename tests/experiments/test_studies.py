@@ -33,7 +33,7 @@ TINY = {
     "emergent_nash_learning": dict(trials=2, steps=10),
     "wormhole_demo": dict(steps=5),
     "apc_vs_legendre": dict(n_train=50, n_test=50, seeds=2, steps=50),
-    "polynomial_rhs_probe": dict(steps=5),
+    "polynomial_rhs_probe": dict(seeds=2, steps=300),
     "coupling_gate_cost_sweep": dict(weights=(0.0, 4.0), costs=(0.0, 0.4), steps=20),
     "multi_module_scaling": dict(sizes=(1, 2), grid_n=4, seq_len=12, mistake_pos=4, steps=5),
     "auto_balance_demo": dict(steps=5, scenarios=("baseline", "gradnorm", "auto_balance")),
@@ -92,7 +92,7 @@ def test_every_study_runs_at_tiny_size_and_records_its_runs(name, store, tmp_pat
     assert not list(tmp_path.iterdir())
 
 
-REFEREED = {"landau_sweep", "landau_plot", "apc_vs_legendre"}
+REFEREED = {"landau_sweep", "landau_plot", "apc_vs_legendre", "polynomial_rhs_probe"}
 
 
 def test_landau_sweep_matches_the_fixed_point(store):
