@@ -185,23 +185,43 @@ def show_result(result: Any, console: Console, db: Path | str) -> None:
     console.print(f"{len(result.run_ids)} run(s) recorded in {db}", soft_wrap=True)
 
 
-def write_figures(study: Any, result: Any, folder: Path) -> list[Path]:
-    """Draw ``study.figures(result)`` as PNGs ``<folder>/<study>-<name>.png``; the paths written."""
+def draw_figures(study: Any, result: Any) -> dict[str, bytes]:
+    """``study.figures(result)`` as PNG bytes by name, each titled with the study and its verdict ({} without figures).
+
+    The one drawing path of a study's figures: ``cfc experiment`` writes them as files, ``cfc report --study``
+    embeds them in the page.
+    """
     if getattr(study, "figures", None) is None:
-        return []
+        return {}
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
+    drawn = {}
     for name, figure in study.figures(result).items():
+        try:
+            figure.suptitle(f"{study.name}: {result.verdict}", fontsize=10)
+            figure.tight_layout()
+            png = io.BytesIO()
+            figure.savefig(png, format="png", dpi=110)
+            drawn[name] = png.getvalue()
+        finally:
+            plt.close(figure)
+    return drawn
+
+
+def write_figures(study: Any, result: Any, folder: Path) -> list[Path]:
+    """Draw ``study.figures(result)`` as PNGs ``<folder>/<study>-<name>.png``; the paths written."""
+    drawn = draw_figures(study, result)
+    if drawn:
+        folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, png in drawn.items():
         path = folder / f"{study.name}-{name}.png"
-        figure.suptitle(f"{study.name}: {result.verdict}", fontsize=10)
-        figure.tight_layout()
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
+        path.write_bytes(png)
         written.append(path)
     return written
 

@@ -91,11 +91,11 @@ def report(store: DuckDBStore, run_ids: Sequence[str] = (), *, title: str | None
     >>> one.startswith("<!DOCTYPE html>"), 'data-plot="eta"' in one, 'data-table="config-diff"' in two
     (True, True, True)
     """
-    lead: tuple[str, str] | None = None
+    leads: list[tuple[str, str, str]] = []  # (title, html, key) of the sections that say what was selected
     if sweep is not None or study is not None:
         if run_ids or (sweep is not None and study is not None):
             raise CfcError("report takes run ids, or sweep=, or study=: one of them")
-        run_ids, axes, lead = (_sweep_runs(store, sweep, axis) if sweep is not None else _study_runs(store, study, axis))
+        run_ids, axes, leads = (_sweep_runs(store, sweep, axis) if sweep is not None else _study_runs(store, study, axis))
     else:
         axes = [axis] if axis is not None else []
     run_ids = list(dict.fromkeys(run_ids))
@@ -108,8 +108,8 @@ def report(store: DuckDBStore, run_ids: Sequence[str] = (), *, title: str | None
     if axes and len(run_ids) == 1:
         raise CfcError("axis= compares several runs; give two or more run ids")
     page = _Page()
-    if lead is not None:
-        page.section(lead[0], lead[1], key="selection")
+    for head, body, key in leads:
+        page.section(head, body, key=key)
     if len(run_ids) == 1:
         name = _run_sections(page, store, run_ids[0])
         default_title = name or f"run {run_ids[0]}"
@@ -118,7 +118,7 @@ def report(store: DuckDBStore, run_ids: Sequence[str] = (), *, title: str | None
         _comparison_sections(page, store, run_ids, tol)
         for one in axes:  # a sweep: every axis it varied
             _sweep_section(page, store, run_ids, one)
-        default_title = lead[0] if lead is not None else f"{len(run_ids)} runs"
+        default_title = leads[0][0] if leads else f"{len(run_ids)} runs"
         subtitle = "comparison against the first · " + " · ".join(_esc(r) for r in run_ids[:6]) + \
             (f" · … ({len(run_ids) - 6} more)" if len(run_ids) > 6 else "")
     return page.render(title or default_title, subtitle)
@@ -704,7 +704,7 @@ def _table(df: pl.DataFrame, *, key: str, empty: str = "none", more: int = 0, he
     return (f'<div class="scroll">{table}</div>' if scroll and len(df) > 12 else table) + tail
 
 
-def _sweep_runs(store: DuckDBStore, sweep: str, axis: str | None) -> tuple[list[str], list[str], tuple[str, str]]:
+def _sweep_runs(store: DuckDBStore, sweep: str, axis: str | None) -> tuple[list[str], list[str], list[tuple[str, str, str]]]:
     """A sweep's complete runs, the axes to plot them against (each it varied), and a lead section saying what was swept."""
     found = store.query("SELECT sweep_id, name, points, complete, failed, spec FROM v_sweeps WHERE starts_with(sweep_id, ?)",
                         [sweep])
@@ -717,19 +717,70 @@ def _sweep_runs(store: DuckDBStore, sweep: str, axis: str | None) -> tuple[list[
     axes = [axis] if axis is not None else (paths or ["seed"])
     lead = (f"sweep {row['sweep_id']}",
             f"<p>{row['complete']} of {row['points']} points complete, {row['failed']} failed; axes: "
-            f"{_esc(', '.join(paths) or 'seeds only')}. Each setting's mean ± sd over seeds is v_sweep_summary.</p>")
-    return runs, axes, lead
+            f"{_esc(', '.join(paths) or 'seeds only')}. Each setting's mean ± sd over seeds is v_sweep_summary.</p>",
+            "selection")
+    return runs, axes, [lead]
 
 
-def _study_runs(store: DuckDBStore, study: str, axis: str | None) -> tuple[list[str], list[str], tuple[str, str]]:
-    """The runs of a study's latest invocation and what it found (verdict, hypothesis, measured)."""
-    import polars as pl
-
-    found = store.query("SELECT verdict, hypothesis, measured, run_ids FROM v_study_results WHERE study = ? "
+def _study_runs(store: DuckDBStore, study: str, axis: str | None) -> tuple[list[str], list[str], list[tuple[str, str, str]]]:
+    """The runs of a study's latest invocation, and two sections: what it found (verdict, rule, measured, theory
+    beside the measurement) and its figures."""
+    found = store.query("SELECT verdict, result, run_ids FROM v_study_results WHERE study = ? "
                         "ORDER BY recorded_at DESC LIMIT 1", [study])
     if found.is_empty():
         raise CfcError(f"no study {study!r} recorded in {store.path}; run `cfc experiment {study}` first")
     row = found.row(0, named=True)
-    table = pl.DataFrame({"": ["verdict", "hypothesis", "measured"],
-                          "what the study found (v_study_results)": [row["verdict"], row["hypothesis"], row["measured"]]})
-    return json.loads(row["run_ids"]), [axis] if axis is not None else [], (f"study {study}", _table(table, key="study"))
+    result = json.loads(row["result"])
+    run_ids = json.loads(row["run_ids"])
+    verdict = row["verdict"]
+    cards = _cards([("verdict", verdict), ("seeds", result.get("seeds")), ("runs", len(run_ids)),
+                    ("checks agreeing", _agreeing(result.get("checks", [])))])
+    why = f"{verdict} ({result['reason']})" if result.get("reason") else verdict
+    items = [(k, v) for k, v in (("hypothesis", result.get("hypothesis")), ("rule", result.get("rule")),
+                                 ("measured", result.get("measured")), ("verdict", why),
+                                 ("the seed's number", result.get("seed_result")), ("notes", result.get("notes")))
+             if v]
+    prose = "".join(f'<tr data-field="{_esc(k)}"><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>' for k, v in items)
+    found_html = (cards + f'<table class="kv" data-table="study"><tbody>{prose}</tbody></table>'
+                  + _checks_table(result.get("checks", [])))
+    figures_html = _study_figures(study, row["result"])
+    return run_ids, [axis] if axis is not None else [], [(f"study {study}", found_html, "selection"),
+                                                         ("Figures", figures_html, "study-figures")]
+
+
+def _agreeing(checks: list[dict[str, Any]]) -> str:
+    judged = [c for c in checks if c.get("agrees") is not None]
+    return f"{sum(bool(c['agrees']) for c in judged)} of {len(judged)}" if judged else "—"
+
+
+def _checks_table(checks: list[dict[str, Any]]) -> str:
+    """Theory beside measurement: each check's quantity, what theory predicts, what was measured, and whether they agree."""
+    if not checks:
+        return '<p class="empty" data-table="study-checks">no closed form or expected value stated</p>'
+    mark = {True: "agrees", False: "disagrees", None: "measured only"}
+    body = "".join(
+        f'<tr data-agrees="{_esc(json.dumps(c.get("agrees")))}"><td>{_esc(c.get("quantity", ""))}</td>'
+        f'{_cell(c.get("predicted"), align=False)}{_cell(c.get("measured"), align=False)}'
+        f'<td class="{"warn" if c.get("agrees") is False else ""}">{mark.get(c.get("agrees"), "")}</td></tr>'
+        for c in checks)
+    head = "<tr><th>quantity</th><th>theory</th><th>measured</th><th></th></tr>"
+    return f'<table data-table="study-checks"><thead>{head}</thead><tbody>{body}</tbody></table>'
+
+
+def _study_figures(name: str, recorded: str) -> str:
+    """The study's figures drawn from its recorded result (``study.figures``, found through the study's entry point),
+    each embedded as a PNG data URI; a note instead where the study is not installed or cannot draw this result."""
+    from ._experiment_cli import draw_figures, load_study
+
+    try:
+        study = load_study(name)
+        result = study.load_result(recorded)
+        drawn = draw_figures(study, result)
+    except Exception as exc:  # a study since removed, or a result its current code no longer reads: say so, go on
+        return f'<p class="empty" data-figures="none">no figures: {_esc(type(exc).__name__)}: {_esc(exc)}</p>'
+    if not drawn:
+        return '<p class="empty" data-figures="none">this study draws no figures</p>'
+    return "".join(
+        f'<figure class="study-figure" data-figure="{_esc(key)}"><img alt="{_esc(name)}: {_esc(key)}" '
+        f'src="data:image/png;base64,{base64.b64encode(png).decode()}"><figcaption class="note">{_esc(key)}'
+        "</figcaption></figure>" for key, png in drawn.items())

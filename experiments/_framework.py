@@ -89,6 +89,11 @@ class Study:
     run: Callable[..., StudyResult]
     figures: Callable[[StudyResult], dict[str, Any]] | None = None
 
+    def load_result(self, text: str) -> StudyResult:
+        """A result as recorded (``v_study_results.result``, JSON) back as a :class:`StudyResult`, so that a
+        report can draw ``figures`` from it without importing this package."""
+        return StudyResult.model_validate_json(text)
+
 
 # -- running a study's relaxations: on the sweep engine ---------------------------------------
 

@@ -8,6 +8,7 @@ CI installs both and must run them. ``CFC_REPORT_SCREENSHOTS=DIR`` keeps the scr
 from __future__ import annotations
 
 import base64
+import html
 import json
 import os
 import re
@@ -309,7 +310,8 @@ def test_a_sweep_report_shows_its_axis_with_the_seed_band(tmp_path, open_report,
 
 def test_a_study_report_shows_what_it_found_and_its_runs(tmp_path, open_report, cli):
     db, out = tmp_path / "st.duckdb", tmp_path / "study.html"
-    code, _, err = cli("experiment", "landau_sweep", "--num", "3", "--steps", "60", "--db", db)
+    code, _, err = cli("experiment", "landau_sweep", "--num", "3", "--seeds", "1", "--steps", "60", "--engine", "serial",
+                       "--db", db)
     assert code == 0, err
     with DuckDBStore(db, read_only=True) as store:
         runs = store.query("SELECT run_id FROM v_runs WHERE study = 'landau_sweep'")["run_id"].to_list()
@@ -322,6 +324,10 @@ def test_a_study_report_shows_what_it_found_and_its_runs(tmp_path, open_report, 
     assert assert_every_plot_drawn(opened) >= 1
     found = opened.page.locator('[data-section="selection"]').inner_text()
     assert "study landau_sweep" in found and verdict in found
+    assert opened.card("verdict") == (verdict, verdict)
+    figures = opened.page.locator('[data-section="study-figures"] figure img')
+    assert figures.count() == 1  # landau_sweep draws one figure, embedded in the page and drawn offline
+    assert figures.first.evaluate("img => img.complete && img.naturalWidth") > 300
     opened.screenshot(tmp_path, "study-report")
 
 
@@ -350,6 +356,33 @@ def test_report_refuses_what_it_cannot_show(demo_store):
         report(store, study="nothing")
     with pytest.raises(CfcError, match="at least one run"):
         report(store, [])
+
+
+def test_a_study_report_shows_the_verdict_rule_checks_and_figures(tmp_path, cli):
+    """Without a browser: what the study found, theory beside measurement, and each figure as an embedded PNG."""
+    db = tmp_path / "study.duckdb"
+    code, _, err = cli("experiment", "landau_plot", "--seeds", "2", "--num", "20", "--engine", "serial", "--db", db,
+                       "--no-figures")
+    assert code == 0, err
+    with DuckDBStore(db) as store:
+        recorded = json.loads(store.query("SELECT result FROM v_study_results WHERE study = 'landau_plot'").item())
+        page = report(store, study="landau_plot")
+        store.record_study("a_study_since_removed", json.dumps(recorded))
+        orphan = report(store, study="a_study_since_removed")
+    assert recorded["verdict"] == "held"
+    assert '<div class="card" data-field="verdict"><div class="k">verdict</div><div class="v" data-value="&quot;held' in page
+    for field in ("hypothesis", "rule", "measured", "notes"):
+        assert html.escape(recorded[field]) in page
+    checks = re.findall(r'<tr data-agrees="(\w+)"><td>([^<]*)</td>', re.search(
+        r'<table data-table="study-checks">.*?</table>', page, re.S).group(0))
+    assert [html.unescape(q) for _, q in checks] == [c["quantity"] for c in recorded["checks"]]
+    assert [a for a, _ in checks] == ["true"] * len(recorded["checks"])
+    pngs = re.findall(r'<figure class="study-figure" data-figure="(\w+)"><img alt="[^"]*" src="data:image/png;base64,'
+                      r'([A-Za-z0-9+/=]+)"', page)
+    assert [name for name, _ in pngs] == ["double_well"]
+    assert base64.b64decode(pngs[0][1]).startswith(b"\x89PNG\r\n\x1a\n")
+    assert not re.search(r"""(src|href)\s*=\s*["'](?!#|data:image/png;base64,)""", page)  # still one file
+    assert 'data-figures="none">no figures: CfcError: unknown study' in orphan and "<figure" not in orphan
 
 
 def test_the_page_is_one_file_with_nothing_to_fetch(demo_store):
