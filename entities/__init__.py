@@ -16,7 +16,7 @@ from ._couplings import (
     SquaredHinge,
     coupling_kinds,
 )
-from ._families import demo_system, standard_system
+from ._families import demo_system, standard_array_system, standard_system
 from ._errors import (
     CfcError,
     DivergedError,
@@ -173,5 +173,6 @@ __all__ = [
     "replicator_step",
     "softplus",
     "split_member_id",
+    "standard_array_system",
     "standard_system",
 ]

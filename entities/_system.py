@@ -39,7 +39,7 @@ class System(AbstractEntity):
     ...            couplings=[GateBenefitCoupling(id="e", i="g", j="m", delta=0.5)])
     >>> System.model_validate_json(s.model_dump_json()) == s
     True
-    >>> s.module_ids
+    >>> tuple(s.module_ids)
     ('m', 'g')
     """
 
