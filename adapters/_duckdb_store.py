@@ -4,6 +4,9 @@ Tables (append-only; the API offers no update or delete):
 
 - ``runs``: one row per run (with a compact integer ``run_key``), written in
   the same transaction as the run's first batch.
+- ``systems``: each System once per digest, as JSON; a System holding arrays
+  (``ModuleArray``, ``CouplingArray``) as its skeleton JSON, with its arrays'
+  bytes in ``system_arrays(array_digest, dtype, data BLOB)``, content addressed.
 - ``run_modules``: each run's module ids in η order (``idx``).
 - ``events``: every event but the η frames; payloads are JSON text.
 - ``eta_frames``: one row per ``EtaRecorded`` event (its seq and step).
@@ -58,6 +61,7 @@ import duckdb
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from complexity_from_constraints.entities import (
     ForeignFileError,
@@ -68,6 +72,7 @@ from complexity_from_constraints.entities import (
     StoreError,
     StoreVersionError,
     StoreWriteError,
+    System,
     UnknownRunError,
     UnreadableEventError,
 )
@@ -96,6 +101,7 @@ CREATE TABLE IF NOT EXISTS runs (
     run_id VARCHAR PRIMARY KEY, run_key INTEGER UNIQUE, system_id VARCHAR, system_digest VARCHAR,
     seed BIGINT, n_modules INTEGER, package_version VARCHAR);
 CREATE TABLE IF NOT EXISTS systems (system_digest VARCHAR PRIMARY KEY, system_json VARCHAR);
+CREATE TABLE IF NOT EXISTS system_arrays (array_digest VARCHAR PRIMARY KEY, dtype VARCHAR, data BLOB);
 CREATE TABLE IF NOT EXISTS run_modules (run_key INTEGER, idx INTEGER, module_id VARCHAR, kind VARCHAR);
 CREATE TABLE IF NOT EXISTS events (
     run_id VARCHAR, seq BIGINT, type VARCHAR, schema_version INTEGER, step INTEGER, payload VARCHAR,
@@ -595,18 +601,44 @@ class DuckDBStore(AbstractEventStore):
         key = con.execute("SELECT coalesce(max(run_key), 0) + 1 FROM runs").fetchall()[0][0]
         s = started.system
         if not con.execute("SELECT 1 FROM systems WHERE system_digest = ?", [started.system_digest]).fetchall():
-            con.execute("INSERT INTO systems VALUES (?, ?)", [started.system_digest, s.canonical_json()])
+            self._store_system(started.system_digest, s)
+        n = s.n_modules
         con.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [run_id, key, s.id, started.system_digest, started.seed, len(s.modules), started.package_version])
+                    [run_id, key, s.id, started.system_digest, started.seed, n, started.package_version])
         self._keys[run_id] = int(key)
+        codes, kinds = s.kind_codes()
         con.register("_cfc_modules", pa.table({
-            "run_key": pa.array(np.full(len(s.modules), key, dtype=np.int32)),
-            "idx": pa.array(np.arange(len(s.modules), dtype=np.int32)),
-            "module_id": pa.array([m.id for m in s.modules], pa.string()),
-            "kind": pa.array([m.kind for m in s.modules], pa.string()),  # type: ignore[attr-defined]
+            "run_key": pa.array(np.full(n, key, dtype=np.int32)),
+            "idx": pa.array(np.arange(n, dtype=np.int32)),
+            "module_id": _ids_arrow(s.module_ids),
+            "kind": pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(kinds, pa.string())).cast(pa.string()),
         }))
         con.execute("INSERT INTO run_modules SELECT * FROM _cfc_modules")
         con.unregister("_cfc_modules")
+
+    def _store_system(self, digest: str, system) -> None:
+        """The System once per digest: JSON; with arrays, the skeleton JSON plus each array's bytes, once per array digest."""
+        con = self._con
+        if not system.has_arrays:
+            con.execute("INSERT INTO systems VALUES (?, ?)", [digest, system.canonical_json()])
+            return
+        con.execute("CREATE TABLE IF NOT EXISTS system_arrays (array_digest VARCHAR PRIMARY KEY, dtype VARCHAR, data BLOB)")
+        con.execute("INSERT INTO systems VALUES (?, ?)", [digest, json.dumps(system.skeleton(), sort_keys=True)])
+        arrays = system.arrays()
+        known = {r[0] for r in con.execute("SELECT array_digest FROM system_arrays WHERE array_digest IN "
+                                           "(SELECT unnest(?::VARCHAR[]))", [list(arrays)]).fetchall()}
+        new = [(d, a) for d, a in arrays.items() if d not in known]
+        if new:
+            con.register("_cfc_arrays", pa.table({
+                "array_digest": pa.array([d for d, _ in new], pa.string()),
+                "dtype": pa.array([a.dtype.name for _, a in new], pa.string()),
+                "data": pa.array([np.ascontiguousarray(a, a.dtype.newbyteorder("<")).tobytes() for _, a in new],
+                                 pa.large_binary()),
+            }))
+            try:
+                con.execute("INSERT INTO system_arrays SELECT * FROM _cfc_arrays")
+            finally:
+                con.unregister("_cfc_arrays")
 
     # -- materialised tables ------------------------------------------------------------------
     def _materialise_batch(self, run_id: str, first: int, last: int, steps: bool, finished: bool) -> None:
@@ -768,7 +800,20 @@ class DuckDBStore(AbstractEventStore):
         if not rows:
             raise LogIntegrityError(f"system {data['system_digest']} of a RunStarted event is missing")
         data["system"] = json.loads(rows[0][0])
+        if "module_arrays" in data["system"] or "coupling_arrays" in data["system"]:
+            data["system"] = System.resolve_arrays(data["system"], self._system_arrays(data["system"]))
         return data
+
+    def _system_arrays(self, skeleton: dict) -> dict[str, np.ndarray]:
+        """The arrays a System skeleton names, read-only, straight from their stored bytes."""
+        wanted = sorted(set(System.array_digests(skeleton)))
+        rows = self._con.execute("SELECT array_digest, dtype, data FROM system_arrays WHERE array_digest IN "
+                                 "(SELECT unnest(?::VARCHAR[]))", [wanted]).fetchall()
+        arrays = {d: np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<")) for d, dtype, data in rows}
+        missing = [d for d in wanted if d not in arrays]
+        if missing:
+            raise LogIntegrityError(f"array {missing[0]} of a stored System is missing from system_arrays")
+        return arrays
 
     @_guarded("read")
     def latest_eta(self, run_id: str, step: int) -> EtaRecorded | None:
@@ -1009,6 +1054,21 @@ def _payload(event) -> str:
     if isinstance(event, RunStarted):
         return event.model_dump_json(exclude={"system"})
     return encode(event)
+
+
+def _ids_arrow(ids) -> pa.Array:
+    """Module ids as one Arrow string array: each array's members by one vectorised concatenation, not a Python loop."""
+    segments = getattr(ids, "segments", None)
+    if segments is None:
+        return pa.array(list(ids), pa.string())
+    parts = []
+    for seg in segments:
+        if len(seg) == 3 and isinstance(seg[1], int) and not isinstance(seg[2], str):
+            numbers = pa.array(np.arange(seg[1], seg[2], dtype=np.int64)).cast(pa.string())
+            parts.append(pc.binary_join_element_wise(f"{seg[0]}/", numbers, ""))
+        else:
+            parts.append(pa.array(seg, pa.string()))
+    return pa.concat_arrays([p.cast(pa.string()) for p in parts]) if parts else pa.array([], pa.string())
 
 
 def _frame(step: int, version: int, eta: Any) -> EtaRecorded:

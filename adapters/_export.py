@@ -25,6 +25,7 @@ _SELECT = {
     "runs": "SELECT * FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY run_key",
     "systems": "SELECT * FROM systems WHERE system_digest IN "
                "(SELECT system_digest FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[])))",
+    "system_arrays": "SELECT * FROM system_arrays WHERE array_digest IN (SELECT unnest(?::VARCHAR[]))",
     "run_modules": "SELECT m.* FROM run_modules AS m JOIN runs AS r ON r.run_key = m.run_key "
                    "WHERE r.run_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY m.run_key, m.idx",
     "events": "SELECT * FROM events WHERE run_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY run_id, seq",
@@ -32,6 +33,9 @@ _SELECT = {
     "eta_values": "SELECT v.* FROM eta_values AS v JOIN runs AS r ON r.run_key = v.run_key "
                   "WHERE r.run_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY v.run_key, v.step, v.idx",
 }
+
+
+_OPTIONAL = {"system_arrays"}  # exports written before array-backed entities have none
 
 
 class ExportError(CfcError):
@@ -67,7 +71,11 @@ def export_runs(store: DuckDBStore, path_dir: str | Path, run_ids: Sequence[str]
     folder = Path(path_dir)
     folder.mkdir(parents=True, exist_ok=True)
     for table, select in _SELECT.items():
-        store._execute(f"COPY ({select}) TO ? (FORMAT parquet)", [wanted, str(folder / f"{table}.parquet")])
+        params = _system_array_digests(store, wanted) if table == "system_arrays" else wanted
+        if table == "system_arrays" and not store.query(
+                "SELECT 1 FROM duckdb_tables() WHERE table_name = 'system_arrays'").height:  # a file from before arrays
+            select = "SELECT NULL::VARCHAR AS array_digest, NULL::VARCHAR AS dtype, NULL::BLOB AS data WHERE ?::VARCHAR[] IS NULL"
+        store._execute(f"COPY ({select}) TO ? (FORMAT parquet)", [params, str(folder / f"{table}.parquet")])
     (folder / MANIFEST).write_text(json.dumps(
         {"format": FORMAT, "store_schema_version": STORE_SCHEMA_VERSION, "runs": wanted}, indent=2))
     return wanted
@@ -118,6 +126,15 @@ def import_runs(store: DuckDBStore, path_dir: str | Path) -> list[str]:
     return exported
 
 
+def _system_array_digests(store: DuckDBStore, run_ids: list[str]) -> list[str]:
+    """The digests of the arrays the runs' Systems hold (their skeletons in ``systems`` name them)."""
+    from complexity_from_constraints.entities import System
+
+    rows = store.query("SELECT system_json FROM systems WHERE system_digest IN "
+                       "(SELECT system_digest FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[])))", [run_ids])
+    return sorted({d for text in rows["system_json"].to_list() for d in System.array_digests(json.loads(text))})
+
+
 def _manifest(folder: Path) -> dict:
     path = folder / MANIFEST
     if not path.is_file():
@@ -131,7 +148,7 @@ def _manifest(folder: Path) -> dict:
     if int(manifest.get("store_schema_version", 0)) > STORE_SCHEMA_VERSION:
         raise ExportError(f"{folder} was written by a newer version (store schema "
                           f"{manifest['store_schema_version']}); upgrade the package")
-    missing = [t for t in _SELECT if not (folder / f"{t}.parquet").is_file()]
+    missing = [t for t in _SELECT if t not in _OPTIONAL and not (folder / f"{t}.parquet").is_file()]
     if missing:
         raise ExportError(f"{folder}: {missing[0]}.parquet is missing; the export is incomplete")
     return manifest
@@ -145,6 +162,10 @@ def _copy_in(store: DuckDBStore, files: dict[str, str]) -> None:
     try:
         store._execute("INSERT INTO systems BY NAME SELECT * FROM read_parquet(?) "
                     "WHERE system_digest NOT IN (SELECT system_digest FROM systems)", [files["systems"]])
+        if Path(files["system_arrays"]).is_file():
+            store._execute("CREATE TABLE IF NOT EXISTS system_arrays (array_digest VARCHAR PRIMARY KEY, dtype VARCHAR, data BLOB)")
+            store._execute("INSERT INTO system_arrays BY NAME SELECT * FROM read_parquet(?) WHERE array_digest IS NOT NULL "
+                           "AND array_digest NOT IN (SELECT array_digest FROM system_arrays)", [files["system_arrays"]])
         store._execute("INSERT INTO runs BY NAME SELECT t.* REPLACE (k.new_key::INTEGER AS run_key) "
                     "FROM read_parquet(?) AS t JOIN _cfc_keymap AS k ON k.old_key = t.run_key", [files["runs"]])
         for table in ("run_modules", "eta_values"):

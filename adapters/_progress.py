@@ -102,7 +102,7 @@ class ProgressMirror(Mapping[str, Callable[..., Any]]):
         if event.type == "StepCommitted" and event.step % self.every:
             return
         if event.type == "RunStarted":
-            fields = {"system_id": event.system.id, "n_modules": len(event.system.modules),
+            fields = {"system_id": event.system.id, "n_modules": event.system.n_modules,
                       "steps": event.config.steps, "seed": event.seed}
         else:
             fields = event.model_dump(mode="json", exclude={"type"})

@@ -23,7 +23,7 @@ def run_params(started: RunStarted) -> list[tuple[str, str]]:
     >>> rows["step_size"], rows["seed"], rows["stability"], float(rows["system.s0.a"]) == demo_system(0).modules[0].a
     ('0.1', '3', 'null', True)
     """
-    system = started.system.model_dump(mode="json")
+    system = started.system.model_dump(mode="json", exclude={"module_arrays", "coupling_arrays"})  # arrays: not one value
     entities = system.pop("modules", []) + system.pop("couplings", [])
     fields = {"seed": started.seed, **flatten_fields(started.config.model_dump(mode="json")),
               **flatten_fields(system, "system.")}

@@ -1,5 +1,6 @@
 """Entities: versioned, frozen Pydantic models and each kind's energy formulas."""
 
+from ._arrays import CouplingArray, EntityIds, ModuleArray, split_member_id
 from ._base import KINDS_ENV, AbstractEntity, AbstractFrozen, KindRegistry, content_digest, flatten_fields, import_kind_modules
 from ._config import BUILT_IN_SOLVERS, Candidate, ExpansionConfig, RelaxConfig, Revision
 from ._couplings import (
@@ -15,7 +16,7 @@ from ._couplings import (
     SquaredHinge,
     coupling_kinds,
 )
-from ._families import demo_system, standard_system
+from ._families import demo_system, standard_array_system, standard_system
 from ._errors import (
     CfcError,
     DivergedError,
@@ -99,6 +100,7 @@ __all__ = [
     "CompressionModule",
     "ConnectivityModule",
     "CoordinateConfig",
+    "CouplingArray",
     "CustomWeighting",
     "DampedGateBenefitCoupling",
     "DiagnosticsConfig",
@@ -106,6 +108,7 @@ __all__ = [
     "DirectionConfig",
     "DivergedError",
     "EarlyStopConfig",
+    "EntityIds",
     "ExpansionConfig",
     "ForeignFileError",
     "FreeEnergyConfig",
@@ -122,6 +125,7 @@ __all__ = [
     "LogIntegrityError",
     "MAX_DEGREE",
     "MissingDependencyError",
+    "ModuleArray",
     "MonotonicityError",
     "NashModule",
     "NoiseConfig",
@@ -168,5 +172,7 @@ __all__ = [
     "regret",
     "replicator_step",
     "softplus",
+    "split_member_id",
+    "standard_array_system",
     "standard_system",
 ]

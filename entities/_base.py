@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ._errors import CfcError, InvalidEntityError
 
-_ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
+_ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}(/[0-9]{1,18})?$"  # "name/k": member k of the array "name" only
 
 
 class _NamingMeta(type(BaseModel)):  # type: ignore[misc]

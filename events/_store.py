@@ -249,7 +249,7 @@ class InMemoryStore(AbstractEventStore):
             log.extend(batch)
             if new_run is not None:
                 self._infos[run_id] = RunInfo(run_id, new_run.system.id, new_run.system_digest, new_run.seed,
-                                              len(new_run.system.modules), False)
+                                              new_run.system.n_modules, False)
 
     def next_seq(self, run_id):
         with self._lock:
@@ -308,7 +308,7 @@ class NullStore(AbstractEventStore):
         with self._lock:
             if new_run is not None:
                 self._infos[run_id] = RunInfo(run_id, new_run.system.id, new_run.system_digest, new_run.seed,
-                                              len(new_run.system.modules), False)
+                                              new_run.system.n_modules, False)
             self._next[run_id] = batch[-1].seq + 1
             if isinstance(batch[-1].event, RunFinished):
                 self._finished.add(run_id)

@@ -1,8 +1,10 @@
 """Compile a System into a struct of arrays, and evaluate its energy from them.
 
-Compilation happens once per run: entities are grouped by kind, parameters
-become arrays and endpoints become index arrays. Evaluation then loops only
-over the (few) kinds, never over entities or edges.
+Compilation happens once per System content: entities are grouped by kind,
+parameters become arrays and endpoints become index arrays; an array-backed
+entity (:class:`~entities.ModuleArray`, :class:`~entities.CouplingArray`)
+contributes its arrays whole, so nothing loops over its members. Evaluation
+then loops only over the (few) kinds, never over entities or edges.
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from operator import attrgetter, itemgetter
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from complexity_from_constraints.entities import AbstractCoupling, AbstractModule, GateModule, System
+from complexity_from_constraints.entities import AbstractCoupling, AbstractModule, EntityIds, GateModule, InvalidEntityError, System
 
 from ._backend import AbstractBackend, NumpyBackend
 
@@ -26,7 +28,7 @@ class ModuleGroup:
     """All modules of one kind: where they sit in η, their parameters and weights."""
 
     cls: type[AbstractModule]
-    ids: tuple[str, ...]
+    ids: EntityIds | tuple[str, ...]
     index: Any
     span: slice | None  # the same positions as a slice when they are contiguous
     params: Mapping[str, Any]
@@ -41,7 +43,7 @@ class CouplingGroup:
     """All couplings of one kind: endpoint indices, parameters and weights."""
 
     cls: type[AbstractCoupling]
-    ids: tuple[str, ...]
+    ids: EntityIds | tuple[str, ...]
     i: Any
     j: Any
     params: Mapping[str, Any]
@@ -54,7 +56,7 @@ class CompiledSystem:
 
     system: System
     backend: AbstractBackend
-    ids: tuple[str, ...]
+    ids: EntityIds | tuple[str, ...]
     modules: tuple[ModuleGroup, ...]
     couplings: tuple[CouplingGroup, ...]
     edge_index: Any  # i of every group, then j of every group, in group order
@@ -76,8 +78,9 @@ def compile_system(system: System, backend: AbstractBackend | None = None) -> Co
     """Group ``system``'s entities by kind into parameter and index arrays.
 
     Compiling is done once per System content and backend: the result is kept
-    in a small LRU keyed by ``(system digest, backend name, device, dtype)``,
-    so a second ``relax()`` of the same System does not compile again. What
+    in an LRU keyed by ``(system digest, backend name, device, dtype)`` and
+    bounded by the bytes of its arrays (:func:`set_compile_cache_limit`), so a
+    second ``relax()`` of the same System does not compile again. What
     is kept is read-only (numpy arrays with ``writeable=False``, mappings as
     read-only views), so no run can change what another one reads; revisions
     and expansion build new arrays. Backends whose arrays cannot be made
@@ -114,26 +117,34 @@ def compile_system(system: System, backend: AbstractBackend | None = None) -> Co
 
 
 class _Lru:
-    """A small least-recently-used map (compiles of the last few Systems)."""
+    """A least-recently-used map of compiles, bounded by the bytes of their arrays (a 10⁶-module compile is ~10² MB)."""
 
-    def __init__(self, size: int):
-        self.size = size
-        self._items: OrderedDict[tuple, CompiledSystem] = OrderedDict()
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple, tuple[CompiledSystem, int]] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, key: tuple) -> CompiledSystem | None:
         with self._lock:
-            value = self._items.get(key)
-            if value is not None:
-                self._items.move_to_end(key)
-            return value
+            item = self._items.get(key)
+            if item is None:
+                return None
+            self._items.move_to_end(key)
+            return item[0]
 
     def put(self, key: tuple, value: CompiledSystem) -> None:
+        size = compiled_bytes(value)
         with self._lock:
-            self._items[key] = value
+            self._items[key] = (value, size)
             self._items.move_to_end(key)
-            while len(self._items) > self.size:
+            while len(self._items) > 1 and self.bytes > self.max_bytes:
                 self._items.popitem(last=False)
+            if size > self.max_bytes:  # larger than the whole cache: not kept at all
+                self._items.pop(key, None)
+
+    @property
+    def bytes(self) -> int:
+        return sum(size for _, size in self._items.values())
 
     def clear(self) -> None:
         with self._lock:
@@ -143,7 +154,10 @@ class _Lru:
         return len(self._items)
 
 
-_CACHE = _Lru(4)
+COMPILE_CACHE_BYTES = 1 << 30
+"""The default bound on the compile cache: 1 GiB of arrays."""
+
+_CACHE = _Lru(COMPILE_CACHE_BYTES)
 
 
 def clear_compile_cache() -> None:
@@ -151,19 +165,68 @@ def clear_compile_cache() -> None:
     _CACHE.clear()
 
 
+def set_compile_cache_limit(max_bytes: int) -> int:
+    """Bound the compile cache to ``max_bytes`` of arrays (0 turns it off); return the previous bound.
+
+    >>> previous = set_compile_cache_limit(0)
+    >>> set_compile_cache_limit(previous)
+    0
+    """
+    if max_bytes < 0:
+        raise InvalidEntityError("compile cache", None, "max_bytes", max_bytes, "must be >= 0")
+    previous, _CACHE.max_bytes = _CACHE.max_bytes, max_bytes
+    with _CACHE._lock:
+        while _CACHE._items and _CACHE.bytes > max_bytes:
+            _CACHE._items.popitem(last=False)
+    return previous
+
+
+def compiled_bytes(cs: CompiledSystem) -> int:
+    """The bytes of a compile's numpy arrays (what the cache counts)."""
+    arrays = [cs.edge_index, cs.gate_index, cs.gate_threshold]
+    for g in cs.modules:
+        arrays += [g.index, g.weight, *g.params.values()]
+    for c in cs.couplings:
+        arrays += [c.i, c.j, c.weight, *c.params.values()]
+    return sum(a.nbytes for a in arrays if isinstance(a, np.ndarray)) + 64 * len(cs.gate_ids)
+
+
+class IdPositions(Mapping[str, int]):
+    """Module id → position in η, read from the ids themselves (a member's position is arithmetic), never a dict of N."""
+
+    __slots__ = ("ids",)
+
+    def __init__(self, ids):
+        self.ids = ids
+
+    def __getitem__(self, module_id: str) -> int:
+        try:
+            return self.ids.index(module_id)
+        except ValueError:
+            raise KeyError(module_id) from None
+
+    def __contains__(self, module_id: object) -> bool:
+        return module_id in self.ids
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
 def _compile(system: System, be: AbstractBackend) -> CompiledSystem:
-    """One pass per kind: members are picked and their fields read by C-level ``map``, not a Python loop."""
+    """One pass per kind: arrays are concatenated whole; plain members are picked and read by C-level ``map``."""
+    if system.has_arrays:
+        return _compile_with_arrays(system, be)
     ids = system.module_ids
     n = len(ids)
-    position = dict(zip(ids, range(n)))
-    where = _Positions(ids, position)
+    where = _Positions(tuple(ids), IdPositions(ids), 0)
     fw = system.family_weights
     modules = []
     for cls, index, members in _by_kind(system.modules):
-        contiguous = bool(np.all(np.diff(index) == 1)) if len(index) > 1 else True
-        span = slice(int(index[0]), int(index[-1]) + 1) if contiguous else None
         modules.append(ModuleGroup(
-            cls=cls, ids=tuple(map(_ID, members)), index=be.asarray(index, "int64"), span=span,
+            cls=cls, ids=tuple(map(_ID, members)), index=be.asarray(index, "int64"), span=_span(index),
             params=_params(be, cls, members), weight=_weights(be, cls, members, fw),
         ))
     couplings = []
@@ -179,15 +242,107 @@ def _compile(system: System, be: AbstractBackend) -> CompiledSystem:
         gate_index = np.concatenate([np.asarray(be.to_numpy(g.index), np.int64) for g in gate_groups])
         order = np.argsort(gate_index, kind="stable")  # module order, as the System lists them
         gate_index = gate_index[order]
-        gate_ids = _pick(ids, gate_index)
+        gate_ids = _pick(tuple(ids), gate_index)
         gate_threshold = np.fromiter(map(_THRESHOLD, _pick(system.modules, gate_index)), np.float64, len(gate_index))
     else:
         gate_index, gate_ids, gate_threshold = np.zeros(0, np.int64), (), np.zeros(0, np.float64)
     return CompiledSystem(
         system=system, backend=be, ids=ids, modules=tuple(modules), couplings=tuple(couplings),
         edge_index=edge_index_of(be, couplings), gate_ids=gate_ids, gate_index=gate_index,
-        gate_threshold=gate_threshold, constant=system.complexity_cost * n, position=position,
+        gate_threshold=gate_threshold, constant=system.complexity_cost * n, position=IdPositions(ids),
     )
+
+
+def _span(index: np.ndarray) -> slice | None:
+    """The positions as a slice when they are contiguous."""
+    contiguous = bool(np.all(np.diff(index) == 1)) if len(index) > 1 else True
+    return slice(int(index[0]), int(index[-1]) + 1) if contiguous and len(index) else None
+
+
+def _compile_with_arrays(system: System, be: AbstractBackend) -> CompiledSystem:
+    """A System holding arrays: per kind, its arrays' columns (and its plain members') concatenated.
+
+    Module kinds (and coupling kinds) come in order of first appearance, arrays
+    before plain entities, as in η order.
+    """
+    ids = system.module_ids
+    n = len(ids)
+    base = n - len(system.modules)  # plain modules follow every array member
+    plain_ids = tuple(m.id for m in system.modules)
+    where = _Positions(plain_ids, IdPositions(ids), base)
+    fw = system.family_weights
+    plain_modules = {cls: (index + base, members) for cls, index, members in _by_kind(system.modules)}
+    module_parts: dict[type, list] = {}
+    offset = 0
+    for a in system.module_arrays:
+        module_parts.setdefault(a.member_class, []).append((a, offset))
+        offset += a.n
+    for cls in plain_modules:
+        module_parts.setdefault(cls, [])
+    modules, gates = [], []
+    for cls, arrays in module_parts.items():
+        index_parts = [np.arange(off, off + a.n, dtype=np.int64) for a, off in arrays]
+        params = {p: [a.column(p) for a, _ in arrays] for p in cls.params}
+        weight = [a.column("weight") for a, _ in arrays]
+        id_segments: list[tuple] = [(a.id, 0, a.n) for a, _ in arrays]
+        threshold = [a.column("threshold") for a, _ in arrays] if issubclass(cls, GateModule) else []
+        if cls in plain_modules:
+            index, members = plain_modules[cls]
+            index_parts.append(index)
+            for p in cls.params:
+                params[p].append(np.asarray(list(map(attrgetter(p), members)), np.float64))
+            weight.append(np.fromiter(map(_WEIGHT, members), np.float64, len(members)))
+            id_segments.append(tuple(map(_ID, members)))
+            if threshold:
+                threshold.append(np.fromiter(map(_THRESHOLD, members), np.float64, len(members)))
+        index = np.concatenate(index_parts)
+        group = ModuleGroup(cls=cls, ids=EntityIds(id_segments), index=be.asarray(index, "int64"), span=_span(index),
+                            params={p: be.asarray(np.concatenate(v)) for p, v in params.items()},
+                            weight=be.asarray(_family(cls, np.concatenate(weight), fw)))
+        modules.append(group)
+        if threshold:
+            gates.append((index, np.concatenate(threshold)))
+    plain_couplings = {cls: members for cls, _, members in _by_kind(system.couplings)}
+    coupling_parts: dict[type, list] = {}
+    for c in system.coupling_arrays:
+        coupling_parts.setdefault(c.member_class, []).append(c)
+    for cls in plain_couplings:
+        coupling_parts.setdefault(cls, [])
+    couplings = []
+    for cls, arrays in coupling_parts.items():
+        i, j = [c.i for c in arrays], [c.j for c in arrays]
+        params = {p: [c.column(p) for c in arrays] for p in cls.params}
+        weight = [c.column("weight") for c in arrays]
+        id_segments = [(c.id, 0, len(c)) for c in arrays]
+        members = plain_couplings.get(cls, ())
+        if members:
+            i.append(where.of(list(map(_I, members))))
+            j.append(where.of(list(map(_J, members))))
+            for p in cls.params:
+                params[p].append(np.asarray(list(map(attrgetter(p), members)), np.float64))
+            weight.append(np.fromiter(map(_WEIGHT, members), np.float64, len(members)))
+            id_segments.append(tuple(map(_ID, members)))
+        couplings.append(CouplingGroup(
+            cls=cls, ids=EntityIds(id_segments), i=be.asarray(np.concatenate(i), "int64"),
+            j=be.asarray(np.concatenate(j), "int64"), params={p: be.asarray(np.concatenate(v)) for p, v in params.items()},
+            weight=be.asarray(_family(cls, np.concatenate(weight), fw))))
+    if gates:
+        gate_index = np.concatenate([g[0] for g in gates])
+        order = np.argsort(gate_index, kind="stable")
+        gate_index, gate_threshold = gate_index[order], np.concatenate([g[1] for g in gates])[order]
+        gate_ids = ids.take(gate_index)
+    else:
+        gate_index, gate_ids, gate_threshold = np.zeros(0, np.int64), (), np.zeros(0, np.float64)
+    return CompiledSystem(
+        system=system, backend=be, ids=ids, modules=tuple(modules), couplings=tuple(couplings),
+        edge_index=edge_index_of(be, couplings), gate_ids=gate_ids, gate_index=gate_index,
+        gate_threshold=gate_threshold, constant=system.complexity_cost * n, position=IdPositions(ids),
+    )
+
+
+def _family(cls, weight: np.ndarray, fw: Mapping[str, float]) -> np.ndarray:
+    family = fw.get(cls.model_fields["kind"].default)
+    return weight if family is None else weight * family
 
 
 _ID, _I, _J, _THRESHOLD, _WEIGHT = (attrgetter(name) for name in ("id", "i", "j", "threshold", "weight"))
@@ -223,14 +378,16 @@ class _Positions:
     one ``searchsorted``, which never reads the strings; the rest by value.
     """
 
-    def __init__(self, ids: tuple[str, ...], position: Mapping[str, int]):
+    def __init__(self, ids: tuple[str, ...], position: Mapping[str, int], base: int):
         address = np.fromiter(map(id, ids), np.uint64, len(ids))
-        self.order = np.argsort(address)
-        self.sorted = address[self.order]
+        self.order = np.argsort(address) + base  # ``ids`` are the plain modules, at ``base`` onwards in η
+        self.sorted = address[self.order - base]
         self.position = position
 
     def of(self, ends: list[str]) -> np.ndarray:
         address = np.fromiter(map(id, ends), np.uint64, len(ends))
+        if not len(self.sorted):
+            return np.fromiter(map(self.position.__getitem__, ends), np.int64, len(ends))
         k = np.minimum(np.searchsorted(self.sorted, address), len(self.sorted) - 1)
         out = self.order[k]
         miss = np.flatnonzero(self.sorted[k] != address)  # equal addresses: the same live string
@@ -280,8 +437,7 @@ def _frozen(cs: CompiledSystem) -> CompiledSystem:
 
     return replace(cs, modules=tuple(map(group, cs.modules)), couplings=tuple(map(group, cs.couplings)),
                    edge_index=freeze(cs.edge_index), gate_index=freeze(cs.gate_index),
-                   gate_threshold=freeze(cs.gate_threshold), position=MappingProxyType(dict(cs.position)),
-                   system=None)
+                   gate_threshold=freeze(cs.gate_threshold), system=None)
 
 
 def edge_index_of(be: AbstractBackend, couplings) -> Any:

@@ -69,7 +69,7 @@ def initial_eta(cs: CompiledSystem, config: RelaxConfig, seed: int) -> np.ndarra
     given = config.warm_start.eta0 if config.warm_start is not None else config.eta0
     field = "warm_start.eta0" if config.warm_start is not None else "eta0"
     if given == "measured":
-        eta = np.array([m.initial_eta() for m in cs.system.modules], dtype=np.float64)
+        eta = cs.system.initial_eta()
     elif given == "uniform":
         if seed < 0:
             raise InvalidEntityError("relax", None, "seed", seed, f"must be ≥ 0: it draws {field}='uniform'")

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from complexity_from_constraints.entities import System, UnknownRunError, flatten_fields
+from complexity_from_constraints.entities import CouplingArray, ModuleArray, System, UnknownRunError, flatten_fields
 from complexity_from_constraints.events import AbstractEventStore, EtaRecorded, GateClosed, GateOpened, RunStarted, StepCommitted
 
 Pair = tuple[Any, Any]
@@ -156,19 +156,42 @@ def _swap(pairs: dict[str, Pair]) -> dict[str, Pair]:
 def _system_diff(a: System, b: System):
     if a.digest() == b.digest():
         return {}, (), (), {}
-    top_a = flatten_fields(a.model_dump(mode="json", exclude={"modules", "couplings"}))
-    top_b = flatten_fields(b.model_dump(mode="json", exclude={"modules", "couplings"}))
-    ents_a = {e.id: e for e in (*a.modules, *a.couplings)}
-    ents_b = {e.id: e for e in (*b.modules, *b.couplings)}
+    entity_fields = {"modules", "couplings", "module_arrays", "coupling_arrays"}
+    top_a = flatten_fields(a.model_dump(mode="json", exclude=entity_fields))
+    top_b = flatten_fields(b.model_dump(mode="json", exclude=entity_fields))
+    ents_a = {e.id: e for e in (*a.modules, *a.couplings, *a.module_arrays, *a.coupling_arrays)}
+    ents_b = {e.id: e for e in (*b.modules, *b.couplings, *b.module_arrays, *b.coupling_arrays)}
     only_a = tuple(sorted(ents_a.keys() - ents_b.keys()))
     only_b = tuple(sorted(ents_b.keys() - ents_a.keys()))
     entities = {}
     for key in sorted(ents_a.keys() & ents_b.keys()):
-        if ents_a[key] != ents_b[key]:
+        if ents_a[key] != ents_b[key] and isinstance(ents_a[key], (ModuleArray, CouplingArray)):
+            changed = _array_pairs(ents_a[key], ents_b[key])
+            if changed:
+                entities[key] = changed
+        elif ents_a[key] != ents_b[key]:
             changed = _pairs(flatten_fields(ents_a[key].model_dump(mode="json")), flatten_fields(ents_b[key].model_dump(mode="json")))
             if changed:
                 entities[key] = changed
     return _pairs(top_a, top_b), only_a, only_b, entities
+
+
+def _array_pairs(a, b, shown: int = 3) -> dict[str, Pair]:
+    """Two versions of an array entity: its scalar fields, then the first ``shown`` members that differ per array."""
+    if type(a) is not type(b):
+        return {"kind": (a.kind, b.kind)}
+    out = _pairs(flatten_fields(a.model_dump(mode="json", exclude={"values", "i", "j"})),
+                 flatten_fields(b.model_dump(mode="json", exclude={"values", "i", "j"})))
+    names = sorted(set(a._arrays()) | set(b._arrays()))
+    for name in names:
+        x = a._arrays().get(name, a.column(name.removeprefix("values.")) if name.startswith("values.") else None)
+        y = b._arrays().get(name, b.column(name.removeprefix("values.")) if name.startswith("values.") else None)
+        if x is None or y is None or x.shape != y.shape:
+            out[name] = (None if x is None else f"{x.size} values", None if y is None else f"{y.size} values")
+            continue
+        for k in np.flatnonzero(x != y)[:shown]:
+            out[f"{name}[{k}]"] = (x[k].item(), y[k].item())
+    return out
 
 
 def _frames(events, ids: tuple[str, ...], common: list[str]) -> tuple[np.ndarray, np.ndarray]:

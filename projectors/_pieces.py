@@ -42,9 +42,11 @@ class Homotopy:
         entities = [*system.modules, *system.couplings]
         for c in candidates:
             entities += [c.module, *c.couplings]
-        for field, names, known in (("kind_starts", self.config.kind_starts, {e.kind for e in entities}),
+        arrays = [*system.module_arrays, *system.coupling_arrays]
+        kinds = {e.kind for e in entities} | {a.member_kind for a in arrays}
+        for field, names, known in (("kind_starts", self.config.kind_starts, kinds),
                                     ("entity_starts", self.config.entity_starts, {e.id for e in entities})):
-            unknown = sorted(set(names) - known)
+            unknown = sorted(n for n in set(names) - known if field == "kind_starts" or system.array_of(n) is None)
             if unknown:
                 raise InvalidEntityError("HomotopyConfig", None, field, unknown[0], f"names no {field[:-7]} of the System")
 

@@ -18,6 +18,7 @@ from complexity_from_constraints.entities import (
     ExpansionConfig,
     GateModule,
     InvalidEntityError,
+    ModuleArray,
     System,
 )
 
@@ -35,6 +36,12 @@ def revise(cs: CompiledSystem, entity_id: str, changes: dict[str, Any]) -> tuple
     if entity_id == system.id:
         new_system = system.evolve(**changes)
         return compile_system(new_system, cs.backend), new_system  # type: ignore[arg-type]
+    if system.has_arrays:
+        found = system.array_of(entity_id)
+        if found is not None:
+            return _revise_member(cs, *found, changes)
+        if any(a.id == entity_id for a in (*system.module_arrays, *system.coupling_arrays)):
+            return _revise_array(cs, entity_id, changes)
     old = _find(system, entity_id)
     new = old.evolve(**changes)
     if isinstance(new, AbstractModule):
@@ -52,6 +59,43 @@ def revise(cs: CompiledSystem, entity_id: str, changes: dict[str, Any]) -> tuple
     new_system = system.evolve(couplings=couplings)  # validates the endpoints again
     groups = tuple(_revised_group(cs, g, new) if entity_id in g.ids else g for g in cs.couplings)
     return replace(cs, system=new_system, couplings=groups, edge_index=edge_index_of(cs.backend, groups)), new
+
+
+def _revise_member(cs: CompiledSystem, array, k: int, changes: dict[str, Any]) -> tuple[CompiledSystem, AbstractEntity]:
+    """Member ``k`` of an array changes: the array gets version + 1, the compiled arrays change at one position.
+
+    Returns the member as a plain entity (its version the array's), as ``EntityRevised`` records it.
+    """
+    system = cs.system
+    if "i" in changes or "j" in changes:
+        end = "i" if "i" in changes else "j"
+        raise InvalidEntityError("Revision", array.member_id(k), f"changes.{end}", changes[end],
+                                 "a member of a CouplingArray keeps its endpoints; revise the array to move them")
+    new_array = array.with_member(k, changes)
+    field = "module_arrays" if isinstance(new_array, ModuleArray) else "coupling_arrays"
+    arrays = tuple(new_array if a.id == array.id else a for a in getattr(system, field))
+    new_system = system.evolve(**{field: arrays})
+    if isinstance(new_array, ModuleArray):
+        member = new_array.member(k)
+        groups = tuple(_revised_group(cs, g, member) if member.id in g.ids else g for g in cs.modules)
+        cs2 = replace(cs, system=new_system, modules=groups)
+        if isinstance(member, GateModule) and "threshold" in changes:
+            threshold = cs.gate_threshold.copy()
+            threshold[cs.gate_ids.index(member.id)] = member.threshold
+            cs2 = replace(cs2, gate_threshold=threshold)
+        return cs2, member
+    member = new_array.member(k, system.module_ids)
+    groups = tuple(_revised_group(cs, g, member) if member.id in g.ids else g for g in cs.couplings)
+    return replace(cs, system=new_system, couplings=groups), member
+
+
+def _revise_array(cs: CompiledSystem, array_id: str, changes: dict[str, Any]) -> tuple[CompiledSystem, AbstractEntity]:
+    """A whole array changes (``values``, endpoints): re-validated, and the System compiled again."""
+    system = cs.system
+    field = "module_arrays" if any(a.id == array_id for a in system.module_arrays) else "coupling_arrays"
+    new = next(a for a in getattr(system, field) if a.id == array_id).evolve(**changes)
+    new_system = system.evolve(**{field: tuple(new if a.id == array_id else a for a in getattr(system, field))})
+    return compile_system(new_system, cs.backend), new
 
 
 def _find(system: System, entity_id: str) -> AbstractEntity:

@@ -200,9 +200,22 @@ def test_cached_arrays_are_read_only_and_the_cache_is_bounded():
         cs.position["l0"] = 3  # type: ignore[index]
     with pytest.raises(TypeError):
         cs.modules[0].params["a"] = np.zeros(3)  # type: ignore[index]
-    for seed in range(10):
-        compile_system(standard_system(10, seed=seed))
-    assert len(_compile._CACHE) <= _compile._CACHE.size
+
+    small = _compile.compiled_bytes(compile_system(standard_system(10, seed=0)))
+    previous = _compile.set_compile_cache_limit(3 * small)
+    try:
+        for seed in range(10):
+            compile_system(standard_system(10, seed=seed))
+        assert _compile._CACHE.bytes <= 3 * small  # bounded by bytes: the last three stay
+        assert len(_compile._CACHE) == 3
+        assert _compile._CACHE.get((standard_system(10, seed=9).digest(), "numpy", "cpu", "float64",
+                                    type(make_backend("numpy")))) is not None
+        _compile.set_compile_cache_limit(0)
+        assert len(_compile._CACHE) == 0
+        compile_system(standard_system(10, seed=1))
+        assert len(_compile._CACHE) == 0  # a compile larger than the bound is not kept
+    finally:
+        _compile.set_compile_cache_limit(previous)
 
 
 def _host_arrays(cs) -> list[np.ndarray]:

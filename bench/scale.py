@@ -1,0 +1,151 @@
+"""A million modules end to end: a System built from arrays, relaxed, every η recorded into a DuckDB file.
+
+The standard problem family (N Landau wells on a ring plus long-range edges,
+M = 3N couplings, two thirds quadratic and one third directed hinge) is built
+as array-backed entities (:func:`standard_array_system`), relaxed for
+``--steps`` steps of projected gradient with every η recorded into a fresh
+DuckDB file, and the store closed. Each size runs in a fresh child process, so
+its peak resident memory (``ru_maxrss``) is its own. Printed per size, the
+median of ``--repeats`` children:
+
+- **generate**: the seeded draws (numpy random numbers; the same for any way of building);
+- **build**: the entities and their vectorised validation;
+- **digest**: the System's SHA-256 (array bytes, no JSON of them);
+- **compile**: ``compile_system`` (cold; ``relax`` then finds it in the cache);
+- **relax**: ``relax(..., store=DuckDBStore(file))``, recording every η (the writer thread overlaps);
+- **close**: ``store.close()``;
+- **total**: all of the above; and peak RSS.
+
+Each phase is shown in wall-clock seconds and in CPU seconds (``process_time``, all
+threads of the child). On a machine shared with other load the wall figures
+inflate and the CPU figures do not; the target is wall clock on an otherwise idle
+machine, so both verdicts are printed.
+
+Targets (issue 16): N = 10⁶, M = 3·10⁶, 100 steps, every η recorded: total ≤ 30 s and
+peak RSS ≤ 3 GiB. A second pass (``relax`` with recording off, in the same child)
+gives the share of the relax phase that recording costs.
+
+    python bench/scale.py                          # N = 10^5 and 10^6, 3 repeats
+    python bench/scale.py --sizes 100000 --repeats 5
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"  # before numpy is imported
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+TARGET_SECONDS = 30.0
+TARGET_RSS_GIB = 3.0
+TARGET_N = 1_000_000
+
+CHILD = r"""
+import json, os, resource, sys, tempfile, time
+import numpy as np
+from complexity_from_constraints.adapters import DuckDBStore
+from complexity_from_constraints.entities import CouplingArray, ModuleArray, RelaxConfig, System
+from complexity_from_constraints.events import NullStore
+from complexity_from_constraints.projectors import compile_system, relax
+
+n, steps, seed, baseline = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
+t, cpu = {}, {}
+start, cpu_start = time.perf_counter(), time.process_time()
+# generate: the seeded draws of the standard family (as in standard_array_system)
+rng = np.random.default_rng(seed)
+a, b, h = rng.uniform(-1.0, 1.0, n), rng.uniform(0.5, 1.5, n), rng.uniform(-0.2, 0.2, n)
+m = 3 * n
+src = np.concatenate([np.arange(n), rng.integers(0, n, m - n)])
+hop = np.concatenate([np.ones(n, np.int64), rng.integers(1, n, m - n)])
+dst = (src + hop) % n
+w = rng.uniform(0.1, 1.0, m)
+hinge = rng.permutation(m) < m // 3
+t["generate"] = time.perf_counter() - start; cpu["generate"] = time.process_time() - cpu_start
+# build
+at, c = time.perf_counter(), time.process_time()
+kinds = ("quadratic", "directed_hinge")
+first = int(hinge[0])
+couplings = [CouplingArray(id=kinds[c], member_kind=kinds[c], i=src[hinge == bool(c)], j=dst[hinge == bool(c)],
+                           values={"weight": w[hinge == bool(c)]}) for c in (first, 1 - first)]
+system = System(id=f"standard-{n}-{seed}",
+                module_arrays=[ModuleArray(id="m", member_kind="landau", n=n, values={"a": a, "b": b, "h": h})],
+                coupling_arrays=couplings)
+del a, b, h, src, hop, dst, w, hinge
+t["build"] = time.perf_counter() - at; cpu["build"] = time.process_time() - c
+at, c = time.perf_counter(), time.process_time(); system.digest()
+t["digest"] = time.perf_counter() - at; cpu["digest"] = time.process_time() - c
+at, c = time.perf_counter(), time.process_time(); compile_system(system)
+t["compile"] = time.perf_counter() - at; cpu["compile"] = time.process_time() - c
+config = RelaxConfig(steps=steps, step_size=0.05)
+folder = tempfile.mkdtemp()
+path = os.path.join(folder, "runs.duckdb")
+at, c = time.perf_counter(), time.process_time()
+store = DuckDBStore(path)
+result = relax(system, config, store=store)
+t["relax"] = time.perf_counter() - at; cpu["relax"] = time.process_time() - c
+at, c = time.perf_counter(), time.process_time(); store.close()
+t["close"] = time.perf_counter() - at; cpu["close"] = time.process_time() - c
+t["total"] = time.perf_counter() - start; cpu["total"] = time.process_time() - cpu_start
+t.update({f"cpu_{k}": v for k, v in cpu.items()})
+t["rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+t["file_mib"] = os.path.getsize(path) / 2**20
+t["energy"] = result.energy
+if baseline:  # recording off, same System (compile cached): what recording adds to the relax phase
+    at, c = time.perf_counter(), time.process_time(); relax(system, config, store=NullStore())
+    t["relax_unrecorded"] = time.perf_counter() - at; t["cpu_relax_unrecorded"] = time.process_time() - c
+print(json.dumps(t))
+"""
+
+
+def run_child(n: int, steps: int, seed: int, baseline: bool) -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD, str(n), str(steps), str(seed), "1" if baseline else "0"],
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"N={n}: the child failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    phases = ("generate", "build", "digest", "compile", "relax", "close", "total")
+    print(f"standard family as arrays, M = 3N, {args.steps} steps, every η recorded to a DuckDB file; "
+          f"medians of {args.repeats} fresh processes (seconds)")
+    print(f"{'N':>9} " + " ".join(f"{p:>9}" for p in phases) + f" {'RSS GiB':>8} {'file MiB':>9} {'unrec.':>8}")
+    verdicts = []
+    for n in args.sizes:
+        runs = [run_child(n, args.steps, args.seed, baseline=(r == 0)) for r in range(args.repeats)]
+        keys = (*phases, *(f"cpu_{p}" for p in phases), "rss_gib", "file_mib")
+        med = {k: statistics.median(r[k] for r in runs) for k in keys}
+        unrec, cpu_unrec = runs[0]["relax_unrecorded"], runs[0]["cpu_relax_unrecorded"]
+        print(f"{n:>9} " + " ".join(f"{med[p]:>9.2f}" for p in phases)
+              + f" {med['rss_gib']:>8.2f} {med['file_mib']:>9.1f} {unrec:>8.2f}   wall")
+        print(f"{'':>9} " + " ".join(f"{med['cpu_' + p]:>9.2f}" for p in phases)
+              + f" {'':>8} {'':>9} {cpu_unrec:>8.2f}   CPU (all threads)")
+        print(f"{'':>9} recording's share of relax: recorded {med['relax']:.2f} s wall / {med['cpu_relax']:.2f} s CPU "
+              f"vs off {unrec:.2f} s / {cpu_unrec:.2f} s ({med['cpu_relax'] / cpu_unrec:.2f}x CPU); "
+              f"before the first step: {sum(med['cpu_' + p] for p in phases[:4]):.2f} s CPU")
+        if n == TARGET_N:
+            verdicts.append((f"N=10^6 end to end <= {TARGET_SECONDS:.0f} s (wall)", med["total"], med["total"] <= TARGET_SECONDS))
+            verdicts.append((f"N=10^6 end to end <= {TARGET_SECONDS:.0f} s (CPU, all threads; the wall figure "
+                             f"on an unloaded machine is at most about this)", med["cpu_total"],
+                             med["cpu_total"] <= TARGET_SECONDS))
+            verdicts.append((f"N=10^6 peak RSS <= {TARGET_RSS_GIB:.0f} GiB", med["rss_gib"], med["rss_gib"] <= TARGET_RSS_GIB))
+    for name, value, ok in verdicts:
+        print(f"{'PASS' if ok else 'FAIL'}  {name}: {value:.2f}")
+    if not verdicts:
+        print("(no target at these sizes: the targets are for N = 10^6)")
+
+
+if __name__ == "__main__":
+    main()
