@@ -80,6 +80,10 @@ class AbstractCoupling(AbstractEntity):
     source_kinds: ClassVar[frozenset[str] | None] = None
     gate_benefit: ClassVar[bool] = False
     """True for a predicted benefit of opening gate ``i``: ``v_gate_redemption`` sums these edges' energies."""
+    antisymmetric: ClassVar[bool] = False
+    """True when :math:`∂_jφ = -∂_iφ` on every edge (φ depends on a difference of the ends). The kind then
+    implements ``energy_grad_i(xp, eta_i, eta_j, p) -> (φ, ∂φ/∂η_i)`` and inherits ``energy_grad``; the
+    compiled evaluation computes and weights ∂_iφ once and scatters it to ``j`` with the sign flipped."""
     i: str
     j: str
     weight: float = Field(1.0, ge=0)
@@ -89,8 +93,17 @@ class AbstractCoupling(AbstractEntity):
         super().__pydantic_init_subclass__(**kwargs)
         coupling_kinds.register(cls)
 
+    @classmethod
+    def energy_grad(cls, xp, eta_i, eta_j, p: Mapping[str, Any]):
+        """``(φ, ∂φ/∂η_i, ∂φ/∂η_j)`` element-wise; an ``antisymmetric`` kind gets it from ``energy_grad_i``."""
+        if not cls.antisymmetric:  # pragma: no cover - abstract
+            raise NotImplementedError(f"{cls.__name__} defines no energy_grad(xp, eta_i, eta_j, p)")
+        phi, di = cls.energy_grad_i(xp, eta_i, eta_j, p)
+        return phi, di, -di
+
     @staticmethod
-    def energy_grad(xp, eta_i, eta_j, p: Mapping[str, Any]):  # pragma: no cover - abstract
+    def energy_grad_i(xp, eta_i, eta_j, p: Mapping[str, Any]):  # pragma: no cover - abstract
+        """``(φ, ∂φ/∂η_i)`` element-wise, for an ``antisymmetric`` kind (∂_jφ is −∂_iφ)."""
         raise NotImplementedError
 
     @staticmethod
@@ -146,11 +159,12 @@ class QuadraticCoupling(AbstractCoupling):
     """
 
     kind: Literal["quadratic"] = "quadratic"
+    antisymmetric: ClassVar[bool] = True
 
     @staticmethod
-    def energy_grad(xp, eta_i, eta_j, p):
+    def energy_grad_i(xp, eta_i, eta_j, p):
         d = eta_i - eta_j
-        return d * d, 2 * d, -2 * d
+        return d * d, 2 * d
 
     @staticmethod
     def hessian_diagonal(xp, eta_i, eta_j, p):
@@ -178,12 +192,12 @@ class DirectedHingeCoupling(AbstractCoupling):
     """
 
     kind: Literal["directed_hinge"] = "directed_hinge"
+    antisymmetric: ClassVar[bool] = True
 
     @staticmethod
-    def energy_grad(xp, eta_i, eta_j, p):
-        gap = eta_j - eta_i
-        g = xp.where(gap > 0, gap, 0 * gap)
-        return g * g, -2 * g, 2 * g
+    def energy_grad_i(xp, eta_i, eta_j, p):
+        g = xp.clip(eta_j - eta_i, 0, None)  # max(0, gap): one pass (a where builds a mask and a zero array)
+        return g * g, -2 * g
 
     @staticmethod
     def hessian_diagonal(xp, eta_i, eta_j, p):
@@ -257,8 +271,7 @@ class AsymmetricHingeCoupling(AbstractCoupling):
     @staticmethod
     def energy_grad(xp, eta_i, eta_j, p):
         alpha, beta = p["alpha"], p["beta"]
-        gap = beta * eta_j - alpha * eta_i
-        g = xp.where(gap > 0, gap, 0 * gap)
+        g = xp.clip(beta * eta_j - alpha * eta_i, 0, None)
         return g * g, -2 * alpha * g, 2 * beta * g
 
     @staticmethod

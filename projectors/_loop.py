@@ -69,6 +69,7 @@ class Run:
     cap: float = math.inf
     slack: float = 0.0
     host: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]  # η of the state, read-only
+    host_finite: bool = False  # host is an accepted state whose projected-gradient norm was finite
     pg: float = math.inf
     best_step: int = 0
     stalled: bool = False

@@ -29,6 +29,8 @@ class RecordState(AbstractPiece):
             return
         yield EtaRecorded(step=0 if step.initial else step.step, eta=run.host)
         cs = run.cs
+        if not cs.gate_ids and not self.open.size:
+            return  # no gates: nothing opens or closes
         was = np.append(self.open, np.zeros(len(cs.gate_ids) - len(self.open), bool))  # gates added by expansion start closed
         values = run.host[cs.gate_index]
         self.open = values >= cs.gate_threshold
