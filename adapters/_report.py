@@ -54,7 +54,7 @@ _HEADS = {"run_id": "run", "system_id": "system", "final_energy": "final energy"
           "delta_f99": "ΔF99", "accepted_steps": "accepted", "rejected_steps": "rejected", "gate_openings": "gate openings"}
 _QUIET_EVENTS = ("RunStarted", "StepCommitted", "EtaRecorded", "RunFinished", "TermsRecorded", "GateOpened",
                  "GateClosed", "WeightsAdapted", "MarginWarning", "EntityRevised", "ModuleAdded", "ExpansionRejected",
-                 "StabilityBounded", "ObjectiveScaled")
+                 "StabilityBounded", "ObjectiveScaled", "LoopSnapshotted")
 
 
 def report(store: DuckDBStore, run_ids: Sequence[str] = (), *, title: str | None = None, axis: str | None = None,

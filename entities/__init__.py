@@ -37,6 +37,7 @@ from ._errors import (  # the store's errors
     StoreTransactionError,
     StoreVersionError,
     StoreWriteError,
+    ReplayMismatchError,
     UnreadableEventError,
 )
 from ._measures import (
@@ -72,6 +73,8 @@ from ._settings import (
     NoiseControllerConfig,
     ProximalConfig,
     SmallGainWeighting,
+    SNAPSHOT_MIN_MODULES,
+    SnapshotConfig,
     StabilityConfig,
     WarmStart,
 )
@@ -133,10 +136,13 @@ __all__ = [
     "ProximalConfig",
     "QuadraticCoupling",
     "RelaxConfig",
+    "ReplayMismatchError",
     "Revision",
+    "SNAPSHOT_MIN_MODULES",
     "SchemaVersionError",
     "SequenceModule",
     "SmallGainWeighting",
+    "SnapshotConfig",
     "SquaredDifference",
     "SquaredHinge",
     "StabilityConfig",

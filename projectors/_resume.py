@@ -1,0 +1,90 @@
+"""η at a step the log did not record (snapshot mode): re-run the loop from the nearest snapshot before it.
+
+The loop is rebuilt from the latest resumable ``LoopSnapshotted`` at or
+before the step (or from the run's start when there is none: a piece that
+cannot resume, such as expansion, or a step before the first snapshot),
+driven forward to the step, and every event it regenerates on the way is
+compared with the log's, bit for bit; a difference raises
+:class:`~entities.ReplayMismatchError`, never a silently different η.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from complexity_from_constraints.entities import ReplayMismatchError, SnapshotConfig
+from complexity_from_constraints.events import (
+    EVENT_TYPES,
+    AbstractEventStore,
+    EtaRecorded,
+    LoopSnapshotted,
+    RunStarted,
+)
+
+from ._backend import make_backend
+from ._compile import compile_system
+from ._coordinator import initial_eta, relaxation
+from ._snapshot import decode_state
+
+# What a replay compares: every event with a step, but η (the replay records it at every change) and snapshots.
+_COMPARED = tuple(t for t in EVENT_TYPES if t not in ("RunStarted", "EtaRecorded", "LoopSnapshotted", "RunFinished"))
+
+
+def last_change(events) -> int:
+    """The last step whose events changed η (an accepted step, a module added); -1 when none."""
+    last = -1
+    for rec in events:
+        ev = rec.event
+        if (ev.type == "StepCommitted" and ev.accepted) or ev.type == "ModuleAdded":
+            last = max(last, ev.step)
+    return last
+
+
+def eta_at(store: AbstractEventStore, run_id: str, step: int, started: RunStarted,
+           parent_eta: Callable[[str, int], np.ndarray]) -> np.ndarray:
+    """η of ``run_id`` after ``step``, re-run from the nearest resumable snapshot at or before it (checked event by event).
+
+    ``parent_eta(run, step)`` replays a fork's parent, whose log holds the
+    fork's first steps.
+    """
+    config = started.config
+    begin = started.parent_step or 0
+    if started.parent_run_id is not None and step <= begin:
+        return parent_eta(started.parent_run_id, step)
+    snapshot: LoopSnapshotted | None = None
+    if isinstance(config.snapshots, SnapshotConfig):
+        candidates = store.read(run_id, until_step=step, types=["LoopSnapshotted"])
+        own = [r.event for r in candidates if r.event.step <= step and (r.event.step > begin or begin == 0)]
+        snapshot = next((s for s in reversed(own) if s.blocked_by is None), None)
+    backend = make_backend(config.backend, device=config.device, dtype=config.dtype)
+    cs = compile_system(started.system, backend)
+    if snapshot is not None:
+        saved = decode_state(snapshot.state)
+        frame = store.latest_eta(run_id, snapshot.step)
+        if saved["eta"] is None and (frame is None or frame.step != snapshot.step):
+            raise ReplayMismatchError(run_id, snapshot.step, "an EtaRecorded with the snapshot", frame)
+        eta = saved["eta"] if saved["eta"] is not None else frame.eta
+        after, resume = snapshot.step, (saved, eta, run_id)
+    else:
+        eta = initial_eta(cs, config, started.seed)
+        after, resume = (begin if begin > 0 else -1), None
+    loop = relaxation(cs, config, started.seed, start_step=begin, resume=resume, replaying=True, until=step)
+    regenerated = []
+    for event in loop:
+        at = getattr(event, "step", None)
+        if at is None or at <= after:
+            continue
+        if isinstance(event, EtaRecorded):
+            eta = event.eta
+        else:
+            regenerated.append(event)
+    recorded = [r.event for r in store.read(run_id, until_step=step, types=_COMPARED)
+                if after < getattr(r.event, "step", after) <= step]
+    for k in range(max(len(recorded), len(regenerated))):
+        want = recorded[k] if k < len(recorded) else None
+        have = regenerated[k] if k < len(regenerated) else None
+        if want != have:
+            raise ReplayMismatchError(run_id, (want or have).step, want, have)
+    return np.asarray(eta, np.float64)
