@@ -75,7 +75,7 @@ def fork(
     if frames and frames[-1].step >= _resume.last_change(copied):
         eta = frames[-1].eta  # the state in force at step
     else:  # snapshot mode: η at step was not recorded
-        eta = _resume.eta_at(store, run_id, step, parent, _replayed(store))
+        eta = _resume.eta_at(store, run_id, step, _replayed(store))
     structural = [r.event for r in copied if r.event.type in _STRUCTURAL]
     if structural:
         first = structural[0]

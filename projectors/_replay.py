@@ -117,8 +117,7 @@ def replay(store: AbstractEventStore, run_id: str, step: int | None = None) -> R
     state = fold(light, start)
     frame = store.latest_eta(run_id, state.step)
     if frame is None or frame.step < _resume.last_change(light):  # snapshot mode: η at this step was not recorded
-        started = store.read(run_id, types=["RunStarted"])[0].event
-        return replace(state, eta=_resume.eta_at(store, run_id, state.step, started,
+        return replace(state, eta=_resume.eta_at(store, run_id, state.step,
                                                  lambda parent, at: replay(store, parent, at).eta))
     return replace(state, eta=frame.eta)
 

@@ -10,6 +10,7 @@ compared with the log's, bit for bit; a difference raises
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Callable
 
 import numpy as np
@@ -24,7 +25,7 @@ from complexity_from_constraints.events import (
 )
 
 from ._backend import make_backend
-from ._compile import compile_system
+from ._compile import CompiledSystem, compile_system
 from ._coordinator import initial_eta, relaxation
 from ._snapshot import decode_state
 
@@ -42,13 +43,37 @@ def last_change(events) -> int:
     return last
 
 
-def eta_at(store: AbstractEventStore, run_id: str, step: int, started: RunStarted,
-           parent_eta: Callable[[str, int], np.ndarray]) -> np.ndarray:
+_RUNS: OrderedDict[str, tuple[RunStarted, CompiledSystem]] = OrderedDict()
+_RUNS_KEPT = 4
+
+
+def _run(store: AbstractEventStore, run_id: str) -> tuple[RunStarted, CompiledSystem]:
+    """The run's ``RunStarted`` and compiled System, kept for the last few runs replayed in this process.
+
+    Decoding a large System costs seconds. A run id is the digest of the
+    run's System, config and seed plus an ordinal, so one id names one
+    System, config and seed in every store: the id is the key.
+    """
+    key = run_id
+    if key in _RUNS:
+        _RUNS.move_to_end(key)
+        return _RUNS[key]
+    started = store.read(run_id, types=["RunStarted"])[0].event
+    config = started.config
+    cs = compile_system(started.system, make_backend(config.backend, device=config.device, dtype=config.dtype))
+    _RUNS[key] = (started, cs)
+    while len(_RUNS) > _RUNS_KEPT:
+        _RUNS.popitem(last=False)
+    return started, cs
+
+
+def eta_at(store: AbstractEventStore, run_id: str, step: int, parent_eta: Callable[[str, int], np.ndarray]) -> np.ndarray:
     """η of ``run_id`` after ``step``, re-run from the nearest resumable snapshot at or before it (checked event by event).
 
     ``parent_eta(run, step)`` replays a fork's parent, whose log holds the
     fork's first steps.
     """
+    started, cs = _run(store, run_id)
     config = started.config
     begin = started.parent_step or 0
     if started.parent_run_id is not None and step <= begin:
@@ -58,8 +83,6 @@ def eta_at(store: AbstractEventStore, run_id: str, step: int, started: RunStarte
         candidates = store.read(run_id, until_step=step, types=["LoopSnapshotted"])
         own = [r.event for r in candidates if r.event.step <= step and (r.event.step > begin or begin == 0)]
         snapshot = next((s for s in reversed(own) if s.blocked_by is None), None)
-    backend = make_backend(config.backend, device=config.device, dtype=config.dtype)
-    cs = compile_system(started.system, backend)
     if snapshot is not None:
         saved = decode_state(snapshot.state)
         frame = store.latest_eta(run_id, snapshot.step)
