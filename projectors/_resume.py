@@ -79,9 +79,10 @@ def eta_at(store: AbstractEventStore, run_id: str, step: int, parent_eta: Callab
     if started.parent_run_id is not None and step <= begin:
         return parent_eta(started.parent_run_id, step)
     snapshot: LoopSnapshotted | None = None
+    logged = [r.event for r in store.read(run_id, until_step=step, types=(*_COMPARED, "LoopSnapshotted"))
+              if getattr(r.event, "step", step + 1) <= step]  # one read: the snapshots and the events to check
     if isinstance(config.snapshots, SnapshotConfig):
-        candidates = store.read(run_id, until_step=step, types=["LoopSnapshotted"])
-        own = [r.event for r in candidates if r.event.step <= step and (r.event.step > begin or begin == 0)]
+        own = [e for e in logged if isinstance(e, LoopSnapshotted) and (e.step > begin or begin == 0)]
         snapshot = next((s for s in reversed(own) if s.blocked_by is None), None)
     if snapshot is not None:
         saved = decode_state(snapshot.state)
@@ -103,8 +104,7 @@ def eta_at(store: AbstractEventStore, run_id: str, step: int, parent_eta: Callab
             eta = event.eta
         else:
             regenerated.append(event)
-    recorded = [r.event for r in store.read(run_id, until_step=step, types=_COMPARED)
-                if after < getattr(r.event, "step", after) <= step]
+    recorded = [e for e in logged if e.step > after and not isinstance(e, LoopSnapshotted)]
     for k in range(max(len(recorded), len(regenerated))):
         want = recorded[k] if k < len(recorded) else None
         have = regenerated[k] if k < len(regenerated) else None
