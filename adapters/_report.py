@@ -54,7 +54,7 @@ _HEADS = {"run_id": "run", "system_id": "system", "final_energy": "final energy"
           "delta_f99": "ΔF99", "accepted_steps": "accepted", "rejected_steps": "rejected", "gate_openings": "gate openings"}
 _QUIET_EVENTS = ("RunStarted", "StepCommitted", "EtaRecorded", "RunFinished", "TermsRecorded", "GateOpened",
                  "GateClosed", "WeightsAdapted", "MarginWarning", "EntityRevised", "ModuleAdded", "ExpansionRejected",
-                 "StabilityBounded", "ObjectiveScaled")
+                 "StabilityBounded", "ObjectiveScaled", "LoopSnapshotted")
 
 
 def report(store: DuckDBStore, run_ids: Sequence[str] = (), *, title: str | None = None, axis: str | None = None,
@@ -211,7 +211,7 @@ def _run_sections(page: _Page, store: DuckDBStore, run_id: str) -> str | None:
     identity = [("run id", run_id), *([("name", name)] if name else []), ("system", run["system_id"]),
                 ("system digest", run["system_digest"]), ("seed", run["seed"]), ("solver", config.get("solver")),
                 ("package version", run["package_version"])]
-    defaults = flatten_fields(RelaxConfig().model_dump(mode="json"))
+    defaults = flatten_fields(RelaxConfig().for_modules(run["n_modules"]).model_dump(mode="json"))  # "auto" as resolved
     changed = [(k, v) for k, v in flatten_fields(config).items() if k not in defaults or defaults[k] != v]
     kinds = store.query(
         "SELECT role, kind, count(DISTINCT entity_id) AS entities FROM v_entity_versions "

@@ -227,7 +227,7 @@ def kernel(n: int, repeats: int, calls: int) -> None:
 def recording(n: int, steps: int, repeats: int) -> None:
     system = standard_system(n, seed=0)
     system.digest()
-    cfg = RelaxConfig(steps=steps, step_size=0.05, eta0="uniform", tol=0.0)
+    cfg = RelaxConfig(steps=steps, step_size=0.05, eta0="uniform", tol=0.0, snapshots=None)  # every η, at any N
     compile_system(system)
     with tempfile.TemporaryDirectory() as tmp:
         counter = iter(range(10**6))

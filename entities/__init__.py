@@ -38,6 +38,7 @@ from ._errors import (  # the store's errors
     StoreTransactionError,
     StoreVersionError,
     StoreWriteError,
+    ReplayMismatchError,
     UnreadableEventError,
 )
 from ._measures import (
@@ -73,6 +74,8 @@ from ._settings import (
     NoiseControllerConfig,
     ProximalConfig,
     SmallGainWeighting,
+    SNAPSHOT_MIN_MODULES,
+    SnapshotConfig,
     StabilityConfig,
     WarmStart,
 )
@@ -137,10 +140,13 @@ __all__ = [
     "ProximalConfig",
     "QuadraticCoupling",
     "RelaxConfig",
+    "ReplayMismatchError",
     "Revision",
+    "SNAPSHOT_MIN_MODULES",
     "SchemaVersionError",
     "SequenceModule",
     "SmallGainWeighting",
+    "SnapshotConfig",
     "SquaredDifference",
     "SquaredHinge",
     "StabilityConfig",

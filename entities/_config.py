@@ -22,6 +22,8 @@ from ._settings import (
     HomotopyConfig,
     NoiseConfig,
     ProximalConfig,
+    SNAPSHOT_MIN_MODULES,
+    SnapshotConfig,
     StabilityConfig,
     WarmStart,
 )
@@ -120,7 +122,10 @@ class RelaxConfig(AbstractFrozen):
     ``weighting`` (term-weighting), ``warm_start`` (an amortizer's
     proposal); ``monotone="strict"`` raises if an accepted step ever raises U;
     ``record_terms_every`` records per-kind energies and gradient norms
-    (``TermsRecorded``) every that many steps (0: never).
+    (``TermsRecorded``) every that many steps (0: never); ``snapshots``
+    records η every step (``None``) or only every k steps with the loop's
+    state (:class:`SnapshotConfig`); ``"auto"`` (the default) picks by the
+    System's size when the run starts (:meth:`for_modules`).
 
     For the gradient solvers, each step proposes :math:`η' = \mathrm{clip}(η - α ∇𝓕(η), 0, 1)` and accepts
     it only if the energy does not increase (``line_search="none"``), or if it
@@ -200,3 +205,17 @@ class RelaxConfig(AbstractFrozen):
     warm_start: WarmStart | None = None
     monotone: Literal["off", "strict"] = "off"
     record_terms_every: int = Field(0, ge=0)
+    snapshots: SnapshotConfig | Literal["auto"] | None = "auto"
+
+    def for_modules(self, n: int) -> RelaxConfig:
+        """This config with ``snapshots="auto"`` resolved for a System of ``n`` modules (itself when nothing is auto).
+
+        >>> RelaxConfig().for_modules(10).snapshots is None
+        True
+        >>> RelaxConfig().for_modules(200_000).snapshots.every
+        10
+        """
+        if self.snapshots != "auto":
+            return self
+        chosen = SnapshotConfig() if n >= SNAPSHOT_MIN_MODULES else None
+        return type(self).model_validate({**dict(self), "snapshots": chosen})

@@ -9,7 +9,8 @@
     ├── SchemaVersionError      a stored event payload from an unknown (future) schema
     ├── LogIntegrityError       a batch would break the append-only, gap-free log
     │   ├── NonFiniteValueError     an event holds NaN or ±inf (refused before anything is written)
-    │   └── UnreadableEventError    a stored event does not decode (names run, seq and type)
+    │   ├── UnreadableEventError    a stored event does not decode (names run, seq and type)
+    │   └── ReplayMismatchError     re-running a step from a snapshot gave other events than the log holds
     ├── MissingDependencyError  an optional dependency is not installed
     ├── StoreError              a store file cannot be used as asked (names the file and the cause)
     │   ├── StoreBusyError          another process, or another store of this process, holds the file
@@ -120,6 +121,22 @@ class UnreadableEventError(LogIntegrityError):
     def __init__(self, run_id: str, seq: int, event_type: str, cause: str):
         self.run_id, self.seq, self.event_type = run_id, seq, event_type
         super().__init__(f"run {run_id!r}, seq {seq} ({event_type}): stored payload does not decode: {cause}")
+
+
+class ReplayMismatchError(LogIntegrityError):
+    """Replaying an unrecorded step re-ran the loop from a snapshot and got an event the log does not hold.
+
+    Attributes:
+        run_id: the run replayed.
+        step: the step whose events differ.
+        recorded, regenerated: the two events (``None`` where one side has none).
+    """
+
+    def __init__(self, run_id: str, step: int, recorded: Any, regenerated: Any):
+        self.run_id, self.step, self.recorded, self.regenerated = run_id, step, recorded, regenerated
+        super().__init__(f"run {run_id!r}, step {step}: re-running the loop from its snapshot (or its start) gave {_short(regenerated)} "
+                         f"where the log holds {_short(recorded)}; the log and this code disagree (another "
+                         f"version, or a plug-in that is not deterministic), so η at this step cannot be replayed")
 
 
 class StoreError(CfcError):

@@ -402,3 +402,35 @@ class WarmStart(AbstractFrozen):
     active: tuple[str, ...] = ()
     active_steps: int = Field(0, ge=0)
     confidence: Fraction | None = None
+
+
+SNAPSHOT_MIN_MODULES = 100_000
+"""``snapshots="auto"`` records η every step below this many modules, every ``SnapshotConfig().every`` steps from it on."""
+
+
+class SnapshotConfig(AbstractFrozen):
+    r"""Snapshot mode: record η every ``every`` steps (and at the last step), every step's scalars as always.
+
+    At steps 0, ``every``, 2·``every``, … the run records the full η (an
+    ``EtaRecorded``, accepted step or not) and the loop's whole state there (a
+    ``LoopSnapshotted``: the solver's inner state, the weights, the homotopy
+    and noise state, the pieces' counters); between them only η is left out:
+    ``StepCommitted``, gate events and every other event are recorded as in
+    "every step" mode. ``replay`` of an unrecorded step re-runs the loop from
+    the nearest snapshot at or before it and checks every regenerated event
+    against the log, bit for bit (see ``projectors.replay``).
+
+    ``RelaxConfig.snapshots`` defaults to ``"auto"``: ``relax`` writes the
+    choice into the recorded config, so a re-run repeats it. It keeps "every
+    step" (``None``) below :data:`SNAPSHOT_MIN_MODULES` modules, where a frame
+    is under 0.8 MB and recording every η costs little next to the step,
+    and every view can read η at any step; from 10⁵ modules on the frames
+    are most of the run's time and storage (8 bytes per module per step), so
+    it records one every 10 steps, which bounds a replay to fewer than 10
+    re-run steps.
+
+    >>> SnapshotConfig(every=3).every
+    3
+    """
+
+    every: int = Field(10, ge=1)

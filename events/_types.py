@@ -42,8 +42,8 @@ class RunStarted(AbstractEvent):
     parent_run_id: str | None = None
     parent_step: int | None = None
 
-    schema_version: ClassVar[int] = 4  # v2: parent_run_id, parent_step (forks); v3: config.adapter is config.weighting;
-    # v4: config.expansion.local_tol (older runs spent every local step: local_tol = 0)
+    schema_version: ClassVar[int] = 5  # v2: parent_run_id, parent_step (forks); v3: config.adapter is config.weighting;
+    # v4: config.expansion.local_tol (older runs spent every local step: local_tol = 0); v5: config.snapshots
 
 
 StepReason = Literal[
@@ -242,6 +242,22 @@ class RunFinished(AbstractEvent):
     final_digest: str
 
 
+class LoopSnapshotted(AbstractEvent):
+    """Snapshot mode: the relaxation loop's whole state after ``step``, to go on from there bit for bit.
+
+    ``state`` is the loop's state as JSON (exact: floats round-trip, ±inf and
+    NaN are written as such, arrays as base64 of their bytes); η itself is the
+    ``EtaRecorded`` of the same step unless the state holds it (a float32
+    run). ``blocked_by`` names the piece or solver that cannot resume mid-run
+    (``state`` is then empty and replay re-runs from the start).
+    """
+
+    type: Literal["LoopSnapshotted"] = "LoopSnapshotted"
+    step: int
+    state: str = ""
+    blocked_by: str | None = None
+
+
 @dataclass(frozen=True, eq=False)
 class EtaRecorded:
     """Every module's η after ``step`` (columnar; module order of the System)."""
@@ -267,11 +283,12 @@ class EtaRecorded:
 
 _MODEL_CLASSES = (RunStarted, StepCommitted, GateOpened, GateClosed, EntityRevised, ModuleAdded, ExpansionRejected,
                   WarmStartProposed, StabilityBounded, CouplingsCapped, MarginWarning, ObjectiveScaled,
-                  HomotopyBackedOff, WeightsAdapted, SolverSwitched, EscapeDetected, TermsRecorded, RunFinished)
+                  HomotopyBackedOff, WeightsAdapted, SolverSwitched, EscapeDetected, TermsRecorded, LoopSnapshotted,
+                  RunFinished)
 ModelEvent = Annotated[Union[_MODEL_CLASSES], Field(discriminator="type")]  # type: ignore[valid-type]
 Event = Union[RunStarted, StepCommitted, GateOpened, GateClosed, EntityRevised, ModuleAdded, ExpansionRejected,
               WarmStartProposed, StabilityBounded, CouplingsCapped, MarginWarning, ObjectiveScaled, HomotopyBackedOff,
-              WeightsAdapted, SolverSwitched, EscapeDetected, TermsRecorded, RunFinished, EtaRecorded]
+              WeightsAdapted, SolverSwitched, EscapeDetected, TermsRecorded, LoopSnapshotted, RunFinished, EtaRecorded]
 
 _MODEL_EVENTS: dict[str, type[AbstractEvent]] = {cls.model_fields["type"].default: cls for cls in _MODEL_CLASSES}
 EVENT_TYPES: tuple[str, ...] = (*_MODEL_EVENTS, EtaRecorded.type)
@@ -409,6 +426,12 @@ def _run_started_v3(payload: dict[str, Any]) -> dict[str, Any]:
     if config.get("expansion") is not None:
         config["expansion"] = {"local_tol": 0.0} | dict(config["expansion"])
     return payload | {"config": config}
+
+
+@register_upcaster("RunStarted", 4)
+def _run_started_v4(payload: dict[str, Any]) -> dict[str, Any]:
+    """Runs from before snapshot mode recorded η at every step: their config says so, whatever today's default."""
+    return payload | {"config": {**payload.get("config", {}), "snapshots": None}}
 
 
 @register_upcaster("WeightsAdapted", 1)

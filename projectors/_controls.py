@@ -61,7 +61,12 @@ class WarmStartMask(AbstractPiece):
 
 
 class Restructure(AbstractPiece):
-    """Applies the revisions due at each step, then offers an expansion candidate when one is due."""
+    """Applies the revisions due at each step, then offers an expansion candidate when one is due.
+
+    Not resumable from a snapshot: the System it changed (and a proposer's code) is not in one.
+    """
+
+    resumable = False
 
     def __init__(self, config: RelaxConfig, proposer: Proposer | None):
         self.revisions, self.expansion, self.proposer = config.revisions, config.expansion, proposer
@@ -124,6 +129,12 @@ class HomotopyRamp(AbstractPiece):
     def holds(self, run: Run) -> bool:
         return self.homotopy.ramping(run.step)
 
+    def export_state(self) -> dict:
+        return {"starts": dict(self.homotopy.starts), "rejections": self.homotopy.rejections}
+
+    def import_state(self, run: Run, state: dict) -> None:
+        self.homotopy.starts, self.homotopy.rejections = dict(state["starts"]), state["rejections"]
+
 
 class NoiseInjection(AbstractPiece):
     """Adds seeded gradient-orthogonal noise to an accepted proposal, kept only if the objective does not rise."""
@@ -157,6 +168,16 @@ class NoiseInjection(AbstractPiece):
             self.backtracks = step.proposal.backtracks
             step.diagnostics["noise"] = self.norm  # the diagnostics watch reads it to tell an escape
         return iter(())
+
+    def export_state(self) -> dict:
+        n = self.noise
+        return {"rng": n.rng.bit_generator.state, "previous_grad": n.previous_grad, "norm": self.norm,
+                "backtracks": self.backtracks, "drop_ratio": self.drop_ratio}
+
+    def import_state(self, run: Run, state: dict) -> None:
+        self.noise.rng.bit_generator.state = state["rng"]
+        self.noise.previous_grad = state["previous_grad"]
+        self.norm, self.backtracks, self.drop_ratio = state["norm"], state["backtracks"], state["drop_ratio"]
 
 
 class FreeEnergy(AbstractPiece):
@@ -209,14 +230,32 @@ class StabilityGuard(AbstractPiece):
             yield MarginWarning(step=step.step, margin=step.diagnostics["margin"], threshold=self.warn_margin,
                                 lipschitz=self.lipschitz, step_size=step.proposal.step_size)
 
+    def export_state(self) -> dict:
+        return {"lipschitz": self.lipschitz}
+
+    def import_state(self, run: Run, state: dict) -> None:
+        self.lipschitz = state["lipschitz"]
+
 
 class WeightAdaptation(AbstractPiece):
-    """After every ``weighting.every`` accepted steps, lets the weighting set the term weights of the next steps."""
+    """After every ``weighting.every`` accepted steps, lets the weighting set the term weights of the next steps.
 
-    def __init__(self, weighting: AbstractWeighting):
+    Resumable when the weighting was built from the config and can export its
+    state (the built-in ones); an object handed to ``relax`` is not recorded.
+    """
+
+    def __init__(self, weighting: AbstractWeighting, configured: bool = True):
         self.weighting = weighting
         self.energies: list[float] = []
         self.accepted = 0
+        self.resumable = configured and weighting.export_state() is not None
+
+    def export_state(self) -> dict:
+        return {"energies": list(self.energies), "accepted": self.accepted, "weighting": self.weighting.export_state()}
+
+    def import_state(self, run: Run, state: dict) -> None:
+        self.energies, self.accepted = list(state["energies"]), state["accepted"]
+        self.weighting.import_state(state["weighting"])
 
     def after(self, run: Run, step: Step) -> Iterator:
         if step.initial:

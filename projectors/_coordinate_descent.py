@@ -406,6 +406,13 @@ class CoordinateDescent(AbstractSolver):
     def feedback(self, proposal: Proposal, accepted: bool, previous: State) -> None:
         self.scale = 1.0 if accepted else self.scale * 0.5
 
+    def export_state(self) -> dict | None:
+        return {"scale": self.scale}
+
+    def import_state(self, objective: Objective, state: State, step: int, mask, saved: dict) -> None:
+        self.reset(objective, state, step, mask)
+        self.scale = saved["scale"]
+
 
 @register_solver
 class Adaptive(AbstractSolver):
@@ -452,3 +459,12 @@ class Adaptive(AbstractSolver):
         if accepted:
             stalled = previous.value - proposal.value < self.config.coordinate.switch_delta
             self.calm = self.calm + 1 if stalled else 0
+
+    def export_state(self) -> dict | None:
+        return {"gradient": self.gradient.export_state(), "coordinate": self.coordinate.export_state(), "calm": self.calm}
+
+    def import_state(self, objective: Objective, state: State, step: int, mask, saved: dict) -> None:
+        self.reset(objective, state, step, mask)
+        self.gradient.import_state(objective, state, step, mask, saved["gradient"])
+        self.coordinate.import_state(objective, state, step, mask, saved["coordinate"])
+        self.calm = saved["calm"]

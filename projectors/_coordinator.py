@@ -22,10 +22,10 @@ from typing import Generator, Iterator
 import numpy as np
 from pydantic import BaseModel
 
-from complexity_from_constraints.entities import InvalidEntityError, RelaxConfig
+from complexity_from_constraints.entities import InvalidEntityError, RelaxConfig, SnapshotConfig
 from complexity_from_constraints.events import EtaRecorded, Event, RunFinished, SolverSwitched, StepCommitted
 
-from . import _coordinate_descent, _prox  # noqa: F401  (they register their solvers)
+from . import _coordinate_descent, _prox, _snapshot  # noqa: F401  (the first two register their solvers)
 from ._weighting import AbstractWeighting, make_weighting
 from ._compile import CompiledSystem
 from ._controls import (
@@ -120,10 +120,11 @@ def _readonly(array: np.ndarray) -> np.ndarray:
 
 
 def pieces_for(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Proposer | None = None,
-               weighting: AbstractWeighting | None = None) -> list[AbstractPiece]:
+               weighting: AbstractWeighting | None = None, replaying: bool = False) -> list[AbstractPiece]:
     """The loop's pieces for ``config``, in the order they act within a step; a control not configured is not built.
 
     Adding a control means one piece here and one field of :class:`RelaxConfig`, never an edit of the loop.
+    ``replaying`` records η at every change whatever ``config.snapshots`` says (a replay reads η from it).
     """
     pieces: list[AbstractPiece] = []
     if config.warm_start is not None:
@@ -144,7 +145,8 @@ def pieces_for(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Pro
         pieces.append(StabilityGuard(s.cap_fraction, s.warn_margin, s.coupling_target))
     if config.monotone == "strict":
         pieces.append(CheckMonotone(config))
-    pieces.append(RecordState())
+    pieces.append(RecordState(None if replaying or not isinstance(config.snapshots, SnapshotConfig)
+                              else config.snapshots.every))
     if config.diagnostics is not None:
         pieces.append(WatchDiagnostics(config.diagnostics))
     if config.record_terms_every:
@@ -154,12 +156,15 @@ def pieces_for(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Pro
     if config.early_stop is not None:
         pieces.append(StopEarly(config.early_stop.patience, config.early_stop.delta))
     if weighting is not None or config.weighting is not None:
-        pieces.append(WeightAdaptation(weighting if weighting is not None else make_weighting(config.weighting)))
+        pieces.append(WeightAdaptation(weighting if weighting is not None else make_weighting(config.weighting),
+                                       configured=weighting is None))
     return pieces
 
 
 def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Proposer | None = None,
-               weighting: AbstractWeighting | None = None, start_step: int = 0) -> Generator[Event, None, Outcome]:
+               weighting: AbstractWeighting | None = None, start_step: int = 0,
+               resume: tuple[dict, np.ndarray, str] | None = None, replaying: bool = False,
+               until: int | None = None) -> Generator[Event, None, Outcome]:
     """Relax ``cs`` under ``config``, yielding every event; returns the :class:`Outcome`.
 
     Events per step, in order: revisions and expansion due at that step
@@ -183,25 +188,41 @@ def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Pro
     ``start_step`` > 0 continues a run whose steps up to ``start_step`` are
     already in the log (a fork): the loop starts from the config's ``eta0``
     at that step, emits no step-0 events, and still stops at step ``steps``.
+
+    Snapshot mode (``config.snapshots``): η is recorded every k steps and at
+    the last step, and each k-th step ends with a ``LoopSnapshotted``.
+    ``resume = (state, eta, run_id)`` goes on from such a snapshot's decoded
+    state and η, yielding only the events of the steps after it;
+    ``replaying`` records η at every change and no snapshot, and ``until``
+    ends the loop after that step (what a replay reads).
     """
+    config = config.for_modules(cs.n)
+    every = config.snapshots.every if isinstance(config.snapshots, SnapshotConfig) and not replaying else None
     be, solver = cs.backend, make_solver(config, cs.backend)
-    pieces = pieces_for(cs, config, seed, proposer, weighting)
+    pieces = pieces_for(cs, config, seed, proposer, weighting, replaying)
     run = Run(config, cs, Weights(cs), step=start_step, start_step=start_step, best_step=start_step)
-    eta = be.asarray(initial_eta(cs, config, seed))
+    blocked: list[str | None] = []  # whether the loop can be snapshot, known once the solver is reset
     try:
-        yield from _each(pieces, "start", run)
-        run.objective = run.weights.build(cs)
-        yield from _each(pieces, "reframe", run)
-        run.state = State.at(run.objective, eta)
-        run.pg = projected_gradient_norm(be, eta, run.state.grad)
-        _check_initial(run)
-        solver.reset(run.objective, run.state, start_step, run.mask)
-        run.host = _readonly(be.to_numpy(eta))
-        initial = list(_commit(run, pieces, Step(start_step, None, True, False, run.state), "initial"))
-        if start_step == 0:  # a fork's start is already in the log: its pieces observe it, nothing is yielded
-            yield from initial
+        if resume is not None:
+            _snapshot.restore(run, solver, pieces, *resume)
+        else:
+            eta = be.asarray(initial_eta(cs, config, seed))
+            yield from _each(pieces, "start", run)
+            run.objective = run.weights.build(cs)
+            yield from _each(pieces, "reframe", run)
+            run.state = State.at(run.objective, eta)
+            run.pg = projected_gradient_norm(be, eta, run.state.grad)
+            _check_initial(run)
+            solver.reset(run.objective, run.state, start_step, run.mask)
+            run.host = _readonly(be.to_numpy(eta))
+            initial = list(_commit(run, pieces, Step(start_step, None, True, False, run.state), "initial"))
+            if start_step == 0:  # a fork's start is already in the log: its pieces observe it, nothing is yielded
+                yield from initial
+                if every is not None:
+                    yield _snapshot.capture(run, solver, pieces, _blocked(blocked, solver, pieces))
         # While a piece holds the run (a homotopy ramping), converging or stalling on the current objective is not the end.
-        while run.step < config.steps and run.stop is None and (
+        last = config.steps if until is None else min(config.steps, until)
+        while run.step < last and run.stop is None and (
                 any(piece.holds(run) for piece in pieces) or (run.pg > config.tol and not run.stalled)):
             run.step, run.grew = run.step + 1, False
             yield from _each(pieces, "before", run)
@@ -232,13 +253,23 @@ def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Pro
                 run.host_finite = step.accepted and not run.grew  # its projected-gradient norm is finite, so is η
             run.stop = "diverged" if diverged else run.stop
             yield from _commit(run, pieces, step, "not_finite" if diverged else "stalled" if run.stalled else p.reason)
+            if every is not None and run.step % every == 0:
+                yield _snapshot.capture(run, solver, pieces, _blocked(blocked, solver, pieces))
     except _NotFinite:
         run.stop = "diverged"  # an event would have held a non-finite number: the run ends on its last finite state
+    if every is not None and run.step % every and run.step > run.start_step:  # the last step's η, for views and replay
+        yield EtaRecorded(step=run.step, eta=run.host)
     status = run.stop or ("converged" if run.pg <= config.tol else "stalled" if run.stalled else "max_steps")
     yield RunFinished(status=status, steps=run.step, final_energy=run.state.energy, best_step=run.best_step,
                       final_digest=state_digest(run.host))
     return Outcome(eta=run.host, energy=run.state.energy, status=status, steps=run.step, best_step=run.best_step,
                    ids=run.cs.ids)
+
+
+def _blocked(known: list[str | None], solver, pieces: list[AbstractPiece]) -> str | None:
+    if not known:
+        known.append(_snapshot.blocked_by(solver, pieces))
+    return known[0]
 
 
 class _NotFinite(Exception):

@@ -36,7 +36,10 @@ class RunDiff:
             (an absent field is ``None``).
         first_divergence: the first step at which max |η_a − η_b| over the common module ids exceeds
             ``tol`` (each run's η is the last frame recorded at or before the step; a run that ended
-            keeps its final state), or ``None`` if never.
+            keeps its final state), or ``None`` if never. A run in snapshot mode knows η only at its
+            recorded steps (every k, and where η did not change since one): steps where either run's
+            η was not recorded are skipped, so a divergence shows at the next step both recorded
+            (``first_energy_difference`` still compares every step).
         max_eta_gap: max |η_a − η_b| at ``first_divergence`` (``None`` with it).
         first_energy_difference: the first step whose energies differ by more than ``tol`` or that
             only one run has, or ``None``.
@@ -124,8 +127,8 @@ def diff_runs(store: AbstractEventStore, run_a: str, run_b: str, *, tol: float =
     config = _pairs(flatten_fields(start_a.config.model_dump(mode="json")), flatten_fields(start_b.config.model_dump(mode="json")))
     seed = None if start_a.seed == start_b.seed else (start_a.seed, start_b.seed)
     system, only_a, only_b, entities = _system_diff(start_a.system, start_b.system)
-    events_a = store.read(run_a, types=["StepCommitted", "EtaRecorded", "GateOpened", "GateClosed"])
-    events_b = store.read(run_b, types=["StepCommitted", "EtaRecorded", "GateOpened", "GateClosed"])
+    events_a = store.read(run_a, types=["StepCommitted", "EtaRecorded", "GateOpened", "GateClosed", "ModuleAdded"])
+    events_b = store.read(run_b, types=["StepCommitted", "EtaRecorded", "GateOpened", "GateClosed", "ModuleAdded"])
     divergence, gap = _first_divergence(events_a, store.module_ids(run_a), events_b, store.module_ids(run_b), tol)
     energy, first_energy = _energy(events_a, events_b, tol)
     gates_a, gates_b = _gate_events(events_a), _gate_events(events_b)
@@ -218,8 +221,11 @@ def _first_divergence(events_a, ids_a, events_b, ids_b, tol: float) -> tuple[int
     steps = np.union1d(steps_a, steps_b)
     steps = steps[steps >= max(steps_a[0], steps_b[0])]  # both runs have a state from here on
     # η in force at each step: the last frame recorded at or before it (frames come in step order).
-    at_a = eta_a[np.searchsorted(steps_a, steps, side="right") - 1]
-    at_b = eta_b[np.searchsorted(steps_b, steps, side="right") - 1]
+    row_a = np.searchsorted(steps_a, steps, side="right") - 1
+    row_b = np.searchsorted(steps_b, steps, side="right") - 1
+    # In snapshot mode a frame is η at its own step only: a later step that changed η has none. Compare where both know η.
+    known = (steps_a[row_a] >= _last_change(events_a, steps)) & (steps_b[row_b] >= _last_change(events_b, steps))
+    steps, at_a, at_b = steps[known], eta_a[row_a[known]], eta_b[row_b[known]]
     has_a, has_b = ~np.isnan(at_a), ~np.isnan(at_b)
     # A module present in one run only at that step differs infinitely; absent from both, not at all.
     gaps = np.where(has_a & has_b, np.abs(at_a - at_b), np.where(has_a ^ has_b, np.inf, 0.0)).max(axis=1)
@@ -227,6 +233,14 @@ def _first_divergence(events_a, ids_a, events_b, ids_b, tol: float) -> tuple[int
     if not len(over):
         return None, None
     return int(steps[over[0]]), float(gaps[over[0]])
+
+
+def _last_change(events, steps: np.ndarray) -> np.ndarray:
+    """For each of ``steps``, the last step at or before it that changed η (an accepted step, a module added)."""
+    changes = np.array(sorted({r.event.step for r in events if (isinstance(r.event, StepCommitted) and r.event.accepted)
+                               or r.event.type == "ModuleAdded"}), dtype=np.int64)
+    at = np.searchsorted(changes, steps, side="right") - 1
+    return np.where(at >= 0, changes[np.maximum(at, 0)] if len(changes) else -1, -1)
 
 
 def _energy(events_a, events_b, tol: float):

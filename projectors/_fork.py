@@ -7,6 +7,7 @@ from typing import Any, Mapping
 from complexity_from_constraints.entities import InvalidEntityError, RelaxConfig, UnknownRunError, UnknownStepError
 from complexity_from_constraints.events import AbstractEventStore, EtaRecorded, RunStarted, StepCommitted
 
+from . import _resume
 from ._run import ForkPoint, HookMap, RunResult, relax
 
 # Events that change the System or consume an expansion offer: a fork after one of them would need the
@@ -70,7 +71,11 @@ def fork(
     last = max((r.event.step for r in copied if isinstance(r.event, StepCommitted)), default=-1)
     if not 0 <= step <= last:
         raise UnknownStepError(f"run {run_id!r} has steps 0..{last}; cannot fork at step {step}")
-    eta = [r.event.eta for r in copied if isinstance(r.event, EtaRecorded)][-1]  # the state in force at step
+    frames = [r.event for r in copied if isinstance(r.event, EtaRecorded)]
+    if frames and frames[-1].step >= _resume.last_change(copied):
+        eta = frames[-1].eta  # the state in force at step
+    else:  # snapshot mode: η at step was not recorded
+        eta = _resume.eta_at(store, run_id, step, _replayed(store))
     structural = [r.event for r in copied if r.event.type in _STRUCTURAL]
     if structural:
         first = structural[0]
@@ -81,6 +86,14 @@ def fork(
     point = ForkPoint(parent_run_id=run_id, step=step, events=tuple(r.event for r in copied) if step > 0 else ())
     return relax(parent.system, new_config, seed=parent.seed if seed is None else seed, store=store, hooks=hooks,
                  flush_every=flush_every, fork_point=point)
+
+
+def _replayed(store: AbstractEventStore):
+    def eta(run_id: str, step: int):
+        from ._replay import replay  # replay re-runs forks through this module
+
+        return replay(store, run_id, step).eta
+    return eta
 
 
 def _started(store: AbstractEventStore, run_id: str) -> RunStarted:

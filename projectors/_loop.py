@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, ClassVar, Iterable
 
 import numpy as np
 
@@ -32,11 +32,13 @@ class Weights:
         self.cap = 1.0
         self.ramp: dict[str, float] = {}
         self.temperature: float | None = None
+        self.built: dict[str, Any] = {}  # what the objective in force was built from (a snapshot rebuilds it)
 
     def build(self, cs: CompiledSystem) -> Objective:
         for k, w in configured_weights(cs).items():  # kinds that arrived by expansion start as configured
             self.configured.setdefault(k, w)
             self.weights.setdefault(k, w)
+        self.built = self._fields()
         couplings = coupling_kinds_of(cs)
         kinds, entities = Homotopy.split(self.ramp, couplings)
         multipliers = {}
@@ -45,6 +47,25 @@ class Weights:
             if m != 1.0:
                 multipliers[k] = m
         return Objective(cs, multipliers, entities, self.temperature)
+
+    def _fields(self) -> dict[str, Any]:
+        return {"weights": dict(self.weights), "cap": self.cap, "ramp": dict(self.ramp), "temperature": self.temperature}
+
+    def export_state(self) -> dict[str, Any]:
+        """The weights now, and those the objective in force was built from (a weighting's change waits for the next step)."""
+        return {"configured": dict(self.configured), "now": self._fields(), "built": dict(self.built)}
+
+    def import_state(self, cs: CompiledSystem, state: dict[str, Any]) -> Objective:
+        """Restore :meth:`export_state`'s weights; returns the objective in force, rebuilt exactly as it was built."""
+        self.configured = dict(state["configured"])
+        self._set(state["built"])
+        objective = self.build(cs)
+        self._set(state["now"])
+        return objective
+
+    def _set(self, fields: dict[str, Any]) -> None:
+        self.weights, self.cap = dict(fields["weights"]), fields["cap"]
+        self.ramp, self.temperature = dict(fields["ramp"]), fields["temperature"]
 
 
 @dataclass(eq=False)
@@ -124,7 +145,21 @@ class AbstractPiece:
 
     ``judge`` and ``after`` also see the initial state (``step.initial``),
     once, before the first step.
+
+    Snapshot mode (``RelaxConfig.snapshots``) saves every piece's state with
+    :meth:`export_state` (JSON values and numpy arrays) and a replay restores
+    it with :meth:`import_state` on a freshly built piece; a piece whose state
+    cannot be saved sets ``resumable = False`` (replay then re-runs from the
+    start). A piece without state needs neither.
     """
+
+    resumable: ClassVar[bool] = True
+
+    def export_state(self) -> dict[str, Any]:
+        return {}
+
+    def import_state(self, run: Run, state: dict[str, Any]) -> None:
+        pass
 
     def start(self, run: Run) -> Iterable:
         return ()

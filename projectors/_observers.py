@@ -19,15 +19,22 @@ from ._pieces import Watch
 
 
 class RecordState(AbstractPiece):
-    """Records η whenever the state changed (an accepted step, or a module added), and the gates it opened or closed."""
+    """Records η and the gates it opened or closed whenever the state changed (an accepted step, or a module added).
 
-    def __init__(self) -> None:
+    With ``every`` (snapshot mode), η is recorded at every ``every``-th step
+    instead, whether the state changed there or not; gates still at every change.
+    """
+
+    def __init__(self, every: int | None = None) -> None:
         self.open = np.zeros(0, bool)
+        self.every = every
 
     def after(self, run: Run, step: Step) -> Iterator:
-        if not (step.initial or step.accepted or run.grew):
+        changed = step.initial or step.accepted or run.grew
+        if changed if self.every is None else step.step % self.every == 0:
+            yield EtaRecorded(step=0 if step.initial else step.step, eta=run.host)
+        if not changed:
             return
-        yield EtaRecorded(step=0 if step.initial else step.step, eta=run.host)
         cs = run.cs
         if not cs.gate_ids and not self.open.size:
             return  # no gates: nothing opens or closes
@@ -37,6 +44,12 @@ class RecordState(AbstractPiece):
         for k in np.flatnonzero(self.open != was):
             cls = GateOpened if self.open[k] else GateClosed
             yield cls(gate_id=cs.gate_ids[k], step=step.step, eta=float(values[k]))
+
+    def export_state(self) -> dict:
+        return {"open": self.open}
+
+    def import_state(self, run: Run, state: dict) -> None:
+        self.open = state["open"]
 
 
 class CheckMonotone(AbstractPiece):
@@ -76,6 +89,15 @@ class WatchDiagnostics(AbstractPiece):
             if escape is not None:
                 yield EscapeDetected(step=step.step, **escape)
 
+    def export_state(self) -> dict:
+        w = self.watch
+        return {"e0": w.e0, "window": list(w.window), "energies": list(w.energies)}
+
+    def import_state(self, run: Run, state: dict) -> None:
+        self.watch = Watch(self.config, state["e0"])
+        self.watch.window.extend(state["window"])
+        self.watch.energies.extend(state["energies"])
+
 
 class RecordTerms(AbstractPiece):
     """Every ``every`` steps (and at step 0), each kind's weighted energy and gradient norm."""
@@ -103,6 +125,12 @@ class StopEarly(AbstractPiece):
                 run.stop = "early_stopped"
         return iter(())
 
+    def export_state(self) -> dict:
+        return {"calm": self.calm}
+
+    def import_state(self, run: Run, state: dict) -> None:
+        self.calm = state["calm"]
+
 
 class StopAtFloor(AbstractPiece):
     """Ends the run (status ``stalled``) after ``patience`` accepted steps in a row that left the objective exactly unchanged.
@@ -125,3 +153,9 @@ class StopAtFloor(AbstractPiece):
             if self.unchanged >= self.patience:
                 run.stop = "stalled"
         return iter(())
+
+    def export_state(self) -> dict:
+        return {"unchanged": self.unchanged}
+
+    def import_state(self, run: Run, state: dict) -> None:
+        self.unchanged = state["unchanged"]

@@ -464,6 +464,13 @@ class Proximal(AbstractSolver):
         if not accepted:
             self.tau = proposal.step_size * 0.5
 
+    def export_state(self) -> dict | None:
+        return {"tau": self.tau}
+
+    def import_state(self, objective: Objective, state: State, step: int, mask, saved: dict) -> None:
+        self.reset(objective, state, step, mask)
+        self.tau = saved["tau"]
+
 
 def _norm(v: np.ndarray) -> float:
     return math.sqrt(float(np.sum(v * v)))  # not np.linalg.norm: its BLAS call costs more than the sum at this size
@@ -516,6 +523,13 @@ class Admm(AbstractSolver):
 
     def gap(self, eta: np.ndarray) -> np.ndarray:
         return self.coef_i * eta[self.edges.i] + self.coef_j * eta[self.edges.j]
+
+    def export_state(self) -> dict | None:
+        return {"eta": self.eta, "s": self.s, "u": self.u}
+
+    def import_state(self, objective: Objective, state: State, step: int, mask, saved: dict) -> None:
+        self.reset(objective, state, step, mask)
+        self.eta, self.s, self.u = saved["eta"], saved["s"], saved["u"]
 
     def propose(self, ctx: StepContext) -> Proposal:
         cfg, e, n = self.config.admm, self.edges, ctx.objective.cs.n

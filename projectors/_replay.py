@@ -22,6 +22,7 @@ from complexity_from_constraints.events import (
     StepCommitted,
 )
 
+from . import _resume
 from ._fork import fork
 from ._run import HookMap, RunResult, relax
 
@@ -89,7 +90,12 @@ def replay(store: AbstractEventStore, run_id: str, step: int | None = None) -> R
     """The state of ``run_id`` after ``step`` (default: the end), rebuilt from the log alone.
 
     Only the η frame in force at ``step`` is read, so replay costs one frame
-    whatever the run's length.
+    whatever the run's length. In snapshot mode (``RelaxConfig.snapshots``)
+    a step whose η was not recorded is re-run from the latest snapshot at or
+    before it (fewer than k steps), every regenerated event checked against
+    the log bit for bit (:class:`~entities.ReplayMismatchError` otherwise);
+    a run whose loop cannot resume mid-run (expansion or revisions, L-BFGS-B,
+    a weighting or solver without saved state) is re-run from its start.
 
     >>> from complexity_from_constraints.entities import System, LandauModule, RelaxConfig
     >>> from complexity_from_constraints.events import InMemoryStore
@@ -110,7 +116,10 @@ def replay(store: AbstractEventStore, run_id: str, step: int | None = None) -> R
         raise UnknownStepError(f"run {run_id!r} has steps 0..{last_step}; step {step} does not exist")
     state = fold(light, start)
     frame = store.latest_eta(run_id, state.step)
-    return replace(state, eta=frame.eta if frame is not None else state.eta)
+    if frame is None or frame.step < _resume.last_change(light):  # snapshot mode: η at this step was not recorded
+        return replace(state, eta=_resume.eta_at(store, run_id, state.step,
+                                                 lambda parent, at: replay(store, parent, at).eta))
+    return replace(state, eta=frame.eta)
 
 
 _LIGHT_TYPES = ("StepCommitted", "GateOpened", "GateClosed", "ModuleAdded", "EntityRevised", "RunFinished")

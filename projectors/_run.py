@@ -278,6 +278,7 @@ def relax(
     if proposer is not None and config.expansion is None:
         raise InvalidEntityError("RelaxConfig", None, "expansion", None, "a proposer needs an expansion schedule")
     store = store if store is not None else InMemoryStore()
+    config = config.for_modules(len(system.module_ids))  # "auto" recording resolved and recorded, so a re-run repeats it
     started = RunStarted(system=system, config=config, seed=seed, package_version=package_version(),
                          system_digest=system.digest(),
                          parent_run_id=fork_point.parent_run_id if fork_point is not None else None,

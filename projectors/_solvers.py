@@ -120,6 +120,18 @@ class AbstractSolver:
     def feedback(self, proposal: Proposal, accepted: bool, previous: State) -> None:
         """The loop's decision on ``proposal``, made from the state ``previous``."""
 
+    def export_state(self) -> dict[str, Any] | None:
+        """The solver's inner state for a snapshot (JSON values, numpy arrays), or ``None``: it cannot resume mid-run.
+
+        ``None`` by default (an unknown solver may hold anything); replay then
+        re-runs such a run from its start.
+        """
+        return None
+
+    def import_state(self, objective: Objective, state: State, step: int, mask, saved: dict[str, Any]) -> None:
+        """Go on from :meth:`export_state`'s ``saved`` on a freshly built solver, as if it had run to ``step``."""
+        raise NotImplementedError(f"solver {self.name!r} cannot resume from a snapshot")
+
 
 SOLVERS: dict[str, Callable[[RelaxConfig], AbstractSolver]] = {}
 
@@ -240,6 +252,12 @@ class ProjectedGradient(AbstractSolver):
                 s *= cfg.backtrack_factor
         return Proposal.of(trial, ev, s, cfg.max_backtracks, False, "armijo_failed")
 
+    def export_state(self) -> dict[str, Any] | None:
+        return {"alpha": self.alpha}
+
+    def import_state(self, objective: Objective, state: State, step: int, mask, saved: dict[str, Any]) -> None:
+        self.alpha = saved["alpha"]
+
     def feedback(self, proposal: Proposal, accepted: bool, previous: State) -> None:
         if self.config.line_search == "armijo":
             if accepted:
@@ -274,6 +292,7 @@ class Accelerated(AbstractSolver):
 
     def reset(self, objective: Objective, state: State, step: int, mask=None) -> None:
         self.alpha = getattr(self, "alpha", self.config.step_size)
+        self._backend = objective.backend
         self.previous = None  # x_{k-1}
         self.t = 1.0
 
@@ -312,6 +331,15 @@ class Accelerated(AbstractSolver):
             return Proposal.of(x_new, ev, s, k + k2, ok, "restart" if ok else _failure(ev))
         ok = ev.value <= ctx.threshold
         return Proposal.of(x_new, ev, s, k, ok, "accelerated" if ok else _failure(ev))
+
+    def export_state(self) -> dict[str, Any] | None:
+        previous = None if self.previous is None else self._backend.to_numpy(self.previous)
+        return {"alpha": self.alpha, "t": self.t, "previous": previous}
+
+    def import_state(self, objective: Objective, state: State, step: int, mask, saved: dict[str, Any]) -> None:
+        self.reset(objective, state, step, mask)
+        self.alpha, self.t = saved["alpha"], saved["t"]
+        self.previous = None if saved["previous"] is None else objective.backend.asarray(saved["previous"])
 
     def feedback(self, proposal: Proposal, accepted: bool, previous: State) -> None:
         if not accepted:

@@ -88,6 +88,17 @@ class AbstractWeighting:
     def adapt(self, ctx: WeightingContext) -> Mapping[str, float] | None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def export_state(self) -> dict | None:
+        """What a snapshot needs to go on with this weighting mid-run (JSON values), or ``None``: it cannot.
+
+        ``None`` by default, since an unknown weighting may hold anything; a
+        replay of a run that used one then re-runs it from the start.
+        """
+        return None
+
+    def import_state(self, state: dict) -> None:
+        """Restore :meth:`export_state`'s state on a weighting freshly built from the same config."""
+
 
 def _clamp(w: float, floor: float, ceiling: float | None, configured: float = 1.0) -> float:
     """``w`` within ``[floor, ceiling] × configured``: bounds are relative to the kind's configured weight."""
@@ -107,6 +118,12 @@ class _Configured(AbstractWeighting):
         super().__init__()
         self.config = config
         self.every = config.every
+
+    def export_state(self) -> dict | None:
+        return {"details": dict(self.details)}
+
+    def import_state(self, state: dict) -> None:
+        self.details = dict(state["details"])
 
 
 class AutoBalance(_Configured):
@@ -191,6 +208,12 @@ class SmallGain(_Configured):
                 factors, out[k], spent = trial, proposed, cost
         self.details = {"lipschitz": lipschitz, "lipschitz_limit": limit, "budget": budget, "spent": spent}
         return out or None
+
+    def export_state(self) -> dict | None:
+        return {"details": dict(self.details), "scores": dict(self.scores)}
+
+    def import_state(self, state: dict) -> None:
+        self.details, self.scores = dict(state["details"]), dict(state["scores"])
 
 
 WEIGHTINGS: dict[type, Callable[..., AbstractWeighting]] = {

@@ -12,7 +12,7 @@ PUBLIC = {
         "ExpansionRejected", "GateClosed", "GateOpened", "ModuleAdded",
         "HookFailure", "HookSignal", "InMemoryStore", "ModelEvent", "NullStore", "Recorded", "RunFinished", "RunInfo",
         "RunMeta", "RunStarted", "StepCommitted", "WarmStartProposed", "StabilityBounded", "CouplingsCapped", "MarginWarning",
-        "ObjectiveScaled", "HomotopyBackedOff", "WeightsAdapted", "SolverSwitched", "EscapeDetected", "TermsRecorded",
+        "ObjectiveScaled", "HomotopyBackedOff", "WeightsAdapted", "SolverSwitched", "EscapeDetected", "TermsRecorded", "LoopSnapshotted",
         "current_version", "decode", "encode", "hooks", "register_upcaster", "upcast",
     },
     "projectors": {

@@ -63,10 +63,11 @@ def test_payloads_from_before_weightings_were_named_so_still_read():
     from complexity_from_constraints.entities import GradNormWeighting, RelaxConfig, demo_system
     from complexity_from_constraints.events import RunStarted, WeightsAdapted, decode
 
-    started = RunStarted(system=demo_system(0), config=RelaxConfig(weighting=GradNormWeighting(every=3)), seed=0,
-                         package_version="x", system_digest="d")
+    started = RunStarted(system=demo_system(0), config=RelaxConfig(weighting=GradNormWeighting(every=3), snapshots=None),
+                         seed=0, package_version="x", system_digest="d")
     old = started.model_dump(mode="json")
     old["config"]["adapter"] = old["config"].pop("weighting")
+    del old["config"]["snapshots"]  # from before snapshot mode
     assert decode("RunStarted", 2, old) == started
     adapted = decode("WeightsAdapted", 1, {"step": 4, "adapter": "gradnorm", "weights": {"landau": 1.5},
                                            "previous": {"landau": 1.0}})
@@ -78,10 +79,23 @@ def test_runs_recorded_before_the_local_relaxation_stop_spend_every_local_step()
     from complexity_from_constraints.entities import ExpansionConfig, RelaxConfig, demo_system
     from complexity_from_constraints.events import RunStarted, decode
 
-    started = RunStarted(system=demo_system(0), config=RelaxConfig(expansion=ExpansionConfig(local_steps=50, local_tol=0.0)),
+    started = RunStarted(system=demo_system(0), config=RelaxConfig(expansion=ExpansionConfig(local_steps=50, local_tol=0.0), snapshots=None),
                          seed=0, package_version="x", system_digest="d")
     old = started.model_dump(mode="json")
     del old["config"]["expansion"]["local_tol"]
     assert decode("RunStarted", 3, old) == started
-    plain = RunStarted(system=demo_system(0), config=RelaxConfig(), seed=0, package_version="x", system_digest="d")
+    plain = RunStarted(system=demo_system(0), config=RelaxConfig(snapshots=None), seed=0, package_version="x", system_digest="d")
     assert decode("RunStarted", 3, plain.model_dump(mode="json")) == plain
+
+
+def test_runs_from_before_snapshot_mode_read_as_recording_every_step():
+    """A RunStarted of schema 3 or 4 has no ``snapshots``: it recorded η at every step, whatever today's default says."""
+    from complexity_from_constraints.entities import RelaxConfig, demo_system
+    from complexity_from_constraints.events import RunStarted, decode
+
+    old = RunStarted(system=demo_system(0), config=RelaxConfig(steps=7), seed=0, package_version="x",
+                     system_digest="d").model_dump(mode="json")
+    del old["config"]["snapshots"]
+    assert old["config"] and decode("RunStarted", 3, old).config.snapshots is None
+    assert decode("RunStarted", 4, old).config.snapshots is None
+    assert decode("RunStarted", 5, old).config.snapshots == "auto"  # a current payload keeps what it says
