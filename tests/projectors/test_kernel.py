@@ -97,23 +97,24 @@ def test_the_returned_gradient_is_the_callers_own():
     assert again.tobytes() == kept.tobytes()
 
 
-class SlopeExample(AbstractModule):
-    """f = s·η, whose derivative is the parameter array itself."""
-
-    kind: Literal["slope_example"] = "slope_example"
-    params: ClassVar[tuple[str, ...]] = ("s",)
-    s: float = 0.0
-
-    @staticmethod
-    def energy_grad(xp, eta, p):
-        return p["s"] * eta, p["s"]
-
-    @staticmethod
-    def hessian_diagonal(xp, eta, p):
-        return 0 * eta
-
-
 def test_a_unit_weight_kind_that_returns_a_parameter_is_not_written_through():
+    """The kind is defined inside the test: a kind defined at import would be registered for every test."""
+
+    class SlopeExample(AbstractModule):
+        """f = s·η, whose derivative is the parameter array itself."""
+
+        kind: Literal["slope_example"] = "slope_example"
+        params: ClassVar[tuple[str, ...]] = ("s",)
+        s: float = 0.0
+
+        @staticmethod
+        def energy_grad(xp, eta, p):
+            return p["s"] * eta, p["s"]
+
+        @staticmethod
+        def hessian_diagonal(xp, eta, p):
+            return 0 * eta
+
     try:
         system = System(id="lin", modules=[SlopeExample(id="a", s=0.5), SlopeExample(id="b", s=0.25)],
                         couplings=[QuadraticCoupling(id="ab", i="a", j="b")])
