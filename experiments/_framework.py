@@ -232,6 +232,35 @@ def eta_table(frame: pl.DataFrame) -> dict[str, dict[str, float]]:
     return out
 
 
+def fixed_energy_traces(store: Any, runs: Mapping[str, System]) -> dict[str, list[tuple[int, float]]]:
+    """``{run_id: [(step, U)]}``: the energy of every recorded state (``v_eta``) on its System's own, fixed objective.
+
+    A weighting changes the objective while it runs, so the energies it records are of a moving
+    objective; this evaluates each recorded η under the configured weights instead, the one energy that
+    compares runs with different weightings (steps without a recorded state kept the previous one).
+    """
+    from complexity_from_constraints.projectors import compile_system, energy
+
+    traces = eta_traces(store, runs)
+    out: dict[str, list[tuple[int, float]]] = {}
+    for (run_id,), frame in traces.group_by("run_id", maintain_order=True):
+        system = runs[run_id]
+        compiled, order = compile_system(system), [m.id for m in system.modules]
+        wide = frame.pivot(on="entity_id", index="step", values="eta").sort("step")
+        etas = wide.select(order).to_numpy()
+        out[run_id] = [(int(k), float(energy(compiled, eta))) for k, eta in zip(wide["step"].to_list(), etas)]
+    return out
+
+
+def first_step_at_or_below(trace: Sequence[tuple[int, float]], target: float) -> int | None:
+    """The first step of a ``[(step, energy)]`` trace whose energy is at most ``target`` (``None``: never).
+
+    >>> first_step_at_or_below([(0, 1.0), (1, 0.5), (3, 0.1)], 0.2)
+    3
+    """
+    return next((k for k, e in trace if e <= target), None)
+
+
 # -- small helpers ----------------------------------------------------------------------------------
 
 def plain(value: Any, digits: int | None = None) -> Scalar:
