@@ -194,6 +194,17 @@ def final_eta(store: Any, run_ids: Iterable[str]) -> pl.DataFrame:
         QUALIFY step = max(step) OVER (PARTITION BY run_id)""", run_ids)
 
 
+def returned_eta(store: Any, run_ids: Iterable[str]) -> pl.DataFrame:
+    """``(run_id, step, entity_id, eta)`` of the state each run returned (``RunFinished.best_step``: the best accepted
+    state, which under a weighting need not be the last one)."""
+    return query_runs(store, """
+        WITH best AS (SELECT run_id, (payload->>'$.best_step')::BIGINT AS best_step FROM events
+                      WHERE type = 'RunFinished' AND list_contains($ids, run_id))
+        SELECT v.run_id, v.step, v.entity_id, v.eta FROM v_eta AS v JOIN best USING (run_id)
+        WHERE v.step <= best.best_step
+        QUALIFY v.step = max(v.step) OVER (PARTITION BY v.run_id)""", run_ids)
+
+
 def eta_at(store: Any, run_ids: Iterable[str], step: int) -> pl.DataFrame:
     """``(run_id, entity_id, eta)`` recorded at ``step`` (step 0: the measured starting state)."""
     return query_runs(store, "SELECT run_id, entity_id, eta FROM v_eta WHERE list_contains($ids, run_id) AND step = $step",

@@ -37,6 +37,7 @@ from ._framework import (
     query_runs,
     relax_all,
     result,
+    returned_eta,
     row,
     stat_metrics,
 )
@@ -92,8 +93,7 @@ def run(config: AgmPhaseConfig, store, progress: Progress | None = None):
     traces = fixed_energy_traces(store, {r: systems[s][0] for (_, s), r in ids.items()})
     history = query_runs(store, "SELECT run_id, step, kind, weight, previous FROM v_weight_history "
                                 "WHERE list_contains($ids, run_id) ORDER BY run_id, step, kind", run_ids)
-    finals = query_runs(store, """SELECT run_id, entity_id, eta FROM v_eta WHERE list_contains($ids, run_id)
-                                  QUALIFY step = max(step) OVER (PARTITION BY run_id)""", run_ids)
+    finals = returned_eta(store, run_ids)
 
     runs: dict[tuple[str, int], dict] = {}
     for (arm, s), r in ids.items():

@@ -21,7 +21,6 @@ the System's own, configured objective.
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import numpy as np
@@ -36,17 +35,17 @@ from complexity_from_constraints.entities import (
 )
 from complexity_from_constraints.projectors import compile_system, energy
 
-from ._evidence import check, compare, convergence, share, stat, verdict_of
+from ._evidence import check, compare, convergence, stat, verdict_of
 from ._framework import (
     Job,
     Progress,
     Study,
-    final_eta,
     eta_table,
     glitch_system,
     query_runs,
     relax_all,
     result,
+    returned_eta,
     row,
     stat_metrics,
 )
@@ -117,7 +116,7 @@ def run(config: AutoBalanceConfig, store, progress: Progress | None = None):
                                 "WHERE list_contains($ids, run_id) ORDER BY run_id, step, kind", run_ids)
     steps = {r: n for r, n in query_runs(store, "SELECT run_id, steps FROM v_run_summary "
                                                 "WHERE list_contains($ids, run_id)", run_ids).iter_rows()}
-    etas = eta_table(final_eta(store, run_ids))
+    etas = eta_table(returned_eta(store, run_ids))
     compiled = {s: compile_system(systems[s][0]) for s in seeds}
     order = {s: [m.id for m in systems[s][0].modules] for s in seeds}
 
