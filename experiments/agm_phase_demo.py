@@ -198,6 +198,7 @@ def figures(result) -> dict:
                     label=arm if s == min(best) else None)
     ax.set_yscale("log")
     ax.set_xscale("symlog", linthresh=10)
+    ax.set_xlim(left=0)
     ax.set_xlabel("step")
     ax.set_ylabel("(U − best U) / drop on offer, configured objective")
     ax.set_title(f"configured-objective energy along the run ({result.seeds} seeds)")

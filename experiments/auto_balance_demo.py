@@ -35,7 +35,7 @@ from complexity_from_constraints.entities import (
 )
 from complexity_from_constraints.projectors import compile_system, energy
 
-from ._evidence import check, compare, convergence, stat, verdict_of
+from ._evidence import AGREE, check, compare, convergence, stat, verdict_of
 from ._framework import (
     Job,
     Progress,
@@ -178,6 +178,9 @@ def run(config: AutoBalanceConfig, store, progress: Progress | None = None):
                             f"the largest seen is {largest:.3g})", 0.0 if largest <= 10 * config.target else "> 0",
                             stats["auto_balance"]["changes"], tol=0))
     verdict, reason = verdict_of(outcome, converged)
+    if verdict == "inconclusive" and converged.all:
+        reason = (f"GradNorm − none: {paired}; the rule needs {AGREE:.0%} of seeds narrower by more than "
+                  f"{config.tie:g} decade" if paired else "the rule needs the baseline and gradnorm scenarios")
 
     listing = "; ".join(f"{sc}: {stats[sc]['spread']} decades, configured-objective energy "
                         f"{stats[sc]['fixed'].mean:.4f}, {stats[sc]['changes'].mean:.3g} weight changes"
@@ -224,9 +227,10 @@ def figures(result) -> dict:
         k = np.array([r["step"] for r in tr])
         m = np.array([r["spread_mean"] for r in tr])
         sd = np.array([r["spread_sd"] for r in tr])
-        line, = ax.plot(k, m, label=sc)
+        line, = ax.plot(k, m, label=sc, ls="--" if sc == "auto_balance" else "-")  # it never acts: on baseline
         ax.fill_between(k, m - sd, m + sd, color=line.get_color(), alpha=0.2)
     ax.set_xscale("symlog", linthresh=10)
+    ax.set_xlim(left=0)
     ax.set_xlabel("step")
     ax.set_ylabel("sd of log10 ‖∇_k‖ over terms (decades)")
     ax.set_title(f"term balance along the run ({result.seeds} seeds, band ± sd)")

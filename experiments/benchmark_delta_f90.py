@@ -323,6 +323,7 @@ def figures(result) -> dict:
         ax2.axhline(0.1, color="0.6", ls=":", label="ΔF90 target")
         ax2.set_yscale("log")
         ax2.set_xscale("symlog", linthresh=10)
+        ax2.set_xlim(left=0)
         ax2.set_xlabel("step")
         ax2.set_ylabel("(U − best) / (U₀ − best), fixed objective")
         ax2.set_title("dense: gap to the common best")
