@@ -180,7 +180,8 @@ def run(config: AutoBalanceConfig, store, progress: Progress | None = None):
     verdict, reason = verdict_of(outcome, converged)
     if verdict == "inconclusive" and converged.all:
         reason = (f"GradNorm − none: {paired}; the rule needs {AGREE:.0%} of seeds narrower by more than "
-                  f"{config.tie:g} decade" if paired else "the rule needs the baseline and gradnorm scenarios")
+                  f"{config.tie:g} decade; {converged}" if paired else f"the rule needs the baseline and gradnorm "
+                  f"scenarios; {converged}")
 
     listing = "; ".join(f"{sc}: {stats[sc]['spread']} decades, configured-objective energy "
                         f"{stats[sc]['fixed'].mean:.4f}, {stats[sc]['changes'].mean:.3g} weight changes"

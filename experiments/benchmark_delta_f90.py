@@ -9,7 +9,7 @@ E₀ the starting energy and E_best the lowest fixed-objective energy any preset
 ΔF_q is the first step with E_k ≤ E₀ − q·(E₀ − E_best) (q = 0.9, 0.99) and "to best" the first
 step with E_k ≤ E_best + 1e-6·(E₀ − E_best). The returned state (``RunFinished.best_step``) is
 evaluated on the same objective. Wall time (rows only; it varies with the machine) is the median
-of ``repeats`` unrecorded runs of seed 0 (``events.NullStore``).
+of ``repeats`` unrecorded runs of seed 0 (``events.NullStore``; none by default).
 
 Scenarios (the seed's harness): **baseline**, two gates (seq: gain 0, cost
 0.1, a 0.2, b 0.3; gate: gain 0.1, cost 0.05, a 0.25, b 0.35), a quadratic
@@ -121,7 +121,7 @@ class BenchmarkConfig(AbstractFrozen):
     steps: int = Field(3000, ge=1, description="step cap of every run (a run stops once converged)")
     tol: float = Field(1e-8, gt=0, description="converged when the projected-gradient norm is below this")
     step_size: float = Field(0.05, gt=0, description="step size (initial step for Armijo)")
-    repeats: int = Field(1, ge=0, description="unrecorded runs of seed 0 timed per cell (median; rows only)")
+    repeats: int = Field(0, ge=0, description="unrecorded runs of seed 0 timed per cell (median wall time, in the cells rows only; 0: none)")
 
     @field_validator("presets")
     @classmethod

@@ -69,7 +69,7 @@ def test_multi_module_converged_spreads_are_zero_in_both_arms_and_the_gate_sits_
     assert result.verdict == "did not hold" and result.reason == "8/8 runs converged"
     assert all(c.agrees for c in result.checks), [str(c) for c in result.checks]
     for r in (r for r in result.rows if r["table"] == "runs"):
-        assert r["spread_final"] == pytest.approx(0.0, abs=1e-9)
+        assert r["spread_final"] == pytest.approx(0.0, abs=1e-6)  # converged to a gradient norm of 1e-8
         assert r["gates_open"] == (r["blocks"] if r["coupled"] else 0)
 
 
