@@ -194,6 +194,17 @@ def final_eta(store: Any, run_ids: Iterable[str]) -> pl.DataFrame:
         QUALIFY step = max(step) OVER (PARTITION BY run_id)""", run_ids)
 
 
+def returned_eta(store: Any, run_ids: Iterable[str]) -> pl.DataFrame:
+    """``(run_id, step, entity_id, eta)`` of the state each run returned (``RunFinished.best_step``: the best accepted
+    state, which under a weighting need not be the last one)."""
+    return query_runs(store, """
+        WITH best AS (SELECT run_id, (payload->>'$.best_step')::BIGINT AS best_step FROM events
+                      WHERE type = 'RunFinished' AND list_contains($ids, run_id))
+        SELECT v.run_id, v.step, v.entity_id, v.eta FROM v_eta AS v JOIN best USING (run_id)
+        WHERE v.step <= best.best_step
+        QUALIFY v.step = max(v.step) OVER (PARTITION BY v.run_id)""", run_ids)
+
+
 def eta_at(store: Any, run_ids: Iterable[str], step: int) -> pl.DataFrame:
     """``(run_id, entity_id, eta)`` recorded at ``step`` (step 0: the measured starting state)."""
     return query_runs(store, "SELECT run_id, entity_id, eta FROM v_eta WHERE list_contains($ids, run_id) AND step = $step",
@@ -230,6 +241,35 @@ def eta_table(frame: pl.DataFrame) -> dict[str, dict[str, float]]:
     for run_id, entity_id, eta in frame.select("run_id", "entity_id", "eta").iter_rows():
         out.setdefault(run_id, {})[entity_id] = eta
     return out
+
+
+def fixed_energy_traces(store: Any, runs: Mapping[str, System]) -> dict[str, list[tuple[int, float]]]:
+    """``{run_id: [(step, U)]}``: the energy of every recorded state (``v_eta``) on its System's own, fixed objective.
+
+    A weighting changes the objective while it runs, so the energies it records are of a moving
+    objective; this evaluates each recorded η under the configured weights instead, the one energy that
+    compares runs with different weightings (steps without a recorded state kept the previous one).
+    """
+    from complexity_from_constraints.projectors import compile_system, energy
+
+    traces = eta_traces(store, runs)
+    out: dict[str, list[tuple[int, float]]] = {}
+    for (run_id,), frame in traces.group_by("run_id", maintain_order=True):
+        system = runs[run_id]
+        compiled, order = compile_system(system), [m.id for m in system.modules]
+        wide = frame.pivot(on="entity_id", index="step", values="eta").sort("step")
+        etas = wide.select(order).to_numpy()
+        out[run_id] = [(int(k), float(energy(compiled, eta))) for k, eta in zip(wide["step"].to_list(), etas)]
+    return out
+
+
+def first_step_at_or_below(trace: Sequence[tuple[int, float]], target: float) -> int | None:
+    """The first step of a ``[(step, energy)]`` trace whose energy is at most ``target`` (``None``: never).
+
+    >>> first_step_at_or_below([(0, 1.0), (1, 0.5), (3, 0.1)], 0.2)
+    3
+    """
+    return next((k for k, e in trace if e <= target), None)
 
 
 # -- small helpers ----------------------------------------------------------------------------------

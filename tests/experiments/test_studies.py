@@ -35,10 +35,10 @@ TINY = {
     "apc_vs_legendre": dict(n_train=50, n_test=50, seeds=2, steps=50),
     "polynomial_rhs_probe": dict(seeds=2, steps=300),
     "coupling_gate_cost_sweep": dict(weights=(0.5, 4.0), costs=(0.0, 0.4), seeds=2, steps=100),
-    "multi_module_scaling": dict(sizes=(1, 2), grid_n=4, seq_len=12, mistake_pos=4, steps=5),
-    "auto_balance_demo": dict(steps=5, scenarios=("baseline", "gradnorm", "auto_balance")),
-    "agm_phase_demo": dict(steps=5),
-    "benchmark_delta_f90": dict(dense_size=4, steps=5, repeats=1),
+    "multi_module_scaling": dict(sizes=(1, 2), grid_n=4, seq_len=12, mistake_pos=4, steps=50, seeds=2),
+    "auto_balance_demo": dict(steps=30, seeds=2),
+    "agm_phase_demo": dict(steps=30, seeds=2),
+    "benchmark_delta_f90": dict(dense_size=4, steps=30, seeds=2, repeats=1),
 }
 
 
@@ -94,7 +94,8 @@ def test_every_study_runs_at_tiny_size_and_records_its_runs(name, store, tmp_pat
 
 REFEREED = {"landau_sweep", "branching_coexistence", "emergent_nash_learning", "non_local_connectivity_threshold_shift",
             "wormhole_demo", "sequence_redemption", "sequence_gating_hypothesis", "energy_gated_expansion",
-            "coupling_gate_cost_sweep", "landau_plot", "apc_vs_legendre", "polynomial_rhs_probe"}
+            "coupling_gate_cost_sweep", "landau_plot", "apc_vs_legendre", "polynomial_rhs_probe",
+            "auto_balance_demo", "agm_phase_demo", "multi_module_scaling", "benchmark_delta_f90"}
 
 
 def test_landau_sweep_matches_the_fixed_point(store):
