@@ -366,13 +366,10 @@ def opening_pull(a: float, b: float, theta: float) -> float:
     return 2 * a * theta + 4 * b * theta ** 3
 
 
-def result(study: str, config: AbstractFrozen, *, hypothesis: str, measured: str, verdict: Verdict | None = None,
-           held: bool | None = None, rule: str = "", reason: str = "", seeds: int = 1, checks: Iterable[Check] = (),
+def result(study: str, config: AbstractFrozen, *, hypothesis: str, measured: str, verdict: Verdict, rule: str = "", reason: str = "", seeds: int = 1, checks: Iterable[Check] = (),
            seed_result: str | None = None, notes: str = "", metrics: Mapping[str, Any] | None = None,
            rows: Iterable[Mapping[str, Any]] = (), run_ids: Iterable[str] = ()) -> StudyResult:
-    """Build a :class:`StudyResult` with every number made :func:`plain` (``held`` is the one-seed form: a bool)."""
-    if verdict is None:
-        verdict = {True: "held", False: "did not hold", None: "measured"}[held]
+    """Build a :class:`StudyResult` with every number made :func:`plain`."""
     return StudyResult(study=study, hypothesis=hypothesis, measured=measured, verdict=verdict, rule=rule,
                        reason=reason, seeds=seeds, checks=tuple(checks), seed_result=seed_result, notes=notes,
                        metrics={k: plain(v) for k, v in (metrics or {}).items()},

@@ -78,24 +78,18 @@ def test_every_study_runs_at_tiny_size_and_records_its_runs(name, store, tmp_pat
     assert seen and seen[-1][0] == seen[-1][1]  # the progress reached its total
     assert StudyResult.model_validate_json(result.model_dump_json()) == result
     assert result.verdict in VERDICTS
-    if name in REFEREED:  # many seeds, a stated rule, theory beside the measurement, figures
-        assert result.rule and result.seeds >= 2 and (result.checks or result.verdict == "measured")
-        assert result.seeds == config.seeds and study.config().seeds >= 10
-        if result.verdict == "inconclusive":
-            assert result.reason
-        figures = study.figures(result)
-        assert figures and all(hasattr(f, "savefig") for f in figures.values())
-        import matplotlib.pyplot as plt
+    # every study: many seeds, a stated rule, theory beside the measurement, figures
+    assert result.rule and result.seeds >= 2 and (result.checks or result.verdict == "measured")
+    assert result.seeds == config.seeds and study.config().seeds >= 10
+    if result.verdict == "inconclusive":
+        assert result.reason
+    figures = study.figures(result)
+    assert figures and all(hasattr(f, "savefig") for f in figures.values())
+    import matplotlib.pyplot as plt
 
-        for figure in figures.values():
-            plt.close(figure)  # pyplot keeps every open figure (and warns past 20)
+    for figure in figures.values():
+        plt.close(figure)  # pyplot keeps every open figure (and warns past 20)
     assert not list(tmp_path.iterdir())
-
-
-REFEREED = {"landau_sweep", "branching_coexistence", "emergent_nash_learning", "non_local_connectivity_threshold_shift",
-            "wormhole_demo", "sequence_redemption", "sequence_gating_hypothesis", "energy_gated_expansion",
-            "coupling_gate_cost_sweep", "landau_plot", "apc_vs_legendre", "polynomial_rhs_probe",
-            "auto_balance_demo", "agm_phase_demo", "multi_module_scaling", "benchmark_delta_f90"}
 
 
 def test_landau_sweep_matches_the_fixed_point(store):
