@@ -31,12 +31,12 @@ import json
 import math
 import os
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from complexity_from_constraints.entities import InvalidEntityError
+from complexity_from_constraints.entities import InvalidEntityError, LogIntegrityError
 
 from complexity_from_constraints.events import AbstractEventStore, RunMeta
 
@@ -149,6 +149,7 @@ def sweep(spec: SweepSpec | JobList, *, store: AbstractEventStore, engine: str |
     labels = current_labels() or RunMeta()  # a study's label (``labelled(study=…)``) reaches its sweep's runs
     runner = make_engine(engine, workers, address)
     runner.faults = os.environ.get(FAULTS_ENV)
+    ingest = _Ingest(store, book, spec, result, labels)
     try:
         attempts: dict[int, int] = {}
         while todo:
@@ -166,24 +167,74 @@ def sweep(spec: SweepSpec | JobList, *, store: AbstractEventStore, engine: str |
                 elif outcome.error is not None:
                     _fail(result, book, point, outcome.error, attempts[index])
                 else:
-                    started = time.perf_counter()
-                    store.record_meta(point.run_id, RunMeta(
-                        name=f"{spec.name}/p{point.index}", sweep=result.sweep_id, started_at=outcome.started_at,
-                        duration_s=outcome.seconds, study=labels.study, parent=labels.parent,
-                        tags={**labels.tags, **{k: json.dumps(v) if not isinstance(v, str) else v
-                                                for k, v in point.values.items()}}))
-                    store.append(point.run_id, list(outcome.events))
-                    result.ingest_seconds += time.perf_counter() - started
-                    result.eta_values += sum(r.event.eta.size for r in outcome.events if r.event.type == "EtaRecorded")
-                    result.status[point.run_id] = "complete"
-                    book.set(spec, point, "complete", attempts[index], None, outcome.seconds)
+                    ingest.add(point, outcome, attempts[index])
                 done += 1
                 if progress:
                     progress(done, len(points), "points")
+            ingest.flush()
             todo = sorted(retry)
     finally:
         runner.close()
+        ingest.flush()
     return result
+
+
+class _Ingest:
+    """Appends finished runs in groups, one transaction per group: a commit costs tens of milliseconds, which
+    many small runs would otherwise each pay. A group holds whole runs only; if one run of it is refused,
+    the others are stored one by one and the refused one is marked failed, so nothing is half stored.
+    A group is written when it holds ``max_runs`` runs or ``max_values`` η values, or ``max_wait`` seconds
+    after its first run arrived (and whenever the engine has nothing more to give)."""
+
+    def __init__(self, store: AbstractEventStore, book: _Bookkeeping, spec: Any, result: SweepResult,
+                 labels: RunMeta, max_runs: int = 64, max_values: int = 1 << 22, max_wait: float = 1.0):
+        self.store, self.book, self.spec, self.result, self.labels = store, book, spec, result, labels
+        self.max_runs, self.max_values, self.max_wait = max_runs, max_values, max_wait
+        self.pending: list[tuple[Point, PointOutcome, int, int]] = []
+        self.values, self.since = 0, 0.0
+
+    def add(self, point: Point, outcome: PointOutcome, attempts: int) -> None:
+        values = sum(r.event.eta.size for r in outcome.events if r.event.type == "EtaRecorded")
+        if not self.pending:
+            self.since = time.perf_counter()
+        self.pending.append((point, outcome, attempts, values))
+        self.values += values
+        if (len(self.pending) >= self.max_runs or self.values >= self.max_values
+                or time.perf_counter() - self.since >= self.max_wait):
+            self.flush()
+
+    def flush(self) -> None:
+        group, self.pending, self.values = self.pending, [], 0
+        if not group:
+            return
+        started = time.perf_counter()
+        try:
+            with self._transaction():
+                for item in group:
+                    self._store(*item)
+        except LogIntegrityError:  # one run of the group was refused: the group rolled back whole
+            for item in group:
+                try:
+                    with self._transaction():
+                        self._store(*item)
+                except LogIntegrityError as exc:
+                    _fail(self.result, self.book, item[0], f"{type(exc).__name__}: {exc}", item[2])
+        self.result.ingest_seconds += time.perf_counter() - started
+
+    def _transaction(self):
+        transaction = getattr(self.store, "transaction", None)
+        return transaction() if transaction is not None else nullcontext()
+
+    def _store(self, point: Point, outcome: PointOutcome, attempts: int, values: int) -> None:
+        labels, spec = self.labels, self.spec
+        self.store.record_meta(point.run_id, RunMeta(
+            name=f"{spec.name}/p{point.index}", sweep=self.result.sweep_id, started_at=outcome.started_at,
+            duration_s=outcome.seconds, study=labels.study, parent=labels.parent,
+            tags={**labels.tags, **{k: json.dumps(v) if not isinstance(v, str) else v for k, v in point.values.items()}}))
+        self.store.append(point.run_id, list(outcome.events))
+        self.book.set(spec, point, "complete", attempts, None, outcome.seconds)
+        self.result.eta_values += values
+        self.result.status[point.run_id] = "complete"
 
 
 def _fail(result: SweepResult, book: _Bookkeeping, point: Point, reason: str, attempts: int) -> None:

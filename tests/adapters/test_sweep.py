@@ -215,3 +215,24 @@ def test_a_failing_job_is_reported_and_a_study_refuses_to_judge_without_it(db):
     with pytest.raises(StudyRunError, match=r"1 of 2 runs of mixed failed; first: .*no_such_solver"):
         relax_all("mixed", [good, bad], db)
     assert len(db.query("SELECT * FROM v_runs")) == 1  # the good run is kept; the bad one left nothing
+
+
+def test_runs_are_stored_in_groups_and_a_refused_run_fails_alone(db, monkeypatch):
+    from complexity_from_constraints.entities import LogIntegrityError
+
+    plan = _jobs()
+    victim = plan.points()[2].run_id
+    append = db.append
+
+    def refusing(run_id, events):
+        if run_id == victim:
+            raise LogIntegrityError(f"run {run_id!r} refused")
+        return append(run_id, events)
+
+    monkeypatch.setattr(db, "append", refusing)
+    result = sweep(plan, store=db, engine="serial")
+    assert result.count("complete") == 3 and result.status[victim] == "failed"
+    assert "refused" in result.reasons[victim]
+    stored = set(db.query("SELECT run_id FROM v_runs")["run_id"])
+    assert stored == {p.run_id for p in plan.points()} - {victim}  # the group rolled back, then each alone
+    assert db.query("SELECT status FROM v_sweep_points WHERE run_id = ?", [victim])["status"][0] == "failed"
