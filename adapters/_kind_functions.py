@@ -39,8 +39,8 @@ def register_kind_functions(con: duckdb.DuckDBPyConnection) -> None:
             ("cfc_gate_benefit", _gate_benefit, [VARCHAR], BOOLEAN)):
         try:  # asking duckdb_functions() first costs ~40 ms a connection; a refused duplicate costs nothing
             con.create_function(name, fn, params, returns, type="arrow", null_handling="special")
-        except duckdb.NotImplementedException as exc:
-            if "already created" not in str(exc):  # a second connection to a database this process holds has them
+        except (duckdb.NotImplementedException, duckdb.CatalogException) as exc:
+            if "already" not in str(exc):  # a second connection to a database this process holds has them
                 raise
 
 
