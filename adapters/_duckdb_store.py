@@ -1058,6 +1058,9 @@ class DuckDBStore(AbstractEventStore):
                     self._release()
 
     def _require(self, run_id: str) -> None:
+        if getattr(self, "_closed", False):
+            raise StoreError(f"{self.path} is closed; read what you need from it (a replayed state's ids "
+                             f"included) before closing it", self.path)
         with self._lock:
             if not self._con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchall():
                 raise UnknownRunError(f"no run {run_id!r} in {self.path}")

@@ -137,7 +137,9 @@ def replay(store: AbstractEventStore, run_id: str, step: int | None = None) -> R
     """The state of ``run_id`` after ``step`` (default: the end), rebuilt from the log alone.
 
     Only the η frame in force at ``step`` is read, so replay costs one frame
-    whatever the run's length.
+    whatever the run's length. The state's ``ids`` are read from the store
+    when first used (a run of 10⁶ modules builds no tuple of ids unless asked),
+    so use them before closing the store.
 
     >>> from complexity_from_constraints.entities import System, LandauModule, RelaxConfig
     >>> from complexity_from_constraints.events import InMemoryStore
