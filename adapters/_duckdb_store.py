@@ -111,7 +111,8 @@ CREATE TABLE IF NOT EXISTS events (
     PRIMARY KEY (run_id, seq));
 CREATE TABLE IF NOT EXISTS eta_frames (
     run_id VARCHAR, seq BIGINT, step INTEGER, schema_version INTEGER, n INTEGER, PRIMARY KEY (run_id, seq));
-CREATE TABLE IF NOT EXISTS eta_blocks (run_key INTEGER, step INTEGER, base INTEGER, data BLOB);
+CREATE TABLE IF NOT EXISTS eta_blocks (
+    run_key INTEGER, step INTEGER, base INTEGER, part INTEGER, data BLOB USING COMPRESSION uncompressed);
 CREATE TABLE IF NOT EXISTS mat_positions (name VARCHAR, run_id VARCHAR, seq BIGINT);
 CREATE TABLE IF NOT EXISTS mat_steps (
     run_id VARCHAR, seq BIGINT, step INTEGER, energy DOUBLE, pg_norm DOUBLE, step_size DOUBLE, backtracks INTEGER,
@@ -143,6 +144,7 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 # Files this process holds, by real path: [read_only, count]. DuckDB would hand a second connect() of the
 # same file the same database, so two store objects would each believe they own its runs.
 _HELD: dict[str, list] = {}
+_PIECE = 4000  # bytes of an η blob per row of eta_blocks (see DuckDBStore._pieces)
 _HELD_LOCK = threading.Lock()
 
 
@@ -417,10 +419,9 @@ class DuckDBStore(AbstractEventStore):
             StoreCorruptError: a table of ours is missing or the catalog does not read.
         """
         with self._guard("open"):
-            tables = {name: cols for name, cols in con.execute(
-                "SELECT table_name, list(column_name ORDER BY column_index) FROM duckdb_columns() "
-                "WHERE database_name = current_database() AND schema_name = 'main' AND NOT internal "
-                "GROUP BY table_name").fetchall()}
+            tables = {name for (name,) in con.execute(  # duckdb_tables(), not duckdb_columns(): a fifth of the time
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+                "AND schema_name = 'main' AND NOT internal").fetchall()}
             if not tables:
                 if self.read_only:
                     raise ForeignFileError(f"{self.path}: an empty DuckDB database, not a cfc store", self.path)
@@ -434,7 +435,11 @@ class DuckDBStore(AbstractEventStore):
             raise StoreVersionError(f"{self.path} was written by a newer version (store schema {stored}, this code "
                                     f"reads {STORE_SCHEMA_VERSION}); upgrade the package", self.path)
         if stored < STORE_SCHEMA_VERSION:
-            if "run_key" not in tables.get("runs", ()) or "eta_values" not in tables:
+            with self._guard("open"):
+                runs_columns = {c for (c,) in con.execute(
+                    "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
+                    "AND schema_name = 'main' AND table_name = 'runs'").fetchall()}
+            if "run_key" not in runs_columns or "eta_values" not in tables:
                 raise StoreVersionError(f"{self.path} has the first store layout (schema {stored}, η frames as "
                                         f"lists) that this version cannot upgrade; export its runs with the version "
                                         f"that wrote it", self.path)
@@ -560,8 +565,8 @@ class DuckDBStore(AbstractEventStore):
                         self._register_params(run_id, new_run)
                     self._register_added_modules(run_id, [r.event for r in others if r.event.type == "ModuleAdded"])
                     if frames:
-                        con.register("_cfc_blocks", self._block_rows(self._run_key(run_id), run_id,
-                                                                     [(r.event.step, r.event.eta) for r in frames]))
+                        con.register("_cfc_blocks", self._pieces(self._block_rows(
+                            self._run_key(run_id), run_id, [(r.event.step, r.event.eta) for r in frames])))
                         con.execute("INSERT INTO eta_blocks SELECT * FROM _cfc_blocks")
                         con.unregister("_cfc_blocks")
                         con.register("_cfc_frames", frame_rows)
@@ -610,6 +615,26 @@ class DuckDBStore(AbstractEventStore):
             "data": pa.array(blobs, pa.binary()),
         })
 
+    @staticmethod
+    def _pieces(blocks: pa.Table) -> pa.Table:
+        """Each frame's blob cut into rows of at most ``_PIECE`` bytes (``part`` 0, 1, …).
+
+        DuckDB keeps values above a few kB apart, in blocks of their own, and its
+        checkpoint copies them: the file grew by twice the bytes of large blobs.
+        """
+        keys, steps, bases, parts, data = [], [], [], [], []
+        for key, step, base, blob in zip(*(blocks.column(c).to_pylist() for c in ("run_key", "step", "base", "data"))):
+            view = memoryview(blob)
+            for k, at in enumerate(range(0, max(len(blob), 1), _PIECE)):
+                keys.append(key)
+                steps.append(step)
+                bases.append(base)
+                parts.append(k)
+                data.append(view[at:at + _PIECE])
+        return pa.table({"run_key": pa.array(keys, pa.int32()), "step": pa.array(steps, pa.int32()),
+                         "base": pa.array(bases, pa.int32()), "part": pa.array(parts, pa.int32()),
+                         "data": pa.array(data, pa.binary())})
+
     def _insert_long_form(self, sql: str, params: Sequence[Any] = ()) -> None:
         """Compress η given in long form (``sql`` selects ``run_key, step, idx, eta``) into ``eta_blocks``, run by run.
 
@@ -627,7 +652,7 @@ class DuckDBStore(AbstractEventStore):
                 frames = [(int(steps[a]), part) for a, part in zip(starts, np.split(eta, cuts))]
                 chain_id = f"_cfc_import_{key}"
                 try:
-                    con.register("_cfc_blocks", self._block_rows(int(key), chain_id, frames))
+                    con.register("_cfc_blocks", self._pieces(self._block_rows(int(key), chain_id, frames)))
                     con.execute("INSERT INTO eta_blocks SELECT * FROM _cfc_blocks")
                     con.unregister("_cfc_blocks")
                 finally:
@@ -806,12 +831,13 @@ class DuckDBStore(AbstractEventStore):
         lo, hi = min(m[1] for m in meta), max(m[1] for m in meta)
         # the frames from the key frame of the first one's chain on: each is decoded from those before it
         rows = self._con.execute(
-            "SELECT step, base, data FROM eta_blocks WHERE run_key = ? AND step BETWEEN "
-            "(SELECT base FROM eta_blocks WHERE run_key = ? AND step = ?) AND ? ORDER BY step",
+            "SELECT step, any_value(base), list(data ORDER BY part) FROM eta_blocks WHERE run_key = ? AND step BETWEEN "
+            "(SELECT base FROM eta_blocks WHERE run_key = ? AND step = ? AND part = 0) AND ? GROUP BY step ORDER BY step",
             [key, key, lo, hi]).fetchall()
         etas: dict[int, np.ndarray] = {}
         prev1 = prev2 = None
-        for step, base, data in rows:
+        for step, base, pieces in rows:
+            data = b"".join(pieces)
             if step == base:
                 prev1 = prev2 = None
             try:

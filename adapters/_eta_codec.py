@@ -140,25 +140,35 @@ def frame_size(blob: bytes) -> int:
 
 
 def register_eta_functions(con) -> None:
-    """Make ``cfc_eta_decode(chain BLOB[]) -> DOUBLE[]`` callable on ``con`` (the ``eta_values`` view uses it); idempotent.
+    """Make ``cfc_eta_decode(steps INTEGER[], pieces BLOB[]) -> DOUBLE[]`` callable on ``con``; idempotent.
 
-    It returns the last frame of a chain given the blobs of its frames from the key frame on.
+    The ``eta_values`` view uses it: given the pieces of a chain's frames from
+    the key frame on (in order, each labelled with its frame's step), it returns
+    the chain's last frame.
     """
     import duckdb
-    from duckdb.sqltypes import BLOB, DOUBLE
+    from duckdb.sqltypes import BLOB, DOUBLE, INTEGER
 
     try:
-        con.create_function("cfc_eta_decode", _decode_lists, [duckdb.list_type(BLOB)], duckdb.list_type(DOUBLE),
-                            type="arrow", null_handling="special")
+        con.create_function("cfc_eta_decode", _decode_lists, [duckdb.list_type(INTEGER), duckdb.list_type(BLOB)],
+                            duckdb.list_type(DOUBLE), type="arrow", null_handling="special")
     except (duckdb.NotImplementedException, duckdb.CatalogException) as exc:
         if "already" not in str(exc):  # a second connection to a database this process holds has it
             raise
 
 
-def _decode_lists(chains: pa.Array) -> pa.Array:
-    if isinstance(chains, pa.ChunkedArray):
-        chains = chains.combine_chunks()
-    frames = [np.zeros(0) if chain is None else decode_chain(chain)[-1] for chain in chains.to_pylist()]
+def _decode_lists(steps: pa.Array, pieces: pa.Array) -> pa.Array:
+    frames = []
+    for labels, parts in zip(steps.to_pylist(), pieces.to_pylist()):
+        if not parts:
+            frames.append(np.zeros(0))
+            continue
+        blobs, at = [], 0
+        for k in range(1, len(parts) + 1):  # consecutive pieces of one step make one frame's blob
+            if k == len(parts) or labels[k] != labels[at]:
+                blobs.append(b"".join(parts[at:k]))
+                at = k
+        frames.append(decode_chain(blobs)[-1])
     offsets = np.zeros(len(frames) + 1, np.int64)
     np.cumsum([f.size for f in frames], out=offsets[1:])
     values = np.concatenate(frames) if frames else np.zeros(0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 import time
@@ -61,6 +62,7 @@ def labelled(**fields: Any) -> Iterator[None]:
         _LABELS.reset(token)
 
 
+@functools.cache  # importlib.metadata scans sys.path at every call: tens of ms per relax
 def package_version() -> str:
     try:
         return metadata.version("complexity-from-constraints")
