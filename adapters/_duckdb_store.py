@@ -830,14 +830,22 @@ class DuckDBStore(AbstractEventStore):
         key = self._run_key(run_id)
         lo, hi = min(m[1] for m in meta), max(m[1] for m in meta)
         # the frames from the key frame of the first one's chain on: each is decoded from those before it
-        rows = self._con.execute(
-            "SELECT step, any_value(base), list(data ORDER BY part) FROM eta_blocks WHERE run_key = ? AND step BETWEEN "
-            "(SELECT base FROM eta_blocks WHERE run_key = ? AND step = ? AND part = 0) AND ? GROUP BY step ORDER BY step",
-            [key, key, lo, hi]).fetchall()
+        pieces = self._con.sql(
+            "SELECT step, base, data FROM eta_blocks WHERE run_key = $1 AND step BETWEEN "
+            "(SELECT base FROM eta_blocks WHERE run_key = $1 AND step = $2 AND part = 0) AND $3 ORDER BY step, part",
+            params=[key, lo, hi]).to_arrow_table().combine_chunks()
+        # The pieces of consecutive rows lie end to end in the binary column's buffer: a frame is one slice of it.
+        data = pieces.column("data").chunk(0) if pieces.num_rows else pa.array([], pa.binary())
+        ends = np.frombuffer(data.buffers()[1], np.int32, len(data) + 1, data.offset * 4)
+        buffer = memoryview(data.buffers()[2]) if pieces.num_rows else memoryview(b"")
+        step_of = pieces.column("step").to_numpy()
+        first = np.flatnonzero(np.diff(step_of, prepend=-1) != 0)  # each frame's first piece
+        last = np.append(first[1:], len(step_of))
+        rows = [(int(step_of[a]), int(pieces.column("base")[int(a)].as_py()), buffer[ends[a]:ends[b]])
+                for a, b in zip(first, last)]
         etas: dict[int, np.ndarray] = {}
         prev1 = prev2 = None
-        for step, base, pieces in rows:
-            data = b"".join(pieces)
+        for step, base, data in rows:
             if step == base:
                 prev1 = prev2 = None
             try:
@@ -894,6 +902,18 @@ class DuckDBStore(AbstractEventStore):
             rows = self._con.execute(
                 "SELECT run_id, system_id, system_digest, seed, n_modules, status <> 'incomplete' FROM v_runs").fetchall()
         return [RunInfo(*row) for row in rows]
+
+    @_guarded("read")
+    def run_info(self, run_id: str) -> RunInfo:
+        """One run's registry row, read from ``runs`` alone (``runs()`` reads every run through ``v_runs``)."""
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT run_id, system_id, system_digest, seed, n_modules, EXISTS (SELECT 1 FROM events AS e "
+                "WHERE e.run_id = r.run_id AND e.type = 'RunFinished') FROM runs AS r WHERE run_id = ?",
+                [run_id]).fetchall()
+        if not rows:
+            raise UnknownRunError(f"no run {run_id!r} in {self.path}")
+        return RunInfo(*rows[0])
 
     @_guarded("read")
     def is_complete(self, run_id: str) -> bool:

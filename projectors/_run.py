@@ -217,7 +217,7 @@ def relax(
     hooks: HookMap | None = None,
     backend: AbstractBackend | None = None,
     flush_every: int = 256,
-    flush_values: int = 1 << 19,
+    flush_values: int = 1 << 22,
     pipelined: bool = True,
     queue_bytes: int = 1 << 26,
     proposer: Proposer | None = None,
