@@ -439,7 +439,7 @@ class DuckDBStore(AbstractEventStore):
                 runs_columns = {c for (c,) in con.execute(
                     "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
                     "AND schema_name = 'main' AND table_name = 'runs'").fetchall()}
-            if "run_key" not in runs_columns or "eta_values" not in tables:
+            if "run_key" not in runs_columns or not tables & {"eta_values", "eta_blocks"}:
                 raise StoreVersionError(f"{self.path} has the first store layout (schema {stored}, η frames as "
                                         f"lists) that this version cannot upgrade; export its runs with the version "
                                         f"that wrote it", self.path)

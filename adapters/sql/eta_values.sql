@@ -1,13 +1,4 @@
--- η in long form, one row per module per recorded frame: (run_key, step, idx, eta). The store keeps each frame
--- compressed in eta_blocks (its blob cut into rows by part) against the frames before it in its chain
--- (adapters/_eta_codec.py); a frame is decoded from its chain's key frame (base) up to it. Not a metric: the views
--- that read η (v_eta, ...) read this.
+-- η in long form, one row per module per recorded frame: (run_key, step, idx, eta), from the decoded frames of
+-- eta_lists. Not a metric: the views that read η by index read this.
 SELECT run_key, step, unnest(range(len(eta)))::INTEGER AS idx, unnest(eta) AS eta
-FROM (
-    SELECT b.run_key, b.step,
-           cfc_eta_decode(list(c.step ORDER BY c.step, c.part), list(c.data ORDER BY c.step, c.part)) AS eta
-    FROM eta_blocks AS b
-    JOIN eta_blocks AS c ON c.run_key = b.run_key AND c.base = b.base AND c.step <= b.step
-    WHERE b.part = 0
-    GROUP BY b.run_key, b.step
-)
+FROM eta_lists
