@@ -134,11 +134,6 @@ def decode_chain(blobs: Iterable[bytes]) -> list[np.ndarray]:
     return out
 
 
-def frame_size(blob: bytes) -> int:
-    """How many values the frame in ``blob`` holds."""
-    return _HEAD.unpack_from(blob, 0)[2]
-
-
 def register_eta_functions(con) -> None:
     """Make ``cfc_eta_decode(steps INTEGER[], pieces BLOB[]) -> DOUBLE[]`` callable on ``con``; idempotent.
 
