@@ -37,7 +37,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pyarrow as pa
 
-CHAIN = 8  # frames per chain: decoding step k reads at most this many frames
+CHAIN = 6  # frames per chain: decoding a frame reads at most this many (8: 1.3 % smaller, replay ~30 % slower)
 VERSION = 1
 _RAW, _PLANES = 0, 1  # blob kinds
 _ZERO, _PLAIN, _ZSTD = 0, 1, 2  # plane modes
@@ -98,7 +98,7 @@ def decode(blob: bytes, prediction: np.ndarray | None) -> np.ndarray:
         raise ValueError(f"η frame codec version {version} is unknown (this code reads {VERSION})")
     if kind == _RAW:
         return np.frombuffer(view, "<f8", n, _HEAD.size).astype(np.float64)
-    zigzag = np.zeros(n, "<u8")
+    zigzag = None
     at = _HEAD.size + len(_WIDTHS) * _PLANE.size
     for k, width in enumerate(_WIDTHS):
         mode, length = _PLANE.unpack_from(view, _HEAD.size + k * _PLANE.size)
@@ -109,10 +109,17 @@ def decode(blob: bytes, prediction: np.ndarray | None) -> np.ndarray:
         part = np.frombuffer(raw, width, n).astype("<u8")
         if k:
             part <<= np.uint64(24 + 8 * k)
-        zigzag |= part
+        if zigzag is None:
+            zigzag = part
+        else:
+            zigzag |= part
         at += length
-    residual = (zigzag >> np.uint64(1)).view("<i8")
-    residual ^= -(zigzag & np.uint64(1)).view("<i8")
+    if zigzag is None:
+        zigzag = np.zeros(n, "<u8")
+    sign = zigzag & np.uint64(1)
+    zigzag >>= np.uint64(1)
+    residual = zigzag.view("<i8")
+    residual ^= np.negative(sign.view("<i8"), out=sign.view("<i8"))
     if prediction is not None:
         residual += prediction.view("<i8")
     return residual.view("<f8")
