@@ -198,9 +198,10 @@ def replay_cmd(
     with open_store(db) as store:
         run_id = resolve_run(store, run_id)
         state = replay(store, run_id, step)
+        ids = list(state.ids)  # read from the store on first use
     console.print(f"run {run_id} at step {state.step}: energy {state.energy:.9g}, "
                   f"open gates: {', '.join(sorted(state.open_gates)) or 'none'}")
-    console.print(table(pl.DataFrame({"module": list(state.ids), "eta": state.eta.tolist()}), floats="{:.9g}"))
+    console.print(table(pl.DataFrame({"module": ids, "eta": state.eta.tolist()}), floats="{:.9g}"))
 
 
 def rerun_cmd(run_id: Run, db: Db = DEFAULT_DB) -> None:

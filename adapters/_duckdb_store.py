@@ -10,14 +10,22 @@ Tables (append-only; the API offers no update or delete):
 - ``run_modules``: each run's module ids in η order (``idx``).
 - ``events``: every event but the η frames; payloads are JSON text.
 - ``eta_frames``: one row per ``EtaRecorded`` event (its seq and step).
-- ``eta_values``: the frames' η in long form ``(run_key, step, idx, eta)``.
-  Long rows let DuckDB write large batches straight to compressed row
-  groups, skipping the WAL; that is several times cheaper than list columns.
+- ``eta_blocks``: one row per η frame ``(run_key, step, base, data)``, the
+  frame compressed losslessly against the frames before it in its chain,
+  which starts at step ``base`` (``adapters/_eta_codec.py``: about 5.5 bytes
+  per η value of a relaxation, against 8 raw). The view ``eta_values`` shows
+  them in long form ``(run_key, step, idx, eta)``; ``v_eta`` and the other
+  views read that.
 
 Each batch is one transaction with one Arrow INSERT per table, so a crash
 leaves a prefix of whole batches. Views ``v_*`` come from ``adapters/sql/v_*.sql``;
 they are created once per file and per set of view definitions (``store_meta``
-keeps their digest), not at every open.
+keeps their digest), not at every open. Closing checkpoints (writes the WAL
+into the file) unless told not to: ``close(checkpoint=False)`` leaves committed
+batches durable in the WAL (``runs.duckdb.wal``, which then belongs with the
+file when it is copied), but the next open pays more than the checkpoint saved
+(it checks the file on a second connection before replaying the WAL: 467
+against 369 ms of CPU per open + relax + close at N = 10⁴, ``bench/recording.py``).
 
 Opening checks before it changes anything: the file's header (a DuckDB file,
 not SQLite or anything else), that it is one of our stores (``store_meta``),
@@ -51,6 +59,7 @@ import hashlib
 import json
 import os
 import re
+import struct
 import threading
 from contextlib import contextmanager
 from importlib import resources
@@ -90,10 +99,12 @@ from complexity_from_constraints.events import (
     upcast,
 )
 
+from . import _eta_codec as codec
 from ._kind_functions import register_kind_functions
 from ._run_params import run_params
 
-STORE_SCHEMA_VERSION = 3  # 2: materialised tables mat_* and their positions; 3: run_meta, run_params, deletions, sweeps
+STORE_SCHEMA_VERSION = 4  # 2: materialised tables mat_* and their positions; 3: run_meta, run_params, deletions, sweeps;
+# 4: η frames compressed in eta_blocks (the long form eta_values becomes a view over them)
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS store_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -108,7 +119,8 @@ CREATE TABLE IF NOT EXISTS events (
     PRIMARY KEY (run_id, seq));
 CREATE TABLE IF NOT EXISTS eta_frames (
     run_id VARCHAR, seq BIGINT, step INTEGER, schema_version INTEGER, n INTEGER, PRIMARY KEY (run_id, seq));
-CREATE TABLE IF NOT EXISTS eta_values (run_key INTEGER, step INTEGER, idx INTEGER, eta DOUBLE);
+CREATE TABLE IF NOT EXISTS eta_blocks (
+    run_key INTEGER, step INTEGER, base INTEGER, part INTEGER, data BLOB USING COMPRESSION uncompressed);
 CREATE TABLE IF NOT EXISTS mat_positions (name VARCHAR, run_id VARCHAR, seq BIGINT);
 CREATE TABLE IF NOT EXISTS mat_steps (
     run_id VARCHAR, seq BIGINT, step INTEGER, energy DOUBLE, pg_norm DOUBLE, step_size DOUBLE, backtracks INTEGER,
@@ -131,7 +143,7 @@ CREATE TABLE IF NOT EXISTS mat_run_stats (
 # Every connection the store opens: no extension is ever fetched or loaded behind our back (opening a
 # SQLite file would otherwise download the sqlite scanner).
 _CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
-_TABLE_NAMES = ("store_meta", "runs", "systems", "run_modules", "events", "eta_frames", "eta_values",
+_TABLE_NAMES = ("store_meta", "runs", "systems", "run_modules", "events", "eta_frames", "eta_blocks",
                 "mat_positions", "mat_steps", "mat_run_stats", "run_meta", "run_params", "deletions", "sweeps",
                 "sweep_points", "study_results")
 _DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
@@ -140,6 +152,7 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 # Files this process holds, by real path: [read_only, count]. DuckDB would hand a second connect() of the
 # same file the same database, so two store objects would each believe they own its runs.
 _HELD: dict[str, list] = {}
+_PIECE = 4000  # bytes of an η blob per row of eta_blocks (see DuckDBStore._pieces)
 _HELD_LOCK = threading.Lock()
 
 
@@ -174,7 +187,8 @@ def _view_order(views: dict[str, str]) -> list[str]:
     return order
 
 
-_VIEWS = view_sql()
+# Views of the store's own that are not metrics: the long form of η (eta_values) over the compressed frames.
+_VIEWS = {**_sql_files("eta_"), **view_sql()}
 _VIEW_ORDER = _view_order(_VIEWS)
 # Views are re-created when their definitions (or the schema they read) change, not at every open.
 _VIEWS_DIGEST = hashlib.sha256(json.dumps([STORE_SCHEMA_VERSION, sorted(_VIEWS.items())]).encode()).hexdigest()[:16]
@@ -283,6 +297,7 @@ class DuckDBStore(AbstractEventStore):
         self._next_seq: dict[str, int] = {}
         self._keys: dict[str, int] = {}
         self._mat_seq: dict[str, int] = {}  # run → the last seq mat_steps reflects, as committed
+        self._chains: dict[str, tuple] = {}  # run → its η chain so far: (base step, position, η₋₁, η₋₂)
         self._unfolded = False  # a run finished here since mat_run_stats was last folded
         self._held = None if self.path == ":memory:" else os.path.realpath(self.path)
         self._hold()
@@ -353,6 +368,8 @@ class DuckDBStore(AbstractEventStore):
             if self.read_only:
                 return con
             with self._guard("open"):
+                # Closing checkpoints only as close(checkpoint=...) says, not on DuckDB's own initiative.
+                con.execute("PRAGMA disable_checkpoint_on_shutdown")
                 if state == "new":
                     self._create(con)
                 elif state == "upgrade":
@@ -397,6 +414,7 @@ class DuckDBStore(AbstractEventStore):
         except duckdb.Error as exc:
             raise _translate(exc, self.path, "open") from exc
         register_kind_functions(con)  # before any view is created or read: the views call them
+        codec.register_eta_functions(con)
         return con
 
     def _check(self, con: duckdb.DuckDBPyConnection) -> str:
@@ -408,10 +426,9 @@ class DuckDBStore(AbstractEventStore):
             StoreCorruptError: a table of ours is missing or the catalog does not read.
         """
         with self._guard("open"):
-            tables = {name: cols for name, cols in con.execute(
-                "SELECT table_name, list(column_name ORDER BY column_index) FROM duckdb_columns() "
-                "WHERE database_name = current_database() AND schema_name = 'main' AND NOT internal "
-                "GROUP BY table_name").fetchall()}
+            tables = {name for (name,) in con.execute(  # duckdb_tables(), not duckdb_columns(): a fifth of the time
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+                "AND schema_name = 'main' AND NOT internal").fetchall()}
             if not tables:
                 if self.read_only:
                     raise ForeignFileError(f"{self.path}: an empty DuckDB database, not a cfc store", self.path)
@@ -425,7 +442,11 @@ class DuckDBStore(AbstractEventStore):
             raise StoreVersionError(f"{self.path} was written by a newer version (store schema {stored}, this code "
                                     f"reads {STORE_SCHEMA_VERSION}); upgrade the package", self.path)
         if stored < STORE_SCHEMA_VERSION:
-            if "run_key" not in tables.get("runs", ()) or "eta_values" not in tables:
+            with self._guard("open"):
+                runs_columns = {c for (c,) in con.execute(
+                    "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
+                    "AND schema_name = 'main' AND table_name = 'runs'").fetchall()}
+            if "run_key" not in runs_columns or not tables & {"eta_values", "eta_blocks"}:
                 raise StoreVersionError(f"{self.path} has the first store layout (schema {stored}, η frames as "
                                         f"lists) that this version cannot upgrade; export its runs with the version "
                                         f"that wrote it", self.path)
@@ -466,7 +487,9 @@ class DuckDBStore(AbstractEventStore):
         (written from 75de091 on) and without (f6a55dc: sizes are counted from the
         stored values). The first layout (η frames as lists, 9ef8e13) is refused.
         Schema 2 lacks the metadata and sweep tables; every stored run gets its
-        ``run_params`` rows from its ``RunStarted``.
+        ``run_params`` rows from its ``RunStarted``. Schema 3 and older keep η in
+        long form in the table ``eta_values``: its frames are compressed into
+        ``eta_blocks`` (bit for bit) and the table gives way to the view of that name.
         """
         self._con = con  # the catch-up helpers run on self._con
         with self.transaction():
@@ -477,7 +500,15 @@ class DuckDBStore(AbstractEventStore):
                 con.execute("UPDATE eta_frames AS f SET n = (SELECT count(*) FROM eta_values AS v JOIN runs AS r "
                             "ON r.run_key = v.run_key WHERE r.run_id = f.run_id AND v.step = f.step)")
             for stmt in filter(str.strip, _TABLES.split(";")):
-                con.execute(stmt)  # IF NOT EXISTS: adds the materialised tables
+                con.execute(stmt)  # IF NOT EXISTS: adds the materialised tables and eta_blocks
+            if con.execute("SELECT 1 FROM duckdb_tables() WHERE database_name = current_database() "
+                           "AND table_name = 'eta_values'").fetchall():
+                # schema ≤ 3 kept η in long form: compress it into eta_blocks (the view eta_values replaces the table)
+                self._insert_long_form("SELECT run_key, step, idx, eta FROM eta_values")
+                for (view,) in con.execute("SELECT view_name FROM duckdb_views() WHERE database_name = "
+                                           "current_database() AND NOT internal").fetchall():
+                    con.execute(f'DROP VIEW "{view}"')  # views of the old schema read the table; made anew below
+                con.execute("DROP TABLE eta_values")
             self._create_views(con)
             self._catch_up(None)  # a file from before the materialised tables: fill them once
             for (run_id,) in con.execute("SELECT run_id FROM runs WHERE run_id NOT IN (SELECT run_id FROM run_params) "
@@ -541,9 +572,10 @@ class DuckDBStore(AbstractEventStore):
                         self._register_params(run_id, new_run)
                     self._register_added_modules(run_id, [r.event for r in others if r.event.type == "ModuleAdded"])
                     if frames:
-                        con.register("_cfc_values", self._value_rows(run_id, frames))
-                        con.execute("INSERT INTO eta_values SELECT * FROM _cfc_values")
-                        con.unregister("_cfc_values")
+                        con.register("_cfc_blocks", self._pieces(self._block_rows(
+                            self._run_key(run_id), run_id, [(r.event.step, r.event.eta) for r in frames])))
+                        con.execute("INSERT INTO eta_blocks SELECT * FROM _cfc_blocks")
+                        con.unregister("_cfc_blocks")
                         con.register("_cfc_frames", frame_rows)
                         con.execute("INSERT INTO eta_frames SELECT * FROM _cfc_frames")
                         con.unregister("_cfc_frames")
@@ -559,23 +591,81 @@ class DuckDBStore(AbstractEventStore):
             except BaseException:
                 self._next_seq.pop(run_id, None)
                 self._keys.pop(run_id, None)
+                self._chains.pop(run_id, None)
                 raise
             self._next_seq[run_id] = batch[-1].seq + 1
+            if isinstance(batch[-1].event, RunFinished):
+                self._chains.pop(run_id, None)
 
-    def _value_rows(self, run_id: str, frames: Sequence[Recorded]) -> pa.Table:
-        key = self._run_key(run_id)
-        sizes = np.fromiter((r.event.eta.size for r in frames), dtype=np.int64, count=len(frames))
-        steps = np.fromiter((r.event.step for r in frames), dtype=np.int32, count=len(frames))
-        if np.all(sizes == sizes[0]):  # the common case: one System size for the whole batch
-            idx = np.tile(np.arange(sizes[0], dtype=np.int32), len(frames))
-        else:  # expansion grew the System inside this batch
-            idx = np.concatenate([np.arange(k, dtype=np.int32) for k in sizes])
+    def _block_rows(self, key: int, run_id: str, frames: Sequence[tuple[int, np.ndarray]]) -> pa.Table:
+        """The ``eta_blocks`` rows of a batch's frames: each frame compressed against the frames of its chain.
+
+        A chain is at most ``codec.CHAIN`` consecutive frames of one size; it goes on
+        across batches of one store object and starts again after a size change
+        (expansion), a failed write or a reopen. ``base`` is the step of its key frame.
+        """
+        base, pos, prev1, prev2 = self._chains.get(run_id, (0, codec.CHAIN, None, None))
+        steps, bases, blobs = [], [], []
+        for step, eta in frames:
+            pos += 1
+            if pos >= codec.CHAIN or prev1 is None or prev1.size != eta.size:
+                base, pos, prev1, prev2 = step, 0, None, None
+            blobs.append(codec.encode(eta, codec.predict(prev1, prev2)))
+            steps.append(step)
+            bases.append(base)
+            prev1, prev2 = eta, prev1
+        self._chains[run_id] = (base, pos, prev1, prev2)
         return pa.table({
-            "run_key": pa.array(np.full(int(sizes.sum()), key, dtype=np.int32)),
-            "step": pa.array(np.repeat(steps, sizes)),
-            "idx": pa.array(idx),
-            "eta": pa.array(np.concatenate([r.event.eta for r in frames])),
+            "run_key": pa.array([key] * len(frames), pa.int32()),
+            "step": pa.array(steps, pa.int32()),
+            "base": pa.array(bases, pa.int32()),
+            "data": pa.array(blobs, pa.binary()),
         })
+
+    @staticmethod
+    def _pieces(blocks: pa.Table) -> pa.Table:
+        """Each frame's blob cut into rows of at most ``_PIECE`` bytes (``part`` 0, 1, …).
+
+        DuckDB keeps values above a few kB apart, in blocks of their own, and its
+        checkpoint copies them: the file grew by twice the bytes of large blobs.
+        """
+        keys, steps, bases, parts, data = [], [], [], [], []
+        for key, step, base, blob in zip(*(blocks.column(c).to_pylist() for c in ("run_key", "step", "base", "data"))):
+            view = memoryview(blob)
+            for k, at in enumerate(range(0, max(len(blob), 1), _PIECE)):
+                keys.append(key)
+                steps.append(step)
+                bases.append(base)
+                parts.append(k)
+                data.append(view[at:at + _PIECE])
+        return pa.table({"run_key": pa.array(keys, pa.int32()), "step": pa.array(steps, pa.int32()),
+                         "base": pa.array(bases, pa.int32()), "part": pa.array(parts, pa.int32()),
+                         "data": pa.array(data, pa.binary())})
+
+    def _insert_long_form(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Compress η given in long form (``sql`` selects ``run_key, step, idx, eta``) into ``eta_blocks``, run by run.
+
+        For upgrades from schema 3 and imports of exported runs; the caller holds a transaction.
+        """
+        con = self._con
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _cfc_long AS {sql}", list(params))
+        try:
+            for (key,) in con.execute("SELECT DISTINCT run_key FROM _cfc_long ORDER BY run_key").fetchall():
+                got = con.execute("SELECT step, eta FROM _cfc_long WHERE run_key = ? ORDER BY step, idx",
+                                  [key]).fetchnumpy()
+                steps, eta = np.asarray(got["step"]), np.asarray(got["eta"], dtype=np.float64)
+                cuts = np.flatnonzero(np.diff(steps)) + 1
+                starts = np.concatenate([[0], cuts])
+                frames = [(int(steps[a]), part) for a, part in zip(starts, np.split(eta, cuts))]
+                chain_id = f"_cfc_import_{key}"
+                try:
+                    con.register("_cfc_blocks", self._pieces(self._block_rows(int(key), chain_id, frames)))
+                    con.execute("INSERT INTO eta_blocks SELECT * FROM _cfc_blocks")
+                    con.unregister("_cfc_blocks")
+                finally:
+                    self._chains.pop(chain_id, None)
+        finally:
+            con.execute("DROP TABLE IF EXISTS _cfc_long")
 
     def _register_added_modules(self, run_id: str, added: list) -> None:
         if not added:
@@ -772,15 +862,33 @@ class DuckDBStore(AbstractEventStore):
             return []
         key = self._run_key(run_id)
         lo, hi = min(m[1] for m in meta), max(m[1] for m in meta)
-        values = np.asarray(self._con.execute(
-            "SELECT eta FROM eta_values WHERE run_key = ? AND step BETWEEN ? AND ? ORDER BY step, idx",
-            [key, lo, hi]).fetchnumpy()["eta"], dtype=np.float64)
-        sizes = [m[3] for m in meta]
-        if values.size != sum(sizes):
-            raise LogIntegrityError(f"run {run_id!r}: {values.size} η values for frames of sizes {sizes}")
-        bounds = np.cumsum([0] + sizes)
-        return [Recorded(run_id, int(seq), _frame(int(step), int(version), values[bounds[k]:bounds[k + 1]]))
-                for k, (seq, step, version, _) in enumerate(meta)]
+        # the frames from the key frame of the first one's chain on: each is decoded from those before it
+        pieces = self._con.sql(
+            "SELECT step, base, data FROM eta_blocks WHERE run_key = $1 AND step BETWEEN "
+            "(SELECT base FROM eta_blocks WHERE run_key = $1 AND step = $2 AND part = 0) AND $3 ORDER BY step, part",
+            params=[key, lo, hi]).to_arrow_table().combine_chunks()
+        # The pieces of consecutive rows lie end to end in the binary column's buffer: a frame is one slice of it.
+        data = pieces.column("data").chunk(0) if pieces.num_rows else pa.array([], pa.binary())
+        ends = np.frombuffer(data.buffers()[1], np.int32, len(data) + 1, data.offset * 4)
+        buffer = memoryview(data.buffers()[2]) if pieces.num_rows else memoryview(b"")
+        step_of = pieces.column("step").to_numpy()
+        first = np.flatnonzero(np.diff(step_of, prepend=-1) != 0)  # each frame's first piece
+        last = np.append(first[1:], len(step_of))
+        rows = [(int(step_of[a]), int(pieces.column("base")[int(a)].as_py()), buffer[ends[a]:ends[b]])
+                for a, b in zip(first, last)]
+        etas: dict[int, np.ndarray] = {}
+        prev1 = prev2 = None
+        for step, base, data in rows:
+            if step == base:
+                prev1 = prev2 = None
+            try:
+                eta = codec.decode(data, codec.predict(prev1, prev2))
+            except (ValueError, struct.error) as exc:
+                raise LogIntegrityError(f"run {run_id!r}: the η frame of step {step} does not decode: {exc}") from exc
+            etas[int(step)] = eta
+            prev1, prev2 = eta, prev1
+        return [Recorded(run_id, int(seq), _frame(int(step), int(version), _checked(run_id, etas, step, n)))
+                for seq, step, version, n in meta]
 
     def _decode(self, run_id: str, seq: int, event_type: str, version: int, payload: str):
         try:
@@ -830,9 +938,9 @@ class DuckDBStore(AbstractEventStore):
     def module_ids(self, run_id: str) -> tuple[str, ...]:
         self._require(run_id)
         with self._lock:
-            rows = self._con.execute("SELECT module_id FROM run_modules WHERE run_key = ? ORDER BY idx",
-                                     [self._run_key(run_id)]).fetchall()
-        return tuple(r[0] for r in rows)
+            ids = self._con.execute("SELECT module_id FROM run_modules WHERE run_key = ? ORDER BY idx",
+                                    [self._run_key(run_id)]).fetchnumpy()["module_id"]
+        return tuple(np.asarray(ids, dtype=object).tolist())  # one C-level conversion, not a row loop
 
     @_guarded("read")
     def runs(self) -> list[RunInfo]:
@@ -840,6 +948,18 @@ class DuckDBStore(AbstractEventStore):
             rows = self._con.execute(
                 "SELECT run_id, system_id, system_digest, seed, n_modules, status <> 'incomplete' FROM v_runs").fetchall()
         return [RunInfo(*row) for row in rows]
+
+    @_guarded("read")
+    def run_info(self, run_id: str) -> RunInfo:
+        """One run's registry row, read from ``runs`` alone (``runs()`` reads every run through ``v_runs``)."""
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT run_id, system_id, system_digest, seed, n_modules, EXISTS (SELECT 1 FROM events AS e "
+                "WHERE e.run_id = r.run_id AND e.type = 'RunFinished') FROM runs AS r WHERE run_id = ?",
+                [run_id]).fetchall()
+        if not rows:
+            raise UnknownRunError(f"no run {run_id!r} in {self.path}")
+        return RunInfo(*rows[0])
 
     @_guarded("read")
     def is_complete(self, run_id: str) -> bool:
@@ -942,7 +1062,7 @@ class DuckDBStore(AbstractEventStore):
                             "(SELECT count(*) FROM eta_frames AS f WHERE f.run_id = r.run_id) AS events "
                             "FROM runs AS r WHERE r.run_id IN (SELECT unnest(?::VARCHAR[]))", [ids])
                 removed = int(con.execute("SELECT coalesce(sum(events), 0) FROM _cfc_gone").fetchall()[0][0])
-                for table in ("eta_values", "run_modules"):
+                for table in ("eta_blocks", "run_modules"):
                     con.execute(f"DELETE FROM {table} WHERE run_key IN (SELECT run_key FROM _cfc_gone)")
                 for table in ("events", "eta_frames", "mat_steps", "mat_positions", "mat_run_stats", "run_meta",
                               "run_params", "runs"):
@@ -953,6 +1073,7 @@ class DuckDBStore(AbstractEventStore):
                 self._next_seq.pop(run_id, None)
                 self._keys.pop(run_id, None)
                 self._mat_seq.pop(run_id, None)
+                self._chains.pop(run_id, None)
             return removed
 
     def _execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[tuple]:
@@ -993,13 +1114,26 @@ class DuckDBStore(AbstractEventStore):
                 self._next_seq.clear()
                 self._keys.clear()
                 self._mat_seq.clear()
+                self._chains.clear()
                 raise
             finally:
                 self._depth, self._owner = 0, None
             self._con.execute("COMMIT")
 
-    def close(self) -> None:
-        """Fold the runs finished here into ``mat_run_stats`` (one transaction), then close the database and release the file."""
+    def checkpoint(self) -> None:
+        """Write the WAL into the database file now (DuckDB's ``CHECKPOINT``), so the next open has nothing to replay."""
+        with self._lock, self._guard("checkpoint"):
+            if not self.read_only:
+                self._con.execute("CHECKPOINT")
+
+    def close(self, *, checkpoint: bool = True) -> None:
+        """Fold the runs finished here into ``mat_run_stats`` (one transaction), checkpoint, close and release the file.
+
+        Committed batches are durable in the WAL already; ``checkpoint=False``
+        skips writing the WAL into the file (a process that will not open the
+        store again saves the time). The next open then replays it, which costs
+        more than the checkpoint did.
+        """
         with self._lock:
             if self._held is None and getattr(self, "_closed", False):
                 return
@@ -1007,6 +1141,8 @@ class DuckDBStore(AbstractEventStore):
                 if self._unfolded and not self.read_only:
                     with self._guard("close"), self.transaction():
                         self._fold_finished()
+                if checkpoint:
+                    self.checkpoint()
             finally:
                 self._closed = True
                 try:
@@ -1015,6 +1151,9 @@ class DuckDBStore(AbstractEventStore):
                     self._release()
 
     def _require(self, run_id: str) -> None:
+        if getattr(self, "_closed", False):
+            raise StoreError(f"{self.path} is closed; read what you need from it (a replayed state's ids "
+                             f"included) before closing it", self.path)
         with self._lock:
             if not self._con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchall():
                 raise UnknownRunError(f"no run {run_id!r} in {self.path}")
@@ -1069,6 +1208,15 @@ def _ids_arrow(ids) -> pa.Array:
         else:
             parts.append(pa.array(seg, pa.string()))
     return pa.concat_arrays([p.cast(pa.string()) for p in parts]) if parts else pa.array([], pa.string())
+
+
+def _checked(run_id: str, etas: dict[int, np.ndarray], step: int, n: int) -> np.ndarray:
+    """The decoded η of ``step``, checked against the size its frame row records."""
+    eta = etas.get(int(step))
+    if eta is None or eta.size != n:
+        raise LogIntegrityError(f"run {run_id!r}: the η frame of step {step} holds "
+                                f"{'nothing' if eta is None else eta.size} values, its row says {n}")
+    return eta
 
 
 def _frame(step: int, version: int, eta: Any) -> EtaRecorded:

@@ -168,9 +168,11 @@ def _copy_in(store: DuckDBStore, files: dict[str, str]) -> None:
                            "AND array_digest NOT IN (SELECT array_digest FROM system_arrays)", [files["system_arrays"]])
         store._execute("INSERT INTO runs BY NAME SELECT t.* REPLACE (k.new_key::INTEGER AS run_key) "
                     "FROM read_parquet(?) AS t JOIN _cfc_keymap AS k ON k.old_key = t.run_key", [files["runs"]])
-        for table in ("run_modules", "eta_values"):
-            store._execute(f"INSERT INTO {table} BY NAME SELECT t.* REPLACE (k.new_key::INTEGER AS run_key) "
-                        "FROM read_parquet(?) AS t JOIN _cfc_keymap AS k ON k.old_key = t.run_key", [files[table]])
+        store._execute("INSERT INTO run_modules BY NAME SELECT t.* REPLACE (k.new_key::INTEGER AS run_key) "
+                       "FROM read_parquet(?) AS t JOIN _cfc_keymap AS k ON k.old_key = t.run_key", [files["run_modules"]])
+        with store._lock:  # η is exported in long form; the store compresses it again
+            store._insert_long_form("SELECT k.new_key::INTEGER AS run_key, t.step, t.idx, t.eta FROM read_parquet(?) "
+                                    "AS t JOIN _cfc_keymap AS k ON k.old_key = t.run_key", [files["eta_values"]])
         for table in ("events", "eta_frames"):
             store._execute(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?)", [files[table]])
     finally:

@@ -23,11 +23,14 @@ def run_params(started: RunStarted) -> list[tuple[str, str]]:
     >>> rows["step_size"], rows["seed"], rows["stability"], float(rows["system.s0.a"]) == demo_system(0).modules[0].a
     ('0.1', '3', 'null', True)
     """
-    system = started.system.model_dump(mode="json", exclude={"module_arrays", "coupling_arrays"})  # arrays: not one value
+    whole = len(started.system.modules) + len(started.system.couplings) <= MAX_ENTITY_PARAMS
+    # a large System's entities are not rows here: do not dump them (seconds at 10⁵ entities); arrays are not one value
+    skipped = {"module_arrays", "coupling_arrays"} | (set() if whole else {"modules", "couplings"})
+    system = started.system.model_dump(mode="json", exclude=skipped)
     entities = system.pop("modules", []) + system.pop("couplings", [])
     fields = {"seed": started.seed, **flatten_fields(started.config.model_dump(mode="json")),
               **flatten_fields(system, "system.")}
-    if len(entities) <= MAX_ENTITY_PARAMS:
+    if whole:
         for entity in entities:
             fields.update((k, v) for k, v in flatten_fields(entity, f"system.{entity.pop('id')}.").items()
                           if not isinstance(v, tuple))  # observations, coefficients: not one value to filter on

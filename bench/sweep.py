@@ -29,6 +29,7 @@ from pathlib import Path  # noqa: E402
 import duckdb  # noqa: E402
 
 from complexity_from_constraints.adapters import DuckDBStore  # noqa: E402
+from complexity_from_constraints.adapters._eta_codec import register_eta_functions  # noqa: E402
 from complexity_from_constraints.adapters._sweep import ListAxis, SweepSpec, sweep  # noqa: E402
 from complexity_from_constraints.entities import RelaxConfig, standard_system  # noqa: E402
 
@@ -53,6 +54,7 @@ def one_round(spec: SweepSpec, engine: str, workers: int, folder: Path) -> tuple
 def same_runs(a: Path, b: Path) -> bool:
     """The two files hold the same run ids with the same events and η, compared in SQL."""
     con = duckdb.connect()
+    register_eta_functions(con)  # the eta_values view decodes the stored η frames
     con.execute(f"ATTACH '{a}' AS a (READ_ONLY)")
     con.execute(f"ATTACH '{b}' AS b (READ_ONLY)")
     checks = [

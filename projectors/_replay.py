@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -27,13 +29,59 @@ from ._fork import fork
 from ._run import HookMap, RunResult, relax
 
 
+class StoredIds(Sequence[str]):
+    """A run's module ids in η order, read from the store on first use.
+
+    Replay needs only how many modules a run has; a run of 10⁶ modules should
+    not build a tuple of 10⁶ strings at every replay. Indexing, iterating,
+    ``index``, ``in``, ``==`` and ``+`` read the ids once and keep them.
+    """
+
+    __slots__ = ("_store", "_run_id", "_n", "_ids")
+
+    def __init__(self, store: AbstractEventStore, run_id: str, n: int):
+        self._store, self._run_id, self._n, self._ids = store, run_id, n, None
+
+    def _load(self) -> tuple[str, ...]:
+        if self._ids is None:
+            self._ids = tuple(self._store.module_ids(self._run_id)[: self._n])
+        return self._ids
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, index):
+        return self._load()[index]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._load()
+
+    def index(self, value: Any, start: int = 0, stop: int = sys.maxsize) -> int:
+        return self._load().index(value, start, stop)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and not isinstance(other, str) and self._load() == tuple(other)
+
+    def __hash__(self) -> int:
+        return hash(self._load())
+
+    def __add__(self, other: Sequence[str]) -> tuple[str, ...]:
+        return self._load() + tuple(other)
+
+    def __repr__(self) -> str:
+        return f"StoredIds({self._run_id!r}, n={self._n})"
+
+
 @dataclass(frozen=True)
 class RunState:
     """A run's state as the log says it was after ``step``."""
 
     run_id: str
     step: int
-    ids: tuple[str, ...]
+    ids: Sequence[str]  # a tuple, or the run's StoredIds (read on first use)
     eta: np.ndarray = field(repr=False)
     energy: float
     open_gates: frozenset[str]
@@ -96,6 +144,8 @@ def replay(store: AbstractEventStore, run_id: str, step: int | None = None) -> R
     the log bit for bit (:class:`~entities.ReplayMismatchError` otherwise);
     a run whose loop cannot resume mid-run (expansion or revisions, L-BFGS-B,
     a weighting or solver without saved state) is re-run from its start.
+    The state's ``ids`` are read from the store when first used (a run of 10⁶
+    modules builds no tuple of ids unless asked), so use them before closing the store.
 
     >>> from complexity_from_constraints.entities import System, LandauModule, RelaxConfig
     >>> from complexity_from_constraints.events import InMemoryStore
@@ -107,7 +157,7 @@ def replay(store: AbstractEventStore, run_id: str, step: int | None = None) -> R
     """
     if step is not None and step < 0:
         raise UnknownStepError(f"step must be >= 0, got {step}")
-    start = replace(_EMPTY, run_id=run_id, ids=store.module_ids(run_id)[: store.run_info(run_id).n_modules])
+    start = replace(_EMPTY, run_id=run_id, ids=StoredIds(store, run_id, store.run_info(run_id).n_modules))
     light = store.read(run_id, until_step=step, types=_LIGHT_TYPES)
     last_step = max((r.event.step for r in light if isinstance(r.event, StepCommitted)), default=-1)
     if last_step < 0:

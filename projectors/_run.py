@@ -75,7 +75,7 @@ def current_labels() -> RunMeta | None:
     return _LABELS.get()
 
 
-@functools.cache  # reading the installed metadata costs ~10 ms; a process's version does not change
+@functools.cache  # importlib.metadata scans sys.path at every call: tens of ms per relax
 def package_version() -> str:
     """The installed version of the package (recorded in every ``RunStarted``)."""
     try:
@@ -118,11 +118,19 @@ class RunResult:
         return dict(zip(self.ids, map(float, self.eta)))
 
 
+def _event_bytes(event) -> int:
+    """What an event holds in memory while it waits to be written: its η array, or a small fixed size."""
+    return event.eta.nbytes if isinstance(event, EtaRecorded) else _SMALL_EVENT_BYTES
+
+
+_SMALL_EVENT_BYTES = 512  # a generous figure for one StepCommitted, gate event or revision
+
+
 class _Recorder:
     """Assigns seqs, buffers events, appends whole batches, then dispatches hooks.
 
     A batch ends on a step boundary: once ``flush_every`` steps (or
-    ``flush_values`` η values) are buffered, the batch is cut when the first
+    ``flush_values`` η values, or ``8 · flush_values`` bytes) are buffered, the batch is cut when the first
     event of the *next* step arrives (an event with another ``step``), never
     between a step's ``StepCommitted``, ``EtaRecorded`` and gate events. So the
     log, after a crash or as a hook's ``replay`` sees it mid-run, is a prefix of
@@ -135,6 +143,13 @@ class _Recorder:
     after its commit; if an append fails, the store's seq check refuses every
     later batch, so the log keeps a gap-free prefix.
 
+    The queue to the writer is bounded by bytes: batches handed over but not
+    yet committed hold at most ``queue_bytes`` (η arrays at their size, other
+    events at a fixed 512 bytes), except that one batch is always let through.
+    A loop that computes faster than the store writes waits for the oldest
+    batch to commit (back-pressure), so memory stays bounded whatever the run's
+    length. ``pending_bytes`` and ``peak_pending_bytes`` say how full it is.
+
     Raises:
         StoreTransactionError: the calling thread holds the store's open
             ``transaction()``: the run would wait for ever on its own lock
@@ -143,22 +158,24 @@ class _Recorder:
             is given back.
     """
 
-    def __init__(self, store: AbstractEventStore, run_id: str, flush_every: int, flush_values: int, pipelined: bool):
+    def __init__(self, store: AbstractEventStore, run_id: str, flush_every: int, flush_values: int, pipelined: bool,
+                 queue_bytes: int = 1 << 26):
         if store.in_transaction():
             store.release_run_id(run_id)
             raise StoreTransactionError(
                 f"relax cannot record into {getattr(store, 'path', 'the store')} inside its open transaction(); "
                 f"run it outside the `with store.transaction():` block", getattr(store, "path", None))
         self.store, self.run_id = store, run_id
-        self.flush_every, self.flush_values = flush_every, flush_values
+        self.flush_every, self.flush_values, self.queue_bytes = flush_every, flush_values, queue_bytes
         self.seq = store.next_seq(run_id)
         self.buffer: list[Recorded] = []
-        self.steps = self.values = 0
+        self.steps = self.values = self.bytes = 0
         self.due = False  # the buffer is full: cut it at the next step boundary
         self.step: int | None = None  # the step of the last buffered event that has one
         self.failures: list[HookFailure] = []
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cfc-writer") if pipelined else None
-        self.pending: deque[tuple[Future[None], list[Recorded]]] = deque()
+        self.pending: deque[tuple[Future[None], list[Recorded], int]] = deque()
+        self.pending_bytes = self.peak_pending_bytes = 0
 
     def add(self, event) -> None:
         step = getattr(event, "step", None)
@@ -168,25 +185,36 @@ class _Recorder:
             self.step = step
         self.buffer.append(Recorded(self.run_id, self.seq, event))
         self.seq += 1
+        self.bytes += _event_bytes(event)
         if isinstance(event, EtaRecorded):
             self.steps += 1
             self.values += event.eta.size
-            self.due = self.steps >= self.flush_every or self.values >= self.flush_values
+        # η values and bytes bound a batch alike: runs without η frames (or with few) cut by bytes too
+        self.due = (self.steps >= self.flush_every or self.values >= self.flush_values
+                    or self.bytes >= 8 * self.flush_values)
 
     def flush(self, wait: bool = False) -> None:
-        batch, self.buffer = self.buffer, []
-        self.steps = self.values = 0
+        batch, size, self.buffer = self.buffer, self.bytes, []
+        self.steps = self.values = self.bytes = 0
         self.due = False
         if batch:
             if self.pool is None:
                 self.store.append(self.run_id, batch)
                 self.failures.extend(hooks.dispatch(batch))
             else:
-                self.pending.append((self.pool.submit(self.store.append, self.run_id, batch), batch))
+                while self.pending and self.pending_bytes + size > self.queue_bytes:
+                    self._commit_oldest()  # back-pressure: the writer is behind by a full queue
+                self.pending.append((self.pool.submit(self.store.append, self.run_id, batch), batch, size))
+                self.pending_bytes += size
+                self.peak_pending_bytes = max(self.peak_pending_bytes, self.pending_bytes)
         while self.pending and (wait or self.pending[0][0].done()):
-            future, committed = self.pending.popleft()
-            future.result()  # re-raises a failed append here, in the caller's thread
-            self.failures.extend(hooks.dispatch(committed))
+            self._commit_oldest()
+
+    def _commit_oldest(self) -> None:
+        future, committed, size = self.pending.popleft()
+        self.pending_bytes -= size
+        future.result()  # waits; re-raises a failed append here, in the caller's thread
+        self.failures.extend(hooks.dispatch(committed))
 
     def close(self) -> None:
         if self.pool is not None:
@@ -203,8 +231,9 @@ def relax(
     hooks: HookMap | None = None,
     backend: AbstractBackend | None = None,
     flush_every: int = 256,
-    flush_values: int = 1 << 19,
+    flush_values: int = 1 << 22,
     pipelined: bool = True,
+    queue_bytes: int = 1 << 26,
     proposer: Proposer | None = None,
     weighting: AbstractWeighting | None = None,
     amortizer: AbstractAmortizer | None = None,
@@ -216,8 +245,11 @@ def relax(
     """Relax ``system`` and record every event of the run in ``store``.
 
     Events are appended in atomic batches of up to ``flush_every`` steps (or
-    ``flush_values`` recorded η values), by a background writer unless
-    ``pipelined=False``; after each batch is committed, the hook signals fire
+    ``flush_values`` recorded η values, or ``8 · flush_values`` bytes), by a
+    background writer unless ``pipelined=False``; batches waiting for that
+    writer hold at most ``queue_bytes`` (one batch always passes), and the loop
+    waits for the writer when they would hold more, so memory stays bounded.
+    After each batch is committed, the hook signals fire
     for its events, in order, in the calling thread. ``hooks`` connects extra
     receivers for this run only, e.g. ``{"gate_opened": fn}``.
 
@@ -296,7 +328,7 @@ def relax(
                    tags={**(meta.tags if meta else {}), **(tags or {})},
                    parent=(meta.parent if meta else None) or (fork_point.parent_run_id if fork_point else None))
     clock = time.perf_counter()
-    recorder = _Recorder(store, run_id, max(1, flush_every), max(1, flush_values), pipelined)
+    recorder = _Recorder(store, run_id, max(1, flush_every), max(1, flush_values), pipelined, max(1, queue_bytes))
     connected = _connect(hooks or {}, run_id)
     try:
         store.record_meta(run_id, meta)  # beside the log, so it may come first

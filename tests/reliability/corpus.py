@@ -40,11 +40,12 @@ HEADERS = 3 * 4096  # the file header and the two database headers
 
 
 def make_store(path: Path, *, modules: int = 400, steps: int = 40) -> Path:
-    """A healthy store with a couple of runs, big enough to span several data blocks."""
-    with DuckDBStore(path) as store:
-        system = standard_system(modules, seed=1)
-        relax(system, RelaxConfig(steps=steps, step_size=0.05), store=store, flush_every=8)
-        relax(system, RelaxConfig(steps=5), seed=2, store=store)
+    """A healthy store with a couple of runs, big enough to span several data blocks, checkpointed (no WAL)."""
+    store = DuckDBStore(path)
+    system = standard_system(modules, seed=1)
+    relax(system, RelaxConfig(steps=steps, step_size=0.05), store=store, flush_every=8)
+    relax(system, RelaxConfig(steps=5), seed=2, store=store)
+    store.close(checkpoint=True)
     return path
 
 
@@ -217,7 +218,7 @@ def attempt(path: Path, case: Case) -> BaseException | None:
             if case.read_all:
                 for info in store.runs():
                     store.read(info.run_id)
-                for table in ("events", "eta_frames", "eta_values", "runs", "run_modules", "systems"):
+                for table in ("events", "eta_frames", "eta_blocks", "eta_values", "runs", "run_modules", "systems"):
                     store.query(f"SELECT * FROM {table}")
         return None
     except BaseException as exc:  # noqa: BLE001 - the caller judges it

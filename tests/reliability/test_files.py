@@ -6,10 +6,12 @@ import gzip
 import hashlib
 import resource
 import signal
+import struct
 import subprocess
 import sys
 import textwrap
 
+import duckdb
 import pytest
 
 from corpus import CASES, check, fixture, skipped
@@ -39,13 +41,23 @@ def test_each_damaged_file_gives_its_typed_error_and_stays_as_it_was(case, healt
 
 # -- files written by earlier versions of the store ---------------------------------------------------------
 
-UPGRADABLE = ["store-f6a55dc.duckdb", "store-b413cf8.duckdb", "store-2769c86.duckdb"]
+UPGRADABLE = ["store-f6a55dc.duckdb", "store-b413cf8.duckdb", "store-2769c86.duckdb", "store-feb2486.duckdb"]
 
 
 @pytest.mark.parametrize("name", UPGRADABLE)
 def test_an_older_file_is_upgraded_and_reads_back(name, tmp_path):
     path = fixture(name, tmp_path)
+    with duckdb.connect(str(path), read_only=True) as con:  # η as the old layout keeps it, in long form
+        old = con.execute("SELECT r.run_id, v.step, v.idx, v.eta FROM eta_values AS v JOIN runs AS r "
+                          "USING (run_key) ORDER BY r.run_id, v.step, v.idx").fetchall()
     with DuckDBStore(path) as store:
+        new = store.query("SELECT run_id, step, idx, eta FROM eta_values JOIN runs USING (run_key) "
+                          "ORDER BY run_id, step, idx").rows()
+        assert len(new) == len(old) > 0 and all(a[:3] == b[:3] and struct.pack("<d", a[3]) == struct.pack("<d", b[3])
+                                                for a, b in zip(old, new)), "η changed in the upgrade"
+        framed = [(info.run_id, r.event.step, k, float(x)) for info in store.runs()
+                  for r in store.read(info.run_id, types=["EtaRecorded"]) for k, x in enumerate(r.event.eta)]
+        assert sorted(framed) == sorted(old)
         assert store.query("SELECT value FROM store_meta WHERE key = 'schema_version'").item() == str(STORE_SCHEMA_VERSION)
         runs = store.runs()
         params = store.query("SELECT run_id, value FROM v_run_params WHERE key = 'steps'")  # filled from RunStarted

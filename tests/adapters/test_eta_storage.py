@@ -1,0 +1,97 @@
+"""η frames are stored compressed and read back bit for bit, through replay, read and the views."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from complexity_from_constraints.adapters import DuckDBStore
+from complexity_from_constraints.adapters import _eta_codec as codec
+from complexity_from_constraints.entities import RelaxConfig, StoreError, standard_system
+from complexity_from_constraints.events import InMemoryStore
+from complexity_from_constraints.projectors import relax, replay
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 300), frames=st.integers(1, 12), seed=st.integers(0, 2**32 - 1),
+       scale=st.sampled_from([1e-12, 1e-3, 0.3, 1.0, 1e300]))
+def test_any_chain_of_frames_decodes_to_the_same_bits(n, frames, seed, scale):
+    rng = np.random.default_rng(seed)
+    chain = [rng.uniform(0.0, 1.0, n)]
+    for _ in range(frames - 1):
+        chain.append(chain[-1] + scale * rng.normal(size=n))
+    chain[-1][: n // 3] = chain[0][: n // 3]  # converged modules repeat their value
+    special = np.array([0.0, -0.0, 1.0, 5e-324, -1.5, 2.0**-1074, 1e308])
+    chain[0][: min(n, special.size)] = special[: min(n, special.size)]
+    decoded = codec.decode_chain(codec.encode_chain(chain))
+    assert [a.tobytes() for a in decoded] == [b.tobytes() for b in chain]
+
+
+def test_a_relaxation_is_stored_in_under_six_bytes_per_value_and_reads_back_exactly():
+    system = standard_system(3000, seed=0)
+    config = RelaxConfig(steps=60, step_size=0.05, eta0="uniform", tol=0.0)
+    with DuckDBStore(":memory:") as store:
+        reference = InMemoryStore()
+        r = relax(system, config, store=store, flush_every=7)  # chains cross batch boundaries
+        ref = relax(system, config, store=reference)
+        stored = store.query("SELECT sum(octet_length(data)) AS b, count(*) AS f FROM eta_blocks").row(0)
+        values = 3000 * stored[1]
+        assert stored[0] / values < 6.0, f"{stored[0] / values:.2f} bytes per η value"
+        mine = [x.event.eta for x in store.read(r.run_id, types=["EtaRecorded"])]
+        theirs = [x.event.eta for x in reference.read(ref.run_id, types=["EtaRecorded"])]
+        assert [a.tobytes() for a in mine] == [b.tobytes() for b in theirs]
+        for step in (0, 1, 7, 8, 9, 33, 60):
+            state = replay(store, r.run_id, step)
+            assert state.eta.tobytes() == replay(reference, ref.run_id, step).eta.tobytes()
+            view = store.query("SELECT entity_id, eta FROM v_eta WHERE run_id = ? AND step = ? ORDER BY entity_id",
+                               [r.run_id, step])
+            expected = sorted(zip(state.ids, state.eta.tolist()))
+            assert list(zip(view["entity_id"], view["eta"])) == expected
+
+
+def test_a_chain_restarts_when_expansion_changes_the_frame_size():
+    from complexity_from_constraints.entities import Candidate, ExpansionConfig, LandauModule
+
+    newcomer = Candidate(module=LandauModule(id="new", a=-1.0, b=1.0, eta0=0.5))
+    config = RelaxConfig(steps=20, step_size=0.05, tol=0.0,
+                         expansion=ExpansionConfig(every=6, local_steps=30, candidates=(newcomer,)))
+    system = standard_system(200, seed=3)  # frames of 200 values: the plane coding, not the small raw one
+    with DuckDBStore(":memory:") as store:
+        reference = InMemoryStore()
+        r = relax(system, config, store=store, flush_every=3)
+        ref = relax(system, config, store=reference)
+        sizes = [x.event.eta.size for x in store.read(r.run_id, types=["EtaRecorded"])]
+        assert sizes[0] == 200 and sizes[-1] == 201, "the run did not expand"
+        mine, theirs = store.read(r.run_id), reference.read(ref.run_id)
+        assert [(x.seq, x.event) for x in mine] == [(x.seq, x.event) for x in theirs]
+        assert replay(store, r.run_id).eta.tobytes() == r.eta.tobytes()
+
+
+class CountingStore(InMemoryStore):
+    def __init__(self):
+        super().__init__()
+        self.id_reads = 0
+
+    def module_ids(self, run_id):
+        self.id_reads += 1
+        return super().module_ids(run_id)
+
+
+def test_replay_reads_the_module_ids_only_when_they_are_used(toy_system):
+    store = CountingStore()
+    r = relax(toy_system, RelaxConfig(steps=10), store=store)
+    state = replay(store, r.run_id, 5)
+    assert store.id_reads == 0 and len(state.ids) == 4
+    assert tuple(state.ids) == ("a", "b", "c", "gate") and state.eta_of("b") == state.eta[1]
+    assert store.id_reads == 1
+
+
+def test_ids_of_a_replayed_state_are_refused_clearly_once_the_store_is_closed(toy_system):
+    store = DuckDBStore(":memory:")
+    r = relax(toy_system, RelaxConfig(steps=3), store=store)
+    state = replay(store, r.run_id)
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        list(state.ids)
