@@ -44,6 +44,7 @@ from ._framework import (
     Study,
     by_run,
     dipped_ramp,
+    gate_minimum,
     gating,
     query_runs,
     relax_all,
@@ -100,25 +101,6 @@ def build(config: MultiModuleScalingConfig, blocks: int, coupled: bool, seed: in
     return System(id=f"chain-{blocks}-{name}", modules=modules, couplings=couplings)
 
 
-def gate_eta(a: float, b: float, pull: float) -> float:
-    """The gate's minimiser on [0, 1] of aη² + bη⁴ − pull·η: the root of 2aη + 4bη³ = pull (a, b ≥ 0).
-
-    >>> round(gate_eta(0.1, 0.1, 0.3), 4)
-    0.7281
-    >>> gate_eta(0.1, 0.1, 0.0), gate_eta(0.1, 0.1, 5.0)
-    (0.0, 1.0)
-    """
-    if pull <= 0:
-        return 0.0
-    if 2 * a + 4 * b <= pull:
-        return 1.0
-    lo, hi = 0.0, 1.0
-    for _ in range(100):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if 2 * a * mid + 4 * b * mid ** 3 < pull else (lo, mid)
-    return (lo + hi) / 2
-
-
 SPREAD_SQL = """
     SELECT run_id, step, max(eta) - min(eta) AS spread FROM v_eta
     WHERE list_contains($ids, run_id) AND NOT starts_with(entity_id, 'gate')
@@ -154,7 +136,7 @@ def run(config: MultiModuleScalingConfig, store, progress: Progress | None = Non
 
     outcomes, rows, size_stats, checks = [], [], {}, []
     gate = GateModule(id="g", cost=config.gate_cost)
-    eta_star = gate_eta(gate.a, gate.b, config.benefit_weight * config.delta)
+    eta_star = gate_minimum(gate.a, gate.b, config.benefit_weight * config.delta)
     for blocks in config.sizes:
         arm = {c: [runs[(blocks, c, s)] for s in seeds] for c in (False, True)}
         paired = compare([x["spread"] for x in arm[True]], [x["spread"] for x in arm[False]], larger=False, tie=TIE)
