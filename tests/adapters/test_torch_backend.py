@@ -209,8 +209,8 @@ def test_backends_are_selected_by_name(torch):
     be = make_backend("torch", device="cpu", dtype="float32")
     assert isinstance(be, TorchBackend) and be.dtype == torch.float32 and be.xp is torch
     assert isinstance(make_backend("numpy"), NumpyBackend)
-    with pytest.raises(InvalidEntityError, match="unknown backend; known: numpy, torch"):
-        make_backend("jax")
+    with pytest.raises(InvalidEntityError, match=r"unknown backend; known: (\w+, )*numpy, (\w+, )*torch"):
+        make_backend("jax")  # other backends registered in this process (a doctest's) may be listed too
     with pytest.raises(InvalidEntityError, match="dtype"):
         make_backend("torch", dtype="float16")
     with pytest.raises(InvalidEntityError, match="CPU only"):
