@@ -273,6 +273,34 @@ def run_study(study: Any, config: Any, store: Any, console: Console) -> Any:
         return study.run(config, store, progress=_BarProgress(bar, task, study.name))
 
 
+def _studies_table() -> Table:
+    """Every registered study with its title."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="studies (cfc experiment NAME [--option value …])", title_justify="left", header_style="bold")
+    table.add_column("name")
+    table.add_column("what it tests")
+    for study_name, entry in studies().items():
+        table.add_row(study_name, escape(entry.load().title))
+    return table
+
+
+def _print_help(study: Any, console: Any, default_db: Path) -> None:
+    """``cfc experiment NAME --help``: the study's title, its config's doc and its options."""
+    from rich.markup import escape
+
+    console.print(f"[bold]cfc experiment {study.name}[/bold]: {escape(study.title)}")
+    doc = (study.config.__doc__ or "").strip()
+    if doc:
+        console.print(escape(doc))
+    console.print(_options_table(study.config))
+    console.print(f"also: --db FILE (the DuckDB file to record into, default {default_db}), --json (print "
+                  "the result as JSON), --engine local|ray|serial and --workers N (where the runs go), "
+                  "--figures DIR / --no-figures; a tuple takes a comma list (--x 1,2) or JSON "
+                  "(--x '[1, 2]'), a flag --x / --no-x")
+
+
 def register(app: typer.Typer, console: Any, default_db: Path) -> None:
     """Add the ``experiment`` command to ``app``."""
 
@@ -297,8 +325,6 @@ def register(app: typer.Typer, console: Any, default_db: Path) -> None:
     ) -> None:
         """Run a scripted study (see experiments/README.md); `cfc experiment NAME --help` lists its options."""
         from rich.console import Console
-        from rich.markup import escape
-        from rich.table import Table
 
         from complexity_from_constraints.entities import CfcError
 
@@ -308,13 +334,7 @@ def register(app: typer.Typer, console: Any, default_db: Path) -> None:
         if engine not in ("local", "ray", "serial"):
             raise CfcError(f"--engine {engine!r}: choose local, ray or serial")
         if (name is None and not run_all) or name in ("--help", "-h"):
-            table_ = Table(title="studies (cfc experiment NAME [--option value …])", title_justify="left",
-                           header_style="bold")
-            table_.add_column("name")
-            table_.add_column("what it tests")
-            for study_name, entry in studies().items():
-                table_.add_row(study_name, escape(entry.load().title))
-            console.print(table_)
+            console.print(_studies_table())
             return
         if run_all and (name is not None or ctx.args):
             raise CfcError("--all runs every study with its defaults: give no study name and no study options")
@@ -323,16 +343,7 @@ def register(app: typer.Typer, console: Any, default_db: Path) -> None:
         chosen = [load_study(n) for n in studies()] if run_all else [load_study(name)]
         tokens = list(ctx.args)
         if "--help" in tokens or "-h" in tokens:
-            study = chosen[0]
-            console.print(f"[bold]cfc experiment {name}[/bold]: {escape(study.title)}")
-            doc = (study.config.__doc__ or "").strip()
-            if doc:
-                console.print(escape(doc))
-            console.print(_options_table(study.config))
-            console.print(f"also: --db FILE (the DuckDB file to record into, default {default_db}), --json (print "
-                          "the result as JSON), --engine local|ray|serial and --workers N (where the runs go), "
-                          "--figures DIR / --no-figures; a tuple takes a comma list (--x 1,2) or JSON "
-                          "(--x '[1, 2]'), a flag --x / --no-x")
+            _print_help(chosen[0], console, default_db)
             return
         from complexity_from_constraints.projectors import labelled
 

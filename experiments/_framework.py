@@ -120,10 +120,10 @@ def relax_all(name: str, jobs: Sequence[Job], store: Any, progress: Progress | N
     (True, 2)
     """
     from complexity_from_constraints.adapters import JobList, engine_choice, sweep
-    from complexity_from_constraints.adapters._sweep import EngineChoice
 
     plan = JobList(name=name, jobs=tuple(jobs))
-    engine = engine_choice() or EngineChoice()  # serial outside a running_on block
+    choice = engine_choice()  # None outside a running_on block: serial
+    engine, workers, address = (choice.engine, choice.workers, choice.address) if choice else ("serial", None, None)
     progress = progress or Progress()
     progress.start(len(plan.jobs), "runs")
     seen = [0]
@@ -132,7 +132,7 @@ def relax_all(name: str, jobs: Sequence[Job], store: Any, progress: Progress | N
         progress.advance(done - seen[0])
         seen[0] = done
 
-    outcome = sweep(plan, store=store, engine=engine.engine, workers=engine.workers, address=engine.address,
+    outcome = sweep(plan, store=store, engine=engine, workers=workers, address=address,
                     progress=tell)
     failed = {r: why for r, why in outcome.reasons.items()}
     if failed:
