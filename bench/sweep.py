@@ -1,8 +1,9 @@
 """Sweep engines against running the same points one after another.
 
 32 runs (a standard System of 2,000 modules, 300 recorded steps each: 4 step sizes × 8 seeds) into a
-DuckDB file, three ways: serially in this process, with the ``local`` engine (a process pool of
-``--workers`` processes), and with the ``ray`` engine on a local cluster of ``--workers`` CPUs (its
+DuckDB file: serially in this process (two ways, and the faster one is the baseline: the sweep
+driver's serial engine, and a plain loop of ``relax`` into the file with its pipelined writer), with
+the ``local`` engine (a process pool of ``--workers`` processes), and with the ``ray`` engine on a local cluster of ``--workers`` CPUs (its
 start included). Prints the medians of ``--repeats`` rounds, the speed-ups with PASS/FAIL against the
 targets (local ≥ 1.7×, ray ≥ 1.5× on 2 cores), checks with SQL that the three files hold the same
 runs bit for bit, and prints the driver's ingest rate (η values appended per second of append time)
@@ -51,6 +52,20 @@ def one_round(spec: SweepSpec, engine: str, workers: int, folder: Path) -> tuple
     return wall, result.ingest_rate, path
 
 
+def plain_loop(spec: SweepSpec, folder: Path) -> float:
+    """The serial baseline as its own user would write it: ``relax`` into the file point after point, with the
+    pipelined writer (the store appends while the loop computes), no sweep driver, no in-memory copy."""
+    from complexity_from_constraints.projectors import relax
+
+    jobs = [spec.build(p) for p in spec.points()]  # built outside the clock
+    path = folder / f"plain-{time.monotonic_ns()}.duckdb"
+    started = time.perf_counter()
+    with DuckDBStore(path) as store:
+        for system, config, seed in jobs:
+            relax(system, config, seed=seed, store=store)
+    return time.perf_counter() - started
+
+
 def same_runs(a: Path, b: Path) -> bool:
     """The two files hold the same run ids with the same events and η, compared in SQL."""
     con = duckdb.connect()
@@ -89,11 +104,15 @@ def main() -> None:
             rates += [r[1] for r in results]
             files[engine] = results[-1][2]
             print(f"{engine:>7}: {walls[engine]:8.2f} s  ({n / walls[engine]:.2f} runs/s)")
+        if "serial" in walls:  # the fairer serial baseline is whichever of the two serial ways is faster
+            plain = statistics.median(plain_loop(spec, Path(tmp)) for _ in range(args.repeats))
+            print(f"  plain: {plain:8.2f} s  ({n / plain:.2f} runs/s; relax() into the file in a loop, pipelined)")
+            walls["serial"] = min(walls["serial"], plain)
         targets = {"local": 1.7, "ray": 1.5}
         for engine, target in targets.items():
             if engine in walls and "serial" in walls:
                 ratio = walls["serial"] / walls[engine]
-                print(f"{engine} vs serial: {ratio:.2f}×  (target ≥ {target}×)  {'PASS' if ratio >= target else 'FAIL'}")
+                print(f"{engine} vs the faster serial: {ratio:.2f}×  (target ≥ {target}×)  {'PASS' if ratio >= target else 'FAIL'}")
         for engine in files:
             if engine != "serial" and "serial" in files:
                 same = same_runs(files["serial"], files[engine])
