@@ -70,7 +70,6 @@ import duckdb
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from complexity_from_constraints.entities import (
     ForeignFileError,
@@ -95,11 +94,11 @@ from complexity_from_constraints.events import (
     RunStarted,
     StepCommitted,
     decode,
-    encode,
     upcast,
 )
 
 from . import _eta_codec as codec
+from . import _run_rows as run_rows
 from ._kind_functions import register_kind_functions
 from ._run_params import run_params
 
@@ -152,7 +151,6 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 # Files this process holds, by real path: [read_only, count]. DuckDB would hand a second connect() of the
 # same file the same database, so two store objects would each believe they own its runs.
 _HELD: dict[str, list] = {}
-_PIECE = 4000  # bytes of an η blob per row of eta_blocks (see DuckDBStore._pieces)
 _HELD_LOCK = threading.Lock()
 
 
@@ -548,21 +546,7 @@ class DuckDBStore(AbstractEventStore):
             raise StoreWriteError(f"{self.path} is open read-only", self.path)
         frames = [r for r in batch if isinstance(r.event, EtaRecorded)]
         others = [r for r in batch if not isinstance(r.event, EtaRecorded)]
-        event_rows = pa.table({
-            "run_id": pa.array([run_id] * len(others), pa.string()),
-            "seq": pa.array([r.seq for r in others], pa.int64()),
-            "type": pa.array([r.event.type for r in others], pa.string()),
-            "schema_version": pa.array([r.event.schema_version for r in others], pa.int32()),
-            "step": pa.array([r.step for r in others], pa.int32()),
-            "payload": pa.array([_payload(r.event) for r in others], pa.string()),
-        })
-        frame_rows = pa.table({
-            "run_id": pa.array([run_id] * len(frames), pa.string()),
-            "seq": pa.array([r.seq for r in frames], pa.int64()),
-            "step": pa.array([r.event.step for r in frames], pa.int32()),
-            "schema_version": pa.array([EtaRecorded.schema_version] * len(frames), pa.int32()),
-            "n": pa.array([r.event.eta.size for r in frames], pa.int32()),
-        })
+        event_rows = run_rows.event_rows(run_id, others)
         with self._lock:
             con = self._con
             try:
@@ -572,13 +556,10 @@ class DuckDBStore(AbstractEventStore):
                         self._register_params(run_id, new_run)
                     self._register_added_modules(run_id, [r.event for r in others if r.event.type == "ModuleAdded"])
                     if frames:
-                        con.register("_cfc_blocks", self._pieces(self._block_rows(
-                            self._run_key(run_id), run_id, [(r.event.step, r.event.eta) for r in frames])))
-                        con.execute("INSERT INTO eta_blocks SELECT * FROM _cfc_blocks")
-                        con.unregister("_cfc_blocks")
-                        con.register("_cfc_frames", frame_rows)
-                        con.execute("INSERT INTO eta_frames SELECT * FROM _cfc_frames")
-                        con.unregister("_cfc_frames")
+                        blocks, self._chains[run_id] = run_rows.compress(
+                            [(r.event.step, r.event.eta) for r in frames], self._chains.get(run_id, run_rows.NEW_CHAIN))
+                        self._insert_rows("eta_blocks", run_rows.with_key(blocks, self._run_key(run_id)))
+                        self._insert_rows("eta_frames", run_rows.frame_rows(run_id, frames))
                     con.register("_cfc_events", event_rows)
                     try:
                         if len(others):
@@ -597,50 +578,86 @@ class DuckDBStore(AbstractEventStore):
             if isinstance(batch[-1].event, RunFinished):
                 self._chains.pop(run_id, None)
 
-    def _block_rows(self, key: int, run_id: str, frames: Sequence[tuple[int, np.ndarray]]) -> pa.Table:
-        """The ``eta_blocks`` rows of a batch's frames: each frame compressed against the frames of its chain.
+    def append_runs(self, runs: Sequence[tuple[run_rows.EncodedRun, RunMeta | None]]) -> None:
+        """Append whole runs given as rows (:func:`encode_run`), with their metadata, in one transaction.
 
-        A chain is at most ``codec.CHAIN`` consecutive frames of one size; it goes on
-        across batches of one store object and starts again after a size change
-        (expansion), a failed write or a reopen. ``base`` is the step of its key frame.
+        What a sweep's driver calls with the runs its workers encoded: each table
+        gets one INSERT for all the runs, so the driver's cost per run is small
+        whatever its size. All or none: a run id already stored (or twice in
+        ``runs``) raises :class:`LogIntegrityError` and nothing is written.
         """
-        base, pos, prev1, prev2 = self._chains.get(run_id, (0, codec.CHAIN, None, None))
-        steps, bases, blobs = [], [], []
-        for step, eta in frames:
-            pos += 1
-            if pos >= codec.CHAIN or prev1 is None or prev1.size != eta.size:
-                base, pos, prev1, prev2 = step, 0, None, None
-            blobs.append(codec.encode(eta, codec.predict(prev1, prev2)))
-            steps.append(step)
-            bases.append(base)
-            prev1, prev2 = eta, prev1
-        self._chains[run_id] = (base, pos, prev1, prev2)
-        return pa.table({
-            "run_key": pa.array([key] * len(frames), pa.int32()),
-            "step": pa.array(steps, pa.int32()),
-            "base": pa.array(bases, pa.int32()),
-            "data": pa.array(blobs, pa.binary()),
-        })
+        if not runs:
+            return
+        ids = [r.run_id for r, _ in runs]
+        if len(set(ids)) != len(ids):
+            raise LogIntegrityError(f"runs {sorted(i for i in set(ids) if ids.count(i) > 1)} are given twice")
+        with self._lock, self._guard("write"):
+            if self.read_only:
+                raise StoreWriteError(f"{self.path} is open read-only", self.path)
+            with self.transaction():
+                con = self._con
+                taken = con.execute("SELECT run_id FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+                                    [ids]).fetchall()
+                if taken:
+                    raise LogIntegrityError(f"run {taken[0][0]!r} already exists")
+                first = con.execute("SELECT coalesce(max(run_key), 0) + 1 FROM runs").fetchall()[0][0]
+                keys = list(range(first, first + len(runs)))
+                for run, _ in runs:
+                    self._store_system_form(run.system_digest, run.system_json, run.system_arrays)
+                encoded = [r for r, _ in runs]
+                self._insert_rows("runs", pa.table({
+                    "run_id": pa.array(ids, pa.string()), "run_key": pa.array(keys, pa.int32()),
+                    "system_id": pa.array([r.system_id for r in encoded], pa.string()),
+                    "system_digest": pa.array([r.system_digest for r in encoded], pa.string()),
+                    "seed": pa.array([r.seed for r in encoded], pa.int64()),
+                    "n_modules": pa.array([r.n_modules for r in encoded], pa.int32()),
+                    "package_version": pa.array([r.package_version for r in encoded], pa.string())}))
+                self._insert_rows("run_modules", pa.concat_tables(
+                    [run_rows.with_key(r.modules, k) for r, k in zip(encoded, keys)]))
+                self._insert_rows("run_params", pa.concat_tables(
+                    [r.params.add_column(0, "run_id", pa.array([r.run_id] * r.params.num_rows, pa.string()))
+                     for r in encoded]))
+                self._insert_rows("eta_frames", pa.concat_tables([r.frames for r in encoded]))
+                self._insert_rows("eta_blocks", pa.concat_tables(
+                    [run_rows.with_key(r.blocks, k) for r, k in zip(encoded, keys)]))
+                con.register("_cfc_events", pa.concat_tables([r.events for r in encoded]))
+                try:
+                    con.execute("INSERT INTO events SELECT * FROM _cfc_events")
+                    con.execute(_MATERIALISED_SQL["mat_steps"])
+                finally:
+                    con.unregister("_cfc_events")
+                self._insert_rows("mat_positions", pa.table({
+                    "name": pa.array(["mat_steps"] * len(runs), pa.string()), "run_id": pa.array(ids, pa.string()),
+                    "seq": pa.array([r.last_seq for r in encoded], pa.int64())}))
+                metas = [(r.run_id, m) for r, m in runs if m is not None]
+                if metas:
+                    self._insert_rows("run_meta", pa.table({
+                        "run_id": pa.array([i for i, _ in metas], pa.string()),
+                        "name": pa.array([m.name for _, m in metas], pa.string()),
+                        "tags": pa.array([json.dumps(dict(m.tags), sort_keys=True) for _, m in metas], pa.string()),
+                        "study": pa.array([m.study for _, m in metas], pa.string()),
+                        "sweep": pa.array([m.sweep for _, m in metas], pa.string()),
+                        "parent": pa.array([m.parent for _, m in metas], pa.string()),
+                        "started_at": pa.array([m.started_at for _, m in metas], pa.string()),
+                        "duration_s": pa.array([m.duration_s for _, m in metas], pa.float64())}),
+                        "INSERT OR REPLACE INTO run_meta SELECT run_id, name, tags, study, sweep, parent, "
+                        "started_at::TIMESTAMPTZ, duration_s FROM _cfc_rows")
+            for run, key in zip(encoded, keys):
+                self._next_seq[run.run_id] = run.last_seq + 1
+                self._keys[run.run_id] = key
+                self._mat_seq[run.run_id] = run.last_seq
+            self._unfolded |= any(r.finished for r in encoded)
 
-    @staticmethod
-    def _pieces(blocks: pa.Table) -> pa.Table:
-        """Each frame's blob cut into rows of at most ``_PIECE`` bytes (``part`` 0, 1, …).
-
-        DuckDB keeps values above a few kB apart, in blocks of their own, and its
-        checkpoint copies them: the file grew by twice the bytes of large blobs.
-        """
-        keys, steps, bases, parts, data = [], [], [], [], []
-        for key, step, base, blob in zip(*(blocks.column(c).to_pylist() for c in ("run_key", "step", "base", "data"))):
-            view = memoryview(blob)
-            for k, at in enumerate(range(0, max(len(blob), 1), _PIECE)):
-                keys.append(key)
-                steps.append(step)
-                bases.append(base)
-                parts.append(k)
-                data.append(view[at:at + _PIECE])
-        return pa.table({"run_key": pa.array(keys, pa.int32()), "step": pa.array(steps, pa.int32()),
-                         "base": pa.array(bases, pa.int32()), "part": pa.array(parts, pa.int32()),
-                         "data": pa.array(data, pa.binary())})
+    def _insert_rows(self, table: str, rows: pa.Table, sql: str | None = None, params: Sequence[Any] = ()) -> None:
+        """One INSERT of an Arrow table into one of the store's tables (or ``sql`` reading it as ``_cfc_rows``)."""
+        if not rows.num_rows:
+            return
+        with self._lock:
+            self._con.register("_cfc_rows", rows)
+            try:
+                self._con.execute(sql or f"INSERT INTO {table} SELECT * FROM _cfc_rows", list(params))
+            finally:
+                self._con.unregister("_cfc_rows")
 
     def _insert_long_form(self, sql: str, params: Sequence[Any] = ()) -> None:
         """Compress η given in long form (``sql`` selects ``run_key, step, idx, eta``) into ``eta_blocks``, run by run.
@@ -657,13 +674,7 @@ class DuckDBStore(AbstractEventStore):
                 cuts = np.flatnonzero(np.diff(steps)) + 1
                 starts = np.concatenate([[0], cuts])
                 frames = [(int(steps[a]), part) for a, part in zip(starts, np.split(eta, cuts))]
-                chain_id = f"_cfc_import_{key}"
-                try:
-                    con.register("_cfc_blocks", self._pieces(self._block_rows(int(key), chain_id, frames)))
-                    con.execute("INSERT INTO eta_blocks SELECT * FROM _cfc_blocks")
-                    con.unregister("_cfc_blocks")
-                finally:
-                    self._chains.pop(chain_id, None)
+                self._insert_rows("eta_blocks", run_rows.with_key(run_rows.compress(frames)[0], int(key)))
         finally:
             con.execute("DROP TABLE IF EXISTS _cfc_long")
 
@@ -690,45 +701,34 @@ class DuckDBStore(AbstractEventStore):
             raise LogIntegrityError(f"run {run_id!r} already exists")
         key = con.execute("SELECT coalesce(max(run_key), 0) + 1 FROM runs").fetchall()[0][0]
         s = started.system
-        if not con.execute("SELECT 1 FROM systems WHERE system_digest = ?", [started.system_digest]).fetchall():
-            self._store_system(started.system_digest, s)
+        self._store_system(started.system_digest, s)
         n = s.n_modules
         con.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [run_id, key, s.id, started.system_digest, started.seed, n, started.package_version])
         self._keys[run_id] = int(key)
-        codes, kinds = s.kind_codes()
-        con.register("_cfc_modules", pa.table({
-            "run_key": pa.array(np.full(n, key, dtype=np.int32)),
-            "idx": pa.array(np.arange(n, dtype=np.int32)),
-            "module_id": _ids_arrow(s.module_ids),
-            "kind": pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(kinds, pa.string())).cast(pa.string()),
-        }))
-        con.execute("INSERT INTO run_modules SELECT * FROM _cfc_modules")
-        con.unregister("_cfc_modules")
+        self._insert_rows("run_modules", run_rows.with_key(run_rows.module_rows(s), int(key)))
 
     def _store_system(self, digest: str, system) -> None:
         """The System once per digest: JSON; with arrays, the skeleton JSON plus each array's bytes, once per array digest."""
+        self._store_system_form(digest, *run_rows.system_form(system))
+
+    def _store_system_form(self, digest: str, system_json: str, arrays: dict[str, np.ndarray]) -> None:
         con = self._con
-        if not system.has_arrays:
-            con.execute("INSERT INTO systems VALUES (?, ?)", [digest, system.canonical_json()])
+        if con.execute("SELECT 1 FROM systems WHERE system_digest = ?", [digest]).fetchall():
             return
-        con.execute("CREATE TABLE IF NOT EXISTS system_arrays (array_digest VARCHAR PRIMARY KEY, dtype VARCHAR, data BLOB)")
-        con.execute("INSERT INTO systems VALUES (?, ?)", [digest, json.dumps(system.skeleton(), sort_keys=True)])
-        arrays = system.arrays()
+        con.execute("INSERT INTO systems VALUES (?, ?)", [digest, system_json])
+        if not arrays:
+            return
         known = {r[0] for r in con.execute("SELECT array_digest FROM system_arrays WHERE array_digest IN "
                                            "(SELECT unnest(?::VARCHAR[]))", [list(arrays)]).fetchall()}
         new = [(d, a) for d, a in arrays.items() if d not in known]
         if new:
-            con.register("_cfc_arrays", pa.table({
+            self._insert_rows("system_arrays", pa.table({
                 "array_digest": pa.array([d for d, _ in new], pa.string()),
                 "dtype": pa.array([a.dtype.name for _, a in new], pa.string()),
                 "data": pa.array([np.ascontiguousarray(a, a.dtype.newbyteorder("<")).tobytes() for _, a in new],
                                  pa.large_binary()),
             }))
-            try:
-                con.execute("INSERT INTO system_arrays SELECT * FROM _cfc_arrays")
-            finally:
-                con.unregister("_cfc_arrays")
 
     # -- materialised tables ------------------------------------------------------------------
     def _materialise_batch(self, run_id: str, first: int, last: int, steps: bool, finished: bool) -> None:
@@ -1082,15 +1082,6 @@ class DuckDBStore(AbstractEventStore):
         with self._lock, self._guard("write"):  # a write on a read-only store fails in DuckDB: a StoreWriteError
             return self._con.execute(sql, params).fetchall()
 
-    def _insert_arrow(self, table: str, rows: pa.Table) -> None:
-        """Append an Arrow table to one of the store's own tables (one INSERT)."""
-        with self._lock:
-            self._con.register("_cfc_rows", rows)
-            try:
-                self._con.execute(f"INSERT INTO {table} SELECT * FROM _cfc_rows")
-            finally:
-                self._con.unregister("_cfc_rows")
-
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """Hold the store for one multi-statement transaction (rolled back if anything raises).
@@ -1186,28 +1177,6 @@ def _check_reading(sql: str, path: str) -> None:
 
 def _frame_of(rel) -> pl.DataFrame:
     return rel.pl() if rel is not None else pl.DataFrame()
-
-
-def _payload(event) -> str:
-    # A System is stored once per digest in ``systems`` (sweeps and re-runs share it).
-    if isinstance(event, RunStarted):
-        return event.model_dump_json(exclude={"system"})
-    return encode(event)
-
-
-def _ids_arrow(ids) -> pa.Array:
-    """Module ids as one Arrow string array: each array's members by one vectorised concatenation, not a Python loop."""
-    segments = getattr(ids, "segments", None)
-    if segments is None:
-        return pa.array(list(ids), pa.string())
-    parts = []
-    for seg in segments:
-        if len(seg) == 3 and isinstance(seg[1], int) and not isinstance(seg[2], str):
-            numbers = pa.array(np.arange(seg[1], seg[2], dtype=np.int64)).cast(pa.string())
-            parts.append(pc.binary_join_element_wise(f"{seg[0]}/", numbers, ""))
-        else:
-            parts.append(pa.array(seg, pa.string()))
-    return pa.concat_arrays([p.cast(pa.string()) for p in parts]) if parts else pa.array([], pa.string())
 
 
 def _checked(run_id: str, etas: dict[int, np.ndarray], step: int, n: int) -> np.ndarray:

@@ -149,6 +149,7 @@ def sweep(spec: SweepSpec | JobList, *, store: AbstractEventStore, engine: str |
     labels = current_labels() or RunMeta()  # a study's label (``labelled(study=…)``) reaches its sweep's runs
     runner = make_engine(engine, workers, address)
     runner.faults = os.environ.get(FAULTS_ENV)
+    runner.encoded = hasattr(store, "append_runs")  # a DuckDB store: workers compress and serialise, the driver inserts
     ingest = _Ingest(store, book, spec, result, labels)
     try:
         attempts: dict[int, int] = {}
@@ -194,7 +195,8 @@ class _Ingest:
         self.values, self.since = 0, 0.0
 
     def add(self, point: Point, outcome: PointOutcome, attempts: int) -> None:
-        values = sum(r.event.eta.size for r in outcome.events if r.event.type == "EtaRecorded")
+        values = (outcome.encoded.eta_values if outcome.encoded is not None else
+                  sum(r.event.eta.size for r in outcome.events if r.event.type == "EtaRecorded"))
         if not self.pending:
             self.since = time.perf_counter()
         self.pending.append((point, outcome, attempts, values))
@@ -210,13 +212,12 @@ class _Ingest:
         started = time.perf_counter()
         try:
             with self._transaction():
-                for item in group:
-                    self._store(*item)
+                self._store(group)
         except LogIntegrityError:  # one run of the group was refused: the group rolled back whole
             for item in group:
                 try:
                     with self._transaction():
-                        self._store(*item)
+                        self._store([item])
                 except LogIntegrityError as exc:
                     _fail(self.result, self.book, item[0], f"{type(exc).__name__}: {exc}", item[2])
         self.result.ingest_seconds += time.perf_counter() - started
@@ -225,16 +226,27 @@ class _Ingest:
         transaction = getattr(self.store, "transaction", None)
         return transaction() if transaction is not None else nullcontext()
 
-    def _store(self, point: Point, outcome: PointOutcome, attempts: int, values: int) -> None:
-        labels, spec = self.labels, self.spec
-        self.store.record_meta(point.run_id, RunMeta(
-            name=f"{spec.name}/p{point.index}", sweep=self.result.sweep_id, started_at=outcome.started_at,
+    def _meta(self, point: Point, outcome: PointOutcome) -> RunMeta:
+        labels = self.labels
+        return RunMeta(
+            name=f"{self.spec.name}/p{point.index}", sweep=self.result.sweep_id, started_at=outcome.started_at,
             duration_s=outcome.seconds, study=labels.study, parent=labels.parent,
-            tags={**labels.tags, **{k: json.dumps(v) if not isinstance(v, str) else v for k, v in point.values.items()}}))
-        self.store.append(point.run_id, list(outcome.events))
-        self.book.set(spec, point, "complete", attempts, None, outcome.seconds)
-        self.result.eta_values += values
-        self.result.status[point.run_id] = "complete"
+            tags={**labels.tags, **{k: json.dumps(v) if not isinstance(v, str) else v for k, v in point.values.items()}})
+
+    def _store(self, group: list[tuple[Point, PointOutcome, int, int]]) -> None:
+        encoded = [(outcome.encoded, self._meta(point, outcome)) for point, outcome, _, _ in group
+                   if outcome.encoded is not None]
+        if encoded:
+            self.store.append_runs(encoded)  # type: ignore[attr-defined]
+        for point, outcome, _, _ in group:
+            if outcome.encoded is None:
+                self.store.record_meta(point.run_id, self._meta(point, outcome))
+                self.store.append(point.run_id, list(outcome.events))
+        self.book.set_many(self.spec, [(point, "complete", attempts, None, outcome.seconds)
+                                       for point, outcome, attempts, _ in group])
+        for point, _, _, values in group:
+            self.result.eta_values += values
+            self.result.status[point.run_id] = "complete"
 
 
 def _fail(result: SweepResult, book: _Bookkeeping, point: Point, reason: str, attempts: int) -> None:
@@ -272,19 +284,31 @@ class _Bookkeeping:
                                   "axes": [r[4] for r in rows], "status": ["pending"] * len(rows),
                                   "attempts": [0] * len(rows), "reason": pa.nulls(len(rows), pa.string()),
                                   "seconds": pa.nulls(len(rows), pa.float64())})
-                self.store._insert_arrow("sweep_points", table)
+                self.store._insert_rows("sweep_points", table)
         self.sweep_id = sweep_id
 
     def set(self, spec: SweepSpec | JobList | None, point: Point, status: str, attempts: int, reason: str | None,
             seconds: float | None) -> None:
-        self.store._execute("UPDATE sweep_points SET status = ?, attempts = ?, reason = ?, seconds = ? "
-                            "WHERE sweep_id = ? AND point = ?",
-                            [status, attempts, reason, seconds, self.sweep_id, point.index])
+        self.set_many(spec, [(point, status, attempts, reason, seconds)])
+
+    def set_many(self, spec: SweepSpec | JobList | None,
+                 updates: list[tuple[Point, str, int, str | None, float | None]]) -> None:
+        """Each point's status, attempts, reason and seconds, in one UPDATE."""
+        import pyarrow as pa
+
+        rows = pa.table({"point": pa.array([u[0].index for u in updates], pa.int32()),
+                         "status": pa.array([u[1] for u in updates], pa.string()),
+                         "attempts": pa.array([u[2] for u in updates], pa.int32()),
+                         "reason": pa.array([u[3] for u in updates], pa.string()),
+                         "seconds": pa.array([u[4] for u in updates], pa.float64())})
+        self.store._insert_rows("sweep_points", rows, (
+            "UPDATE sweep_points AS p SET status = u.status, attempts = u.attempts, reason = u.reason, "
+            "seconds = u.seconds FROM _cfc_rows AS u WHERE p.sweep_id = ? AND p.point = u.point"), [self.sweep_id])
 
 
 class _NoBookkeeping(_Bookkeeping):
     def register(self, spec, points):
         pass
 
-    def set(self, spec, point, status, attempts, reason, seconds):
+    def set_many(self, spec, updates):
         pass

@@ -18,14 +18,17 @@ from typing import Iterable
 from complexity_from_constraints.entities import CfcError, DivergedError, InvalidEntityError
 from complexity_from_constraints.events import Recorded
 
+from ._run_rows import EncodedRun, encode_run
 from ._sweep_spec import JobList, Point, SweepSpec, parse_plan
 
 @dataclass(frozen=True)
 class PointOutcome:
-    """What a worker sends back: the run's events (under the point's run id) or the reason it failed."""
+    """What a worker sends back: the run's events (under the point's run id), or its rows ready for a DuckDB
+    store (``encoded``), or the reason it failed."""
 
     run_id: str
     events: tuple[Recorded, ...] = ()
+    encoded: EncodedRun | None = None
     error: str | None = None
     seconds: float = 0.0
     started_at: str | None = None
@@ -38,9 +41,11 @@ def _plan(spec_json: str) -> tuple[SweepSpec | JobList, list[Point]]:
     return plan, plan.points()
 
 
-def run_point(spec_json: str, index: int, faults: str | None = None) -> PointOutcome:
+def run_point(spec_json: str, index: int, faults: str | None = None, encoded: bool = False) -> PointOutcome:
     """Relax one point of a sweep or job list into memory and return its events (what every engine's workers call).
 
+    With ``encoded`` the worker also does the store's share of the work: it compresses η and serialises the
+    payloads into the rows of a DuckDB store (:func:`encode_run`), so the driver only inserts them.
     ``faults`` is the folder of :data:`FAULTS_ENV` (tests only).
     """
     from complexity_from_constraints.events import InMemoryStore
@@ -64,7 +69,8 @@ def run_point(spec_json: str, index: int, faults: str | None = None) -> PointOut
         return PointOutcome(point.run_id, error=f"{type(exc).__name__}: {exc}")
     events = tuple(Recorded(point.run_id, r.seq, r.event) for r in store.read(run_id))
     meta = store.run_meta(run_id)
-    return PointOutcome(point.run_id, events, seconds=time.perf_counter() - started,
+    rows = encode_run(point.run_id, events) if encoded else None
+    return PointOutcome(point.run_id, () if encoded else events, rows, seconds=time.perf_counter() - started,
                         started_at=meta.started_at if meta else None)
 
 
@@ -80,6 +86,7 @@ class AbstractEngine:
     name: str = "abstract"
 
     faults: str | None = None  # set by the driver from FAULTS_ENV
+    encoded: bool = False  # set by the driver: workers send store rows (a DuckDB store) rather than events
 
     def run(self, spec_json: str, indices: list[int]) -> Iterable[tuple[int, PointOutcome | BaseException]]:  # pragma: no cover
         raise NotImplementedError
@@ -96,7 +103,7 @@ class SerialEngine(AbstractEngine):
     def run(self, spec_json, indices):
         for index in indices:
             try:
-                yield index, run_point(spec_json, index, self.faults)
+                yield index, run_point(spec_json, index, self.faults, self.encoded)
             except Exception as exc:  # an untyped failure inside the run: reported, not fatal to the sweep
                 yield index, exc
 
@@ -110,19 +117,24 @@ class LocalEngine(AbstractEngine):
         self.workers = max(1, workers or os.cpu_count() or 1)
         self._pool: ProcessPoolExecutor | None = None
 
-    def _executor(self) -> ProcessPoolExecutor:
+    def _executor(self, spec_json: str) -> ProcessPoolExecutor:
         if self._pool is None:
             import multiprocessing
 
-            # forkserver: workers fork from a clean server process that has imported the package once, so
-            # they inherit none of the driver's threads or open files (DuckDB) and start in milliseconds
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload([__name__, "complexity_from_constraints.projectors"])
+            if "fork" in multiprocessing.get_all_start_methods():
+                # fork: the workers start in milliseconds with the plan already parsed here (inherited), instead of
+                # each importing the package and parsing the plan. Only this thread runs Python at the fork, and
+                # the workers never touch the driver's store, so nothing its threads hold is used in a worker.
+                _plan(spec_json)
+                context = multiprocessing.get_context("fork")
+            else:  # forkserver: a clean server process that has imported the package once
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload([__name__, "complexity_from_constraints.projectors"])
             self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
         return self._pool
 
     def run(self, spec_json, indices):
-        pending: dict[Future, int] = {self._executor().submit(run_point, spec_json, i, self.faults): i for i in indices}
+        pending: dict[Future, int] = {self._executor(spec_json).submit(run_point, spec_json, i, self.faults, self.encoded): i for i in indices}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             broken = None
@@ -171,7 +183,7 @@ class RayEngine(AbstractEngine):
     def run(self, spec_json, indices):
         ray = self._ray
         spec_ref = ray.put(spec_json)
-        pending = {self._remote.remote(spec_ref, i, self.faults): i for i in indices}
+        pending = {self._remote.remote(spec_ref, i, self.faults, self.encoded): i for i in indices}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:

@@ -222,17 +222,20 @@ def test_runs_are_stored_in_groups_and_a_refused_run_fails_alone(db, monkeypatch
 
     plan = _jobs()
     victim = plan.points()[2].run_id
-    append = db.append
+    append_runs = db.append_runs
+    groups = []
 
-    def refusing(run_id, events):
-        if run_id == victim:
-            raise LogIntegrityError(f"run {run_id!r} refused")
-        return append(run_id, events)
+    def refusing(runs):
+        groups.append(len(runs))
+        if any(run.run_id == victim for run, _ in runs):
+            raise LogIntegrityError(f"run {victim!r} refused")
+        return append_runs(runs)
 
-    monkeypatch.setattr(db, "append", refusing)
+    monkeypatch.setattr(db, "append_runs", refusing)
     result = sweep(plan, store=db, engine="serial")
     assert result.count("complete") == 3 and result.status[victim] == "failed"
     assert "refused" in result.reasons[victim]
     stored = set(db.query("SELECT run_id FROM v_runs")["run_id"])
     assert stored == {p.run_id for p in plan.points()} - {victim}  # the group rolled back, then each alone
+    assert groups == [4, 1, 1, 1, 1]
     assert db.query("SELECT status FROM v_sweep_points WHERE run_id = ?", [victim])["status"][0] == "failed"
