@@ -54,7 +54,7 @@ from complexity_from_constraints.projectors import package_version, relax
 README = Path(__file__).resolve().parents[2] / "README.md"
 VIEWS = ("v_terms_by_step", "v_entity_versions", "v_entity_energy", "v_contraction_margin", "v_weight_history",
          "v_gate_trajectory", "v_gate_redemption", "v_corrections", "v_redemption", "v_gating_metrics",
-         "v_run_stats", "v_live_run_stats", "v_steps")
+         "v_run_stats", "v_live_run_stats", "v_steps", "v_eta_steps")
 
 
 @pytest.fixture
@@ -86,6 +86,32 @@ def test_views_have_their_documented_columns_on_an_empty_database(db, name):
     df = db.query(f"SELECT * FROM {name}")
     assert df.columns == columns and df.is_empty()
     assert f"`{name}`" in README.read_text()
+
+
+def test_eta_steps_says_which_steps_hold_a_frame_which_repeat_one_and_which_were_not_recorded(db):
+    system = System(id="t", modules=[LandauModule(id="m")])
+    rejected = StepCommitted(step=2, energy=0.0, pg_norm=1.0, step_size=0.1, backtracks=0, accepted=False, reason="energy_increase")
+    write_log(db, "r", system, [
+        step(0), frame(0, 0.5), step(1), frame(1, 0.4), rejected, step(3), frame(3, 0.3),
+        step(4), rejected.model_copy(update={"step": 5}), step(6), frame(6, 0.1),
+    ])
+    rows = db.query("SELECT step, eta, frame_step FROM v_eta_steps ORDER BY step").rows()
+    assert rows == [(0, "recorded", 0), (1, "recorded", 1), (2, "unchanged", 1), (3, "recorded", 3),
+                    (4, "not recorded", None), (5, "not recorded", None), (6, "recorded", 6)]
+
+
+def test_eta_steps_of_a_snapshot_run_point_to_replay_for_the_steps_between_snapshots(db):
+    from complexity_from_constraints.entities import SnapshotConfig, standard_system
+    from complexity_from_constraints.projectors import replay
+
+    system = standard_system(30, seed=0)
+    snap = relax(system, RelaxConfig(steps=12, tol=0.0, snapshots=SnapshotConfig(every=5)), store=db)
+    full = relax(system, RelaxConfig(steps=12, tol=0.0, snapshots=None), store=db)
+    got = dict(db.query("SELECT step, eta FROM v_eta_steps WHERE run_id = ?", [snap.run_id]).rows())
+    assert [k for k, v in sorted(got.items()) if v == "recorded"] == [0, 5, 10, 12]
+    assert {v for k, v in got.items() if k % 5 and k != 12} == {"not recorded"}
+    assert set(db.query("SELECT eta FROM v_eta_steps WHERE run_id = ?", [full.run_id])["eta"]) <= {"recorded", "unchanged"}
+    assert replay(db, snap.run_id, 7).eta.tobytes() == replay(db, full.run_id, 7).eta.tobytes()
 
 
 # -- terms, weights, margins ------------------------------------------------------------------------
