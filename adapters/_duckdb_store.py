@@ -602,8 +602,7 @@ class DuckDBStore(AbstractEventStore):
                     raise LogIntegrityError(f"run {taken[0][0]!r} already exists")
                 first = con.execute("SELECT coalesce(max(run_key), 0) + 1 FROM runs").fetchall()[0][0]
                 keys = list(range(first, first + len(runs)))
-                for run, _ in runs:
-                    self._store_system_form(run.system_digest, run.system_json, run.system_arrays)
+                self._store_systems({run.system_digest: (run.system_json, run.system_arrays) for run, _ in runs})
                 encoded = [r for r, _ in runs]
                 self._insert_rows("runs", pa.table({
                     "run_id": pa.array(ids, pa.string()), "run_key": pa.array(keys, pa.int32()),
@@ -710,25 +709,31 @@ class DuckDBStore(AbstractEventStore):
 
     def _store_system(self, digest: str, system) -> None:
         """The System once per digest: JSON; with arrays, the skeleton JSON plus each array's bytes, once per array digest."""
-        self._store_system_form(digest, *run_rows.system_form(system))
+        self._store_systems({digest: run_rows.system_form(system)})
 
-    def _store_system_form(self, digest: str, system_json: str, arrays: dict[str, np.ndarray]) -> None:
+    def _store_systems(self, forms: dict[str, tuple[str, dict[str, np.ndarray]]]) -> None:
+        """Each ``digest: (json, arrays)`` not stored yet, with one query for which are."""
         con = self._con
-        if con.execute("SELECT 1 FROM systems WHERE system_digest = ?", [digest]).fetchall():
+        known = {r[0] for r in con.execute("SELECT system_digest FROM systems WHERE system_digest IN "
+                                           "(SELECT unnest(?::VARCHAR[]))", [list(forms)]).fetchall()}
+        new = {d: f for d, f in forms.items() if d not in known}
+        if not new:
             return
-        con.execute("INSERT INTO systems VALUES (?, ?)", [digest, system_json])
+        self._insert_rows("systems", pa.table({"system_digest": pa.array(list(new), pa.string()),
+                                               "system_json": pa.array([j for j, _ in new.values()], pa.string())}))
+        arrays = {d: a for _, parts in new.values() for d, a in parts.items()}
         if not arrays:
             return
+        con.execute("CREATE TABLE IF NOT EXISTS system_arrays (array_digest VARCHAR PRIMARY KEY, dtype VARCHAR, data BLOB)")
         known = {r[0] for r in con.execute("SELECT array_digest FROM system_arrays WHERE array_digest IN "
                                            "(SELECT unnest(?::VARCHAR[]))", [list(arrays)]).fetchall()}
-        new = [(d, a) for d, a in arrays.items() if d not in known]
-        if new:
-            self._insert_rows("system_arrays", pa.table({
-                "array_digest": pa.array([d for d, _ in new], pa.string()),
-                "dtype": pa.array([a.dtype.name for _, a in new], pa.string()),
-                "data": pa.array([np.ascontiguousarray(a, a.dtype.newbyteorder("<")).tobytes() for _, a in new],
-                                 pa.large_binary()),
-            }))
+        fresh = [(d, a) for d, a in arrays.items() if d not in known]
+        self._insert_rows("system_arrays", pa.table({
+            "array_digest": pa.array([d for d, _ in fresh], pa.string()),
+            "dtype": pa.array([a.dtype.name for _, a in fresh], pa.string()),
+            "data": pa.array([np.ascontiguousarray(a, a.dtype.newbyteorder("<")).tobytes() for _, a in fresh],
+                             pa.large_binary()),
+        }))
 
     # -- materialised tables ------------------------------------------------------------------
     def _materialise_batch(self, run_id: str, first: int, last: int, steps: bool, finished: bool) -> None:

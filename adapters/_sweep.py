@@ -143,7 +143,7 @@ def sweep(spec: SweepSpec | JobList, *, store: AbstractEventStore, engine: str |
     done = len(points) - len(todo)
     if progress:
         progress(done, len(points), "points")
-    spec_json = spec.model_dump_json()
+    spec_json = spec.canonical_json()
     from complexity_from_constraints.projectors import current_labels
 
     labels = current_labels() or RunMeta()  # a study's label (``labelled(study=…)``) reaches its sweep's runs
@@ -272,7 +272,7 @@ class _Bookkeeping:
         with self.store.transaction():
             self.store._execute("INSERT INTO sweeps SELECT ?, ?, ?, ? WHERE NOT EXISTS "
                                 "(SELECT 1 FROM sweeps WHERE sweep_id = ?)",
-                                [sweep_id, spec.name, spec.digest(), spec.model_dump_json(), sweep_id])
+                                [sweep_id, spec.name, spec.digest(), spec.canonical_json(), sweep_id])
             known = {r[0] for r in self.store._execute("SELECT point FROM sweep_points WHERE sweep_id = ?", [sweep_id])}
             rows = [(sweep_id, p.index, p.run_id, p.seed, json.dumps({k: v for k, v in p.values.items() if k != "seed"}))
                     for p in points if p.index not in known]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
-from pydantic import Field, JsonValue, model_validator
+from pydantic import Field, JsonValue, PrivateAttr, model_validator
 
 from complexity_from_constraints.entities import (
     AbstractFrozen,
@@ -108,7 +108,24 @@ class Point:
         return int(self.values["seed"])
 
 
-class SweepSpec(AbstractFrozen):
+class _OnceJson:
+    """A frozen plan's JSON and digest, computed once (a sweep asks for them many times; a plan can be large)."""
+
+    def canonical_json(self) -> str:
+        if self._json is None:
+            self._json = super().canonical_json()  # type: ignore[misc]
+        return self._json
+
+    def __eq__(self, other: object) -> bool:  # content only: the cached JSON is not content
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in type(self).model_fields)
+
+    def __hash__(self) -> int:
+        return hash(self.digest())
+
+
+class SweepSpec(_OnceJson, AbstractFrozen):
     """A validated sweep: a base System and config, axes, seeds. TOML or JSON on disk; identified by :meth:`digest`.
 
     ``name`` labels the sweep (and its runs); ``max_retries`` bounds how often a
@@ -121,6 +138,7 @@ class SweepSpec(AbstractFrozen):
     axes: tuple[Axis, ...] = ()
     seeds: tuple[int, ...] = Field((0,), min_length=1)
     max_retries: int = Field(2, ge=0, le=10)
+    _json: str | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _check_axes(self):
@@ -200,7 +218,7 @@ class Job(AbstractFrozen):
     labels: dict[str, JsonValue] = Field(default_factory=dict)
 
 
-class JobList(AbstractFrozen):
+class JobList(_OnceJson, AbstractFrozen):
     """Relaxations that share no base: each job brings its own System, config and seed (a study's runs).
 
     It runs through the same driver and engines as a :class:`SweepSpec` (``sweep(jobs, store=…)``), so a
@@ -218,6 +236,7 @@ class JobList(AbstractFrozen):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=80)
     jobs: tuple[Job, ...] = Field(min_length=1)
     max_retries: int = Field(2, ge=0, le=10)
+    _json: str | None = PrivateAttr(None)
 
     def sweep_id(self) -> str:
         """A readable id from the name and the digest: equal lists, equal ids."""
