@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from typing import Generator, Iterator
 
 import numpy as np
-from pydantic import BaseModel
 
 from complexity_from_constraints.entities import InvalidEntityError, RelaxConfig, SnapshotConfig
 from complexity_from_constraints.events import EtaRecorded, Event, RunFinished, SolverSwitched, StepCommitted
+from complexity_from_constraints.events._types import non_finite_field
 
 from . import _coordinate_descent, _prox, _snapshot  # noqa: F401  (the first two register their solvers)
 from ._weighting import AbstractWeighting, make_weighting
@@ -308,19 +308,7 @@ def _finite_event(event, run: Run | None = None) -> bool:
         if run is not None and run.host_finite and event.eta is run.host:
             return True  # an accepted state: a non-finite η_i would have made its projected-gradient norm non-finite
         return bool(np.isfinite(event.eta).all())
-    return _finite_value(event)
-
-
-def _finite_value(value) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, BaseModel):  # its fields as they are, without dumping the whole event
-        return all(_finite_value(v) for _, v in value)
-    if isinstance(value, dict):
-        return all(_finite_value(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return all(_finite_value(v) for v in value)
-    return True
+    return non_finite_field(event) is None
 
 
 def _finite(*values: float) -> bool:

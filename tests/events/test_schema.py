@@ -99,3 +99,24 @@ def test_runs_from_before_snapshot_mode_read_as_recording_every_step():
     assert old["config"] and decode("RunStarted", 3, old).config.snapshots is None
     assert decode("RunStarted", 4, old).config.snapshots is None
     assert decode("RunStarted", 5, old).config.snapshots == "auto"  # a current payload keeps what it says
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("field", ["energy", "pg_norm", "step_size", "trial_energy", "diagnostics.margin"])
+def test_a_step_names_its_non_finite_number_as_the_walk_does(field, bad):
+    good = StepCommitted(step=2, energy=1.0, pg_norm=0.5, step_size=0.1, backtracks=1, accepted=True, reason="armijo",
+                         trial_energy=0.9, diagnostics={"margin": 0.2, "spread": 3.0})
+    assert _types.non_finite_field(good) is None and _types.finite_step(good)
+    update = {"diagnostics": {"spread": 3.0, "margin": bad}} if field.startswith("diagnostics") else {field: bad}
+    step = StepCommitted.model_validate(good.model_dump() | update)
+    assert not _types.finite_step(step)
+    assert _types.non_finite_field(step) == field
+    walked = _types._non_finite(step)
+    assert ".".join(reversed(walked)) == field  # the direct check and the generic walk agree
+
+
+def test_a_step_built_without_validation_falls_back_to_the_walk():
+    step = StepCommitted.model_construct(step=0, energy="x", pg_norm=0.0, step_size=0.1, backtracks=0, accepted=True,
+                                         reason="initial", trial_energy=None, diagnostics={})
+    assert not _types.finite_step(step) and _types.non_finite_field(step) is None  # a string holds no NaN
+    assert _types.non_finite_field(step.model_copy(update={"pg_norm": float("nan")})) == "pg_norm"
