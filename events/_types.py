@@ -352,8 +352,10 @@ def non_finite_field(event: Event) -> str | None:
     ('eta[1]', None)
     """
     if isinstance(event, EtaRecorded):
-        bad = np.flatnonzero(~np.isfinite(event.eta))
-        return f"eta[{int(bad[0])}]" if bad.size else None
+        finite = np.isfinite(event.eta)
+        if finite.all():
+            return None
+        return f"eta[{int(np.flatnonzero(~finite)[0])}]"
     if type(event) is StepCommitted and finite_step(event):
         return None  # the bulk of a log, checked field by field; the walk below names what is not finite
     where = _non_finite(event)

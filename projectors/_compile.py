@@ -571,7 +571,7 @@ def _module_kernel(g: ModuleGroup) -> tuple | None:
 # The in-place formulas of the built-in kinds on numpy float64: each performs its kind's operations (the
 # ``energy_grad`` of entities) in the same order, then the weighting, writing into arrays it owns, so every
 # bit is the one the kind's own formula gives. Products and sums commute exactly; nothing is re-associated;
-# ``x.sum()`` and ``np.take(x, i)`` are the very reductions and gathers ``np.sum`` and ``_ends`` make.
+# ``x.sum()``, ``x.take(i)`` and ``x.clip(...)`` are the very calls ``np.sum``, ``np.take`` and ``np.clip`` make.
 
 def _landau(eta, p, weight, two_a, four_b):
     """``LandauModule.energy_grad`` weighted: (Σ w·f, w·f') with f = η²(a + bη²) − hη, f' = η(2a + 4bη²) − h."""
@@ -608,7 +608,7 @@ def _quadratic(eta_i, eta_j, weight, first, second) -> float:
 def _directed_hinge(eta_i, eta_j, weight, first, second) -> float:
     """``DirectedHingeCoupling.energy_grad_i`` weighted, as :func:`_quadratic` (g = max(0, η_j − η_i), φ = g², ∂_iφ = −2g)."""
     g = np.subtract(eta_j, eta_i, out=eta_j)
-    np.clip(g, 0, None, out=g)
+    g.clip(0, None, out=g)
     phi = np.multiply(g, g, out=eta_i)
     np.multiply(-2, g, out=first)
     return _weighted_into(phi, weight, first, second)

@@ -70,7 +70,7 @@ def projected_gradient_norm(backend, eta, grad) -> float:
     """
     if isinstance(eta, np.ndarray) and isinstance(grad, np.ndarray) and eta.dtype == grad.dtype == backend.dtype:
         r = np.subtract(eta, grad)
-        np.clip(r, 0.0, 1.0, out=r)
+        r.clip(0.0, 1.0, out=r)
         np.subtract(eta, r, out=r)
         np.multiply(r, r, out=r)
         return math.sqrt(float(r.sum()))  # both round the square root correctly: the same bits as xp.sqrt
@@ -317,10 +317,8 @@ def _reframe(run: Run, hooks: _Hooks) -> Iterator[Event]:
 
 
 def _finite_event(event, run: Run | None = None) -> bool:
-    if isinstance(event, EtaRecorded):
-        if run is not None and run.host_finite and event.eta is run.host:
-            return True  # an accepted state: a non-finite η_i would have made its projected-gradient norm non-finite
-        return bool(np.isfinite(event.eta).all())
+    if run is not None and run.host_finite and isinstance(event, EtaRecorded) and event.eta is run.host:
+        return True  # an accepted state: a non-finite η_i would have made its projected-gradient norm non-finite
     return non_finite_field(event) is None
 
 

@@ -120,3 +120,16 @@ def test_a_step_built_without_validation_falls_back_to_the_walk():
                                          reason="initial", trial_energy=None, diagnostics={})
     assert not _types.finite_step(step) and _types.non_finite_field(step) is None  # a string holds no NaN
     assert _types.non_finite_field(step.model_copy(update={"pg_norm": float("nan")})) == "pg_norm"
+
+
+def test_an_eta_frame_is_finite_exactly_when_every_value_is():
+    import numpy as np
+
+    from complexity_from_constraints.events import EtaRecorded
+
+    assert _types.non_finite_field(EtaRecorded(1, np.array([1e308, 1e308, 0.5]))) is None
+    for bad, where in ((np.nan, "eta[2]"), (np.inf, "eta[2]"), (-np.inf, "eta[2]")):
+        eta = np.array([0.25, 0.5, bad, 0.75, np.nan])
+        assert _types.non_finite_field(EtaRecorded(1, eta)) == where
+    assert _types.non_finite_field(EtaRecorded(1, np.array([np.inf, -np.inf]))) == "eta[0]"
+    assert _types.non_finite_field(EtaRecorded(1, np.zeros(0))) is None
