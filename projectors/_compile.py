@@ -470,7 +470,9 @@ def energy_and_gradient(cs: CompiledSystem, eta) -> tuple[float, Any]:
     (:math:`1·x = x` exactly), an ``antisymmetric`` coupling kind's
     :math:`w∂_iφ` is computed once and scattered to ``j`` negated
     (:math:`w·(-x) = -(w·x)` exactly), and on numpy every weighted value is
-    written straight into the one array the scatter reads.
+    written straight into the one array the scatter reads. On numpy float64
+    the built-in kinds (Landau, quadratic, directed hinge) run their own
+    formula's operations in place, with their constant factors worked out once.
 
     >>> from complexity_from_constraints.entities import System, LandauModule, QuadraticCoupling
     >>> s = System(id="s", modules=[LandauModule(id="a", a=1.0), LandauModule(id="b", a=1.0)],
