@@ -370,10 +370,9 @@ _isfinite = math.isfinite
 def finite_step(event: StepCommitted) -> bool:
     """Whether every number of a :class:`StepCommitted` is finite: its float fields and diagnostics, read directly.
 
-    >>> step = StepCommitted(step=1, energy=0.5, pg_norm=0.1, step_size=0.05, backtracks=0, accepted=True,
-    ...                      reason="decrease", diagnostics={"margin": float("inf")})
-    >>> finite_step(step), finite_step(step.model_copy(update={"diagnostics": {}}))
-    (False, True)
+    >>> fields = dict(step=1, energy=0.5, pg_norm=0.1, step_size=0.05, backtracks=0, accepted=True, reason="decrease")
+    >>> finite_step(StepCommitted(**fields)), finite_step(StepCommitted(**fields, diagnostics={"margin": float("inf")}))
+    (True, False)
     """
     try:
         trial = event.trial_energy
