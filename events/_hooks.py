@@ -26,6 +26,7 @@ False
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import weakref
@@ -88,6 +89,7 @@ class HookFailure:
     error: BaseException
 
 
+@functools.cache  # called for every committed event; the types are few
 def signal_name(event_type: str) -> str:
     """``GateOpened`` → ``gate_opened``."""
     return re.sub(r"(?<!^)(?=[A-Z])", "_", event_type).lower()

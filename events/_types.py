@@ -352,8 +352,12 @@ def non_finite_field(event: Event) -> str | None:
     ('eta[1]', None)
     """
     if isinstance(event, EtaRecorded):
-        bad = np.flatnonzero(~np.isfinite(event.eta))
-        return f"eta[{int(bad[0])}]" if bad.size else None
+        finite = np.isfinite(event.eta)
+        if finite.all():
+            return None
+        return f"eta[{int(np.flatnonzero(~finite)[0])}]"
+    if type(event) is StepCommitted and finite_step(event):
+        return None  # the bulk of a log, checked field by field; the walk below names what is not finite
     where = _non_finite(event)
     if where is None:
         return None
@@ -361,6 +365,21 @@ def non_finite_field(event: Event) -> str | None:
 
 
 _isfinite = math.isfinite
+
+
+def finite_step(event: StepCommitted) -> bool:
+    """Whether every number of a :class:`StepCommitted` is finite: its float fields and diagnostics, read directly.
+
+    >>> fields = dict(step=1, energy=0.5, pg_norm=0.1, step_size=0.05, backtracks=0, accepted=True, reason="decrease")
+    >>> finite_step(StepCommitted(**fields)), finite_step(StepCommitted(**fields, diagnostics={"margin": float("inf")}))
+    (True, False)
+    """
+    try:
+        trial = event.trial_energy
+        return (_isfinite(event.energy) and _isfinite(event.pg_norm) and _isfinite(event.step_size)
+                and (trial is None or _isfinite(trial)) and all(map(_isfinite, event.diagnostics.values())))
+    except TypeError:  # not a number where one belongs (a model built without validation): the walk decides
+        return False
 
 
 def _non_finite(value: Any) -> list[str] | None:

@@ -18,7 +18,17 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from complexity_from_constraints.entities import AbstractCoupling, AbstractModule, EntityIds, GateModule, InvalidEntityError, System
+from complexity_from_constraints.entities import (
+    AbstractCoupling,
+    AbstractModule,
+    DirectedHingeCoupling,
+    EntityIds,
+    GateModule,
+    InvalidEntityError,
+    LandauModule,
+    QuadraticCoupling,
+    System,
+)
 
 from ._backend import AbstractBackend, NumpyBackend
 
@@ -460,7 +470,9 @@ def energy_and_gradient(cs: CompiledSystem, eta) -> tuple[float, Any]:
     (:math:`1·x = x` exactly), an ``antisymmetric`` coupling kind's
     :math:`w∂_iφ` is computed once and scattered to ``j`` negated
     (:math:`w·(-x) = -(w·x)` exactly), and on numpy every weighted value is
-    written straight into the one array the scatter reads.
+    written straight into the one array the scatter reads. On numpy float64
+    the built-in kinds (Landau, quadratic, directed hinge) run their own
+    formula's operations in place, with their constant factors worked out once.
 
     >>> from complexity_from_constraints.entities import System, LandauModule, QuadraticCoupling
     >>> s = System(id="s", modules=[LandauModule(id="a", a=1.0), LandauModule(id="b", a=1.0)],
@@ -470,15 +482,25 @@ def energy_and_gradient(cs: CompiledSystem, eta) -> tuple[float, Any]:
     """
     be, xp = cs.backend, cs.backend.xp
     plan = _plan(cs)
+    host = plan.fused and isinstance(eta, np.ndarray) and eta.dtype == np.float64 and eta.ndim == 1
     energy = cs.constant
     grad = None
-    for g, unit in zip(cs.modules, plan.unit_modules):
+    for g, unit, kernel in zip(cs.modules, plan.unit_modules, plan.module_kernels):
+        if host and kernel is not None:
+            e, df = kernel[0](g.take(eta), g.params, None if unit else g.weight, *kernel[1:])
+            energy += e
+            grad = _placed(xp, grad, eta, g, df)
+            continue
         f, df = g.cls.energy_grad(xp, g.take(eta), g.params)
         energy += be.to_float(xp.sum(f if unit else g.weight * f))
         grad = _placed(xp, grad, eta, g, _owned(df, eta) if unit else g.weight * df)
     if cs.couplings:
         values = _edge_values(xp, plan, eta)
-        for k, (c, unit) in enumerate(zip(cs.couplings, plan.unit_couplings)):
+        for k, (c, unit, kernel) in enumerate(zip(cs.couplings, plan.unit_couplings, plan.coupling_kernels)):
+            if kernel is not None and not isinstance(values, list):
+                first, second = plan.slices[k]
+                energy += kernel(eta.take(c.i), eta.take(c.j), None if unit else c.weight, values[first], values[second])
+                continue
             ends = _ends(xp, eta, c)
             if c.cls.antisymmetric:
                 phi, di = c.cls.energy_grad_i(xp, *ends, c.params)
@@ -506,6 +528,9 @@ class _Plan:
     sizes: tuple[int, ...]  # its number of edges
     total: int  # number of edges (the ∂_j values start there)
     fused: bool  # numpy float64 and 1-D: the values are written into one preallocated array
+    module_kernels: tuple[tuple | None, ...] = ()  # (in-place formula, its constants) of a built-in kind, on the host
+    coupling_kernels: tuple[Any, ...] = ()  # the in-place formula of a built-in antisymmetric kind, on the host
+    slices: tuple[tuple[slice, slice], ...] = ()  # each coupling group's ∂_i and ∂_j places in the value array
     spare: list = field(default_factory=list, compare=False)  # value arrays not in use (one per concurrent caller)
 
 
@@ -519,10 +544,88 @@ def _plan(cs: CompiledSystem) -> _Plan:
         sizes = [len(c.ids) for c in cs.couplings]
         params = [x for c in cs.couplings for x in (c.weight, *c.params.values())]
         fused = cs.backend.xp is np and all(isinstance(x, np.ndarray) and x.dtype == np.float64 for x in params)
+        offsets = tuple(np.cumsum([0, *sizes[:-1]]).tolist()) if sizes else ()
+        total = sum(sizes)
+        module_kernels = tuple(_module_kernel(g) if fused else None for g in cs.modules)
+        coupling_kernels = tuple(_HOST_COUPLING_KERNELS.get(c.cls.energy_grad_i) if fused and c.cls.antisymmetric
+                                 else None for c in cs.couplings)
+        slices = tuple((slice(at, at + m), slice(total + at, total + at + m)) for at, m in zip(offsets, sizes))
         plan = _Plan(tuple(map(unit, (g.weight for g in cs.modules))), tuple(map(unit, (c.weight for c in cs.couplings))),
-                     tuple(np.cumsum([0, *sizes[:-1]]).tolist()) if sizes else (), tuple(sizes), sum(sizes), fused)
+                     offsets, tuple(sizes), total, fused, module_kernels, coupling_kernels, slices)
         object.__setattr__(cs, "_evaluation_plan", plan)  # a cache, not a field: replace() and equality ignore it
     return plan
+
+
+def _host_vector(x) -> bool:
+    return isinstance(x, np.ndarray) and x.dtype == np.float64 and x.ndim == 1
+
+
+def _module_kernel(g: ModuleGroup) -> tuple | None:
+    """The in-place formula of ``g``'s kind with its constants, when the kind is a built-in one and its arrays fit."""
+    found = _HOST_MODULE_KERNELS.get(g.cls.energy_grad)
+    size = len(g.ids)
+    if found is None or not all(_host_vector(x) and len(x) == size for x in (g.weight, *g.params.values())):
+        return None
+    kernel, constants = found
+    return (kernel, *constants(g.params))
+
+
+# The in-place formulas of the built-in kinds on numpy float64: each performs its kind's operations (the
+# ``energy_grad`` of entities) in the same order, then the weighting, writing into arrays it owns, so every
+# bit is the one the kind's own formula gives. Products and sums commute exactly; nothing is re-associated;
+# ``x.sum()``, ``x.take(i)`` and ``x.clip(...)`` are the very calls ``np.sum``, ``np.take`` and ``np.clip`` make.
+
+def _landau(eta, p, weight, two_a, four_b):
+    """``LandauModule.energy_grad`` weighted: (Σ w·f, w·f') with f = η²(a + bη²) − hη, f' = η(2a + 4bη²) − h."""
+    e2 = np.multiply(eta, eta)
+    f = np.multiply(p["b"], e2)
+    f += p["a"]
+    f *= e2
+    df = np.multiply(p["h"], eta)
+    f -= df
+    if weight is not None:
+        f *= weight
+    energy = float(f.sum())
+    np.multiply(four_b, e2, out=df)
+    df += two_a
+    df *= eta
+    df -= p["h"]
+    if weight is not None:
+        df *= weight
+    return energy, df
+
+
+def _landau_constants(p) -> tuple:
+    return 2 * p["a"], 4 * p["b"]  # exact: what the formula computes at every call
+
+
+def _quadratic(eta_i, eta_j, weight, first, second) -> float:
+    """``QuadraticCoupling.energy_grad_i`` weighted: Σ w·φ, with w·∂_iφ written to ``first`` and its negation to ``second``."""
+    d = np.subtract(eta_i, eta_j, out=eta_i)
+    phi = np.multiply(d, d, out=eta_j)
+    np.multiply(2, d, out=first)
+    return _weighted_into(phi, weight, first, second)
+
+
+def _directed_hinge(eta_i, eta_j, weight, first, second) -> float:
+    """``DirectedHingeCoupling.energy_grad_i`` weighted, as :func:`_quadratic` (g = max(0, η_j − η_i), φ = g², ∂_iφ = −2g)."""
+    g = np.subtract(eta_j, eta_i, out=eta_j)
+    g.clip(0, None, out=g)
+    phi = np.multiply(g, g, out=eta_i)
+    np.multiply(-2, g, out=first)
+    return _weighted_into(phi, weight, first, second)
+
+
+def _weighted_into(phi, weight, first, second) -> float:
+    if weight is not None:
+        phi *= weight
+        first *= weight
+    np.negative(first, out=second)
+    return float(phi.sum())
+
+
+_HOST_MODULE_KERNELS = {LandauModule.energy_grad: (_landau, _landau_constants)}
+_HOST_COUPLING_KERNELS = {QuadraticCoupling.energy_grad_i: _quadratic, DirectedHingeCoupling.energy_grad_i: _directed_hinge}
 
 
 def _owned(values, eta):

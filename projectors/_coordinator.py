@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from typing import Generator, Iterator
 
 import numpy as np
-from pydantic import BaseModel
 
 from complexity_from_constraints.entities import InvalidEntityError, RelaxConfig, SnapshotConfig
 from complexity_from_constraints.events import EtaRecorded, Event, RunFinished, SolverSwitched, StepCommitted
+from complexity_from_constraints.events._types import non_finite_field
 
 from . import _coordinate_descent, _prox, _snapshot  # noqa: F401  (the first two register their solvers)
 from ._weighting import AbstractWeighting, make_weighting
@@ -70,7 +70,7 @@ def projected_gradient_norm(backend, eta, grad) -> float:
     """
     if isinstance(eta, np.ndarray) and isinstance(grad, np.ndarray) and eta.dtype == grad.dtype == backend.dtype:
         r = np.subtract(eta, grad)
-        np.clip(r, 0.0, 1.0, out=r)
+        r.clip(0.0, 1.0, out=r)
         np.subtract(eta, r, out=r)
         np.multiply(r, r, out=r)
         return math.sqrt(float(r.sum()))  # both round the square root correctly: the same bits as xp.sqrt
@@ -81,8 +81,10 @@ def projected_gradient_norm(backend, eta, grad) -> float:
 
 def unchanged(backend, new, old) -> bool:
     """Whether ``new`` equals ``old`` element for element; a moved state is usually told by its first block."""
-    xp = backend.xp
     head = min(len(new), 1024)
+    if isinstance(new, np.ndarray) and isinstance(old, np.ndarray):
+        return bool((new[:head] == old[:head]).all()) and bool((new[head:] == old[head:]).all())
+    xp = backend.xp
     if not bool(xp.all(new[:head] == old[:head])):
         return False
     return bool(xp.all(new[head:] == old[head:]))
@@ -200,6 +202,7 @@ def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Pro
     every = config.snapshots.every if isinstance(config.snapshots, SnapshotConfig) and not replaying else None
     be, solver = cs.backend, make_solver(config, cs.backend)
     pieces = pieces_for(cs, config, seed, proposer, weighting, replaying)
+    hooks = _Hooks(pieces)
     run = Run(config, cs, Weights(cs), step=start_step, start_step=start_step, best_step=start_step)
     blocked: list[str | None] = []  # whether the loop can be snapshot, known once the solver is reset
     try:
@@ -207,15 +210,15 @@ def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Pro
             _snapshot.restore(run, solver, pieces, *resume)
         else:
             eta = be.asarray(initial_eta(cs, config, seed))
-            yield from _each(pieces, "start", run)
+            yield from _each(hooks.start, run)
             run.objective = run.weights.build(cs)
-            yield from _each(pieces, "reframe", run)
+            yield from _each(hooks.reframe, run)
             run.state = State.at(run.objective, eta)
             run.pg = projected_gradient_norm(be, eta, run.state.grad)
             _check_initial(run)
             solver.reset(run.objective, run.state, start_step, run.mask)
             run.host = _readonly(be.to_numpy(eta))
-            initial = list(_commit(run, pieces, Step(start_step, None, True, False, run.state), "initial"))
+            initial = list(_commit(run, hooks, Step(start_step, None, True, False, run.state), "initial"))
             if start_step == 0:  # a fork's start is already in the log: its pieces observe it, nothing is yielded
                 yield from initial
                 if every is not None:
@@ -223,20 +226,20 @@ def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Pro
         # While a piece holds the run (a homotopy ramping), converging or stalling on the current objective is not the end.
         last = config.steps if until is None else min(config.steps, until)
         while run.step < last and run.stop is None and (
-                any(piece.holds(run) for piece in pieces) or (run.pg > config.tol and not run.stalled)):
+                (hooks.holds and any(holds(run) for holds in hooks.holds)) or (run.pg > config.tol and not run.stalled)):
             run.step, run.grew = run.step + 1, False
-            yield from _each(pieces, "before", run)
+            yield from _each(hooks.before, run)
             changed, reset, run.changed, run.reset = run.changed, run.changed or run.reset, False, False
             if changed:
-                yield from _reframe(run, pieces)
+                yield from _reframe(run, hooks)
             if reset:
                 solver.reset(run.objective, run.state, run.step - 1, run.mask)
             ctx = StepContext(run.step, run.objective, run.state, run.state.value - run.slack, run.cap, run.mask)
             p = solver.propose(ctx)
             if p.diagnostics.get("switched"):
                 yield SolverSwitched(step=run.step, solver="coordinate", reason="gradient_stalled")
-            for piece in pieces:
-                p = piece.adjust(run, ctx, p)
+            for adjust in hooks.adjust:
+                p = adjust(run, ctx, p)
             accepted = p.accepted and p.value <= ctx.threshold
             pg = projected_gradient_norm(be, p.eta, p.grad) if accepted else math.nan
             diverged = accepted and not _finite(p.value, p.energy, pg)  # no state to go on from: end on the last one
@@ -252,7 +255,7 @@ def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Pro
                 run.host = _readonly(be.to_numpy(run.state.eta))
                 run.host_finite = step.accepted and not run.grew  # its projected-gradient norm is finite, so is η
             run.stop = "diverged" if diverged else run.stop
-            yield from _commit(run, pieces, step, "not_finite" if diverged else "stalled" if run.stalled else p.reason)
+            yield from _commit(run, hooks, step, "not_finite" if diverged else "stalled" if run.stalled else p.reason)
             if every is not None and run.step % every == 0:
                 yield _snapshot.capture(run, solver, pieces, _blocked(blocked, solver, pieces))
     except _NotFinite:
@@ -276,10 +279,20 @@ class _NotFinite(Exception):
     """An event held a non-finite number; the run diverged (never recorded: no event may hold one)."""
 
 
-def _each(pieces: list[AbstractPiece], hook: str, run: Run, *args) -> Iterator[Event]:
-    """Every piece's events from ``hook``, in order, each checked to hold finite numbers only."""
-    for piece in pieces:
-        for event in getattr(piece, hook)(run, *args):
+class _Hooks:
+    """Per hook, the pieces' methods in piece order, leaving out every piece that inherits the do-nothing default."""
+
+    def __init__(self, pieces: list[AbstractPiece]):
+        for hook in ("start", "before", "reframe", "adjust", "judge", "after", "holds"):
+            default = getattr(AbstractPiece, hook)
+            methods = (getattr(piece, hook) for piece in pieces)
+            setattr(self, hook, [m for m in methods if getattr(m, "__func__", None) is not default])
+
+
+def _each(methods: list, run: Run, *args) -> Iterator[Event]:
+    """Every event of one hook's ``methods``, in order, each checked to hold finite numbers only."""
+    for method in methods:
+        for event in method(run, *args):
             yield _checked(run, event)
 
 
@@ -292,7 +305,7 @@ def _checked(run: Run, event):
     return event
 
 
-def _reframe(run: Run, pieces: list[AbstractPiece]) -> Iterator[Event]:
+def _reframe(run: Run, hooks: _Hooks) -> Iterator[Event]:
     """Rebuild the objective and re-evaluate the reference under it (a non-finite reference ends the run)."""
     run.objective = run.weights.build(run.cs)
     state = State.at(run.objective, run.state.eta)
@@ -300,31 +313,20 @@ def _reframe(run: Run, pieces: list[AbstractPiece]) -> Iterator[Event]:
     if not _finite(state.value, state.energy, pg):
         raise _NotFinite(None)  # the run keeps its last finite state, as measured under the previous objective
     run.state, run.pg = state, pg
-    yield from _each(pieces, "reframe", run)
+    yield from _each(hooks.reframe, run)
 
 
 def _finite_event(event, run: Run | None = None) -> bool:
-    if isinstance(event, EtaRecorded):
-        if run is not None and run.host_finite and event.eta is run.host:
-            return True  # an accepted state: a non-finite η_i would have made its projected-gradient norm non-finite
-        return bool(np.isfinite(event.eta).all())
-    return _finite_value(event)
-
-
-def _finite_value(value) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, BaseModel):  # its fields as they are, without dumping the whole event
-        return all(_finite_value(v) for _, v in value)
-    if isinstance(value, dict):
-        return all(_finite_value(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return all(_finite_value(v) for v in value)
-    return True
+    if run is not None and run.host_finite and isinstance(event, EtaRecorded) and event.eta is run.host:
+        return True  # an accepted state: a non-finite η_i would have made its projected-gradient norm non-finite
+    return non_finite_field(event) is None
 
 
 def _finite(*values: float) -> bool:
-    return all(math.isfinite(v) for v in values)
+    for v in values:
+        if not math.isfinite(v):
+            return False
+    return True
 
 
 def _check_initial(run: Run) -> None:
@@ -334,9 +336,9 @@ def _check_initial(run: Run) -> None:
                                  f"energy is not finite ({s.value}) or its projected gradient is not ({run.pg})")
 
 
-def _commit(run: Run, pieces: list[AbstractPiece], step: Step, reason: str) -> Iterator[Event]:
+def _commit(run: Run, hooks: _Hooks, step: Step, reason: str) -> Iterator[Event]:
     """The pieces' judgement of ``step``, its ``StepCommitted``, then what the pieces observe after it."""
-    yield from _each(pieces, "judge", run, step)
+    yield from _each(hooks.judge, run, step)
     p = step.proposal
     committed = StepCommitted(step=0 if p is None else step.step, energy=run.state.energy, pg_norm=run.pg,
                               step_size=run.config.step_size if p is None else p.step_size,
@@ -344,4 +346,4 @@ def _commit(run: Run, pieces: list[AbstractPiece], step: Step, reason: str) -> I
                               trial_energy=p.energy if p is not None and math.isfinite(p.energy) else None,
                               diagnostics={k: v for k, v in step.diagnostics.items() if math.isfinite(v)})
     yield _checked(run, committed)
-    yield from _each(pieces, "after", run, step)
+    yield from _each(hooks.after, run, step)

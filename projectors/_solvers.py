@@ -170,7 +170,7 @@ def box_step(be, eta, s: float, d):
     if isinstance(d, np.ndarray) and isinstance(eta, np.ndarray) and d.dtype == eta.dtype == be.dtype:
         x = np.multiply(s, d)
         np.subtract(eta, x, out=x)
-        return np.clip(x, 0.0, 1.0, out=x)
+        return x.clip(0.0, 1.0, out=x)
     return be.clip01(eta - s * d)
 
 

@@ -99,3 +99,38 @@ def test_runs_from_before_snapshot_mode_read_as_recording_every_step():
     assert old["config"] and decode("RunStarted", 3, old).config.snapshots is None
     assert decode("RunStarted", 4, old).config.snapshots is None
     assert decode("RunStarted", 5, old).config.snapshots == "auto"  # a current payload keeps what it says
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("field", ["energy", "pg_norm", "step_size", "trial_energy", "diagnostics.margin"])
+def test_a_step_names_its_non_finite_number_as_the_walk_does(field, bad):
+    good = StepCommitted(step=2, energy=1.0, pg_norm=0.5, step_size=0.1, backtracks=1, accepted=True, reason="armijo",
+                         trial_energy=0.9, diagnostics={"margin": 0.2, "spread": 3.0})
+    assert _types.non_finite_field(good) is None and _types.finite_step(good)
+    update = {"diagnostics": {"spread": 3.0, "margin": bad}} if field.startswith("diagnostics") else {field: bad}
+    step = StepCommitted.model_validate(good.model_dump() | update)
+    assert not _types.finite_step(step)
+    assert _types.non_finite_field(step) == field
+    walked = _types._non_finite(step)
+    assert ".".join(reversed(walked)) == field  # the direct check and the generic walk agree
+
+
+def test_a_step_built_without_validation_falls_back_to_the_walk():
+    fields = dict(step=0, energy="x", pg_norm=0.0, step_size=0.1, backtracks=0, accepted=True, reason="initial",
+                  trial_energy=None, diagnostics={})
+    step = StepCommitted.model_construct(**fields)
+    assert not _types.finite_step(step) and _types.non_finite_field(step) is None  # a string holds no NaN
+    assert _types.non_finite_field(StepCommitted.model_construct(**fields | {"pg_norm": float("nan")})) == "pg_norm"
+
+
+def test_an_eta_frame_is_finite_exactly_when_every_value_is():
+    import numpy as np
+
+    from complexity_from_constraints.events import EtaRecorded
+
+    assert _types.non_finite_field(EtaRecorded(1, np.array([1e308, 1e308, 0.5]))) is None
+    for bad, where in ((np.nan, "eta[2]"), (np.inf, "eta[2]"), (-np.inf, "eta[2]")):
+        eta = np.array([0.25, 0.5, bad, 0.75, np.nan])
+        assert _types.non_finite_field(EtaRecorded(1, eta)) == where
+    assert _types.non_finite_field(EtaRecorded(1, np.array([np.inf, -np.inf]))) == "eta[0]"
+    assert _types.non_finite_field(EtaRecorded(1, np.zeros(0))) is None

@@ -26,8 +26,10 @@ from complexity_from_constraints.entities import (
     QuadraticCoupling,
     System,
     module_kinds,
+    standard_system,
 )
 from complexity_from_constraints.projectors import NumpyBackend, compile_system, energy_and_gradient
+from complexity_from_constraints.projectors._compile import _plan
 from complexity_from_constraints.projectors._coordinator import projected_gradient_norm, unchanged
 from complexity_from_constraints.projectors._solvers import box_step
 
@@ -84,6 +86,42 @@ def test_the_kernel_gives_the_bits_of_the_plain_formula(unit):
     points = [rng.uniform(0, 1, cs.n), np.zeros(cs.n), np.ones(cs.n), rng.integers(0, 2, cs.n).astype(float)]
     for eta in points * 2:  # twice: the reused value array must not carry anything over
         assert bits(*energy_and_gradient(cs, eta)) == bits(*plain(cs, eta))
+
+
+@pytest.mark.parametrize("family", [{}, {"landau": 0.75, "quadratic": 1.5, "directed_hinge": 0.3}])
+def test_the_built_in_kinds_in_place_formulas_give_the_bits_of_their_own(family):
+    """The standard family (one Landau group holding every module) takes the in-place formulas, weighted or not."""
+    system = standard_system(300, seed=12).evolve(family_weights=family)
+    cs = compile_system(system)
+    energy_and_gradient(cs, np.zeros(cs.n))
+    plan = _plan(cs)
+    assert all(k is not None for k in plan.module_kernels) and all(k is not None for k in plan.coupling_kernels)
+    rng = np.random.default_rng(13)
+    eta = rng.uniform(0, 1, cs.n)
+    ties = eta.copy()
+    ties[cs.couplings[1].j] = ties[cs.couplings[1].i]  # hinge gaps of exactly zero
+    for point in (eta, ties, np.zeros(cs.n), np.ones(cs.n), rng.integers(0, 2, cs.n).astype(float)):
+        assert bits(*energy_and_gradient(cs, point)) == bits(*plain(cs, point))
+
+
+def test_a_kind_that_overrides_a_built_in_formula_keeps_its_own():
+    class ShiftedLandauExample(LandauModule):
+        kind: Literal["shifted_landau_example"] = "shifted_landau_example"
+
+        @staticmethod
+        def energy_grad(xp, eta, p):
+            f, df = LandauModule.energy_grad(xp, eta, p)
+            return f + 1.0, df
+
+    try:
+        system = System(id="shift", modules=[ShiftedLandauExample(id="a", a=-1.0), LandauModule(id="b")],
+                        couplings=[QuadraticCoupling(id="ab", i="a", j="b")])
+        cs = compile_system(system)
+        eta = np.array([0.5, 0.25])
+        assert bits(*energy_and_gradient(cs, eta)) == bits(*plain(cs, eta))
+        assert [k is None for k in _plan(cs).module_kernels] == [True, False]
+    finally:
+        module_kinds.unregister("shifted_landau_example")
 
 
 def test_the_returned_gradient_is_the_callers_own():

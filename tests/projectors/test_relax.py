@@ -220,6 +220,43 @@ def test_a_run_that_stops_being_finite_is_recorded_diverged_then_raises(module, 
     store.close()
 
 
+@pytest.mark.parametrize("where", ["step_size", "diagnostics"])
+def test_a_step_holding_a_non_finite_number_never_reaches_the_store(where, monkeypatch):
+    """A non-finite diagnostics entry is left out; any other non-finite number ends the run diverged before it."""
+    import math
+    from dataclasses import replace
+
+    from complexity_from_constraints.entities import DivergedError
+    from complexity_from_constraints.projectors._solvers import ProjectedGradient
+
+    propose = ProjectedGradient.propose
+
+    def odd(self, ctx):
+        p = propose(self, ctx)
+        if ctx.step != 2:
+            return p
+        if where == "step_size":
+            return replace(p, step_size=math.inf)
+        return replace(p, diagnostics={"margin": math.nan, "spread": -math.inf, "kept": 1.0})
+
+    monkeypatch.setattr(ProjectedGradient, "propose", odd)
+    store = InMemoryStore()
+    config = RelaxConfig(steps=4, step_size=0.05)
+    if where == "step_size":
+        with pytest.raises(DivergedError):
+            relax(standard_system(6, seed=0), config, store=store)
+    else:
+        relax(standard_system(6, seed=0), config, store=store)
+    events = [rec.event for rec in store.read(store.runs()[0].run_id)]
+    steps = [e for e in events if isinstance(e, StepCommitted)]
+    if where == "step_size":
+        assert events[-1].status == "diverged" and steps[-1].step == 1
+    else:
+        assert events[-1].status == "max_steps" and steps[2].step == 2 and steps[2].diagnostics == {"kept": 1.0}
+    assert all(np.isfinite(e.eta).all() if isinstance(e, EtaRecorded) else all(np.isfinite(list(_floats(e.model_dump()))))
+               for e in events if not isinstance(e, RunStarted))
+
+
 def _bad_inputs():
     from complexity_from_constraints.entities import CustomWeighting, HomotopyConfig, NoiseConfig, StabilityConfig, WarmStart
 
