@@ -90,10 +90,13 @@ def test_views_have_their_documented_columns_on_an_empty_database(db, name):
 
 def test_eta_steps_says_which_steps_hold_a_frame_which_repeat_one_and_which_were_not_recorded(db):
     system = System(id="t", modules=[LandauModule(id="m")])
-    rejected = StepCommitted(step=2, energy=0.0, pg_norm=1.0, step_size=0.1, backtracks=0, accepted=False, reason="energy_increase")
+    def rejected(k: int) -> StepCommitted:
+        return StepCommitted(step=k, energy=0.0, pg_norm=1.0, step_size=0.1, backtracks=0, accepted=False,
+                             reason="energy_increase")
+
     write_log(db, "r", system, [
-        step(0), frame(0, 0.5), step(1), frame(1, 0.4), rejected, step(3), frame(3, 0.3),
-        step(4), rejected.model_copy(update={"step": 5}), step(6), frame(6, 0.1),
+        step(0), frame(0, 0.5), step(1), frame(1, 0.4), rejected(2), step(3), frame(3, 0.3),
+        step(4), rejected(5), step(6), frame(6, 0.1),
     ])
     rows = db.query("SELECT step, eta, frame_step FROM v_eta_steps ORDER BY step").rows()
     assert rows == [(0, "recorded", 0), (1, "recorded", 1), (2, "unchanged", 1), (3, "recorded", 3),
