@@ -5,6 +5,7 @@ Workers never open the store: each relaxes its point into memory and sends the r
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import time
@@ -126,11 +127,14 @@ class LocalEngine(AbstractEngine):
                 # each importing the package and parsing the plan. Only this thread runs Python at the fork, and
                 # the workers never touch the driver's store, so nothing its threads hold is used in a worker.
                 _plan(spec_json)
-                context = multiprocessing.get_context("fork")
+                context, start = multiprocessing.get_context("fork"), gc.freeze
             else:  # forkserver: a clean server process that has imported the package once
-                context = multiprocessing.get_context("forkserver")
+                context, start = multiprocessing.get_context("forkserver"), None
                 context.set_forkserver_preload([__name__, "complexity_from_constraints.projectors"])
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
+            # gc.freeze in a forked worker: what it inherited (the plan, its System) is never traversed by its
+            # collector again, so a worker's collections cost what its own runs allocate, and the inherited pages
+            # are not copied by the collector writing to them.
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=start)
         return self._pool
 
     def run(self, spec_json, indices):
