@@ -1088,6 +1088,19 @@ class DuckDBStore(AbstractEventStore):
             return self._con.execute(sql, params).fetchall()
 
     @contextmanager
+    def threads(self, n: int) -> Iterator[None]:
+        """DuckDB works with at most ``n`` threads inside the block (its setting is restored after)."""
+        with self._lock:
+            before = self._con.execute("SELECT current_setting('threads')").fetchall()[0][0]
+            self._con.execute(f"SET threads = {int(n)}")
+        try:
+            yield
+        finally:
+            with self._lock:
+                if not getattr(self, "_closed", False):
+                    self._con.execute(f"SET threads = {int(before)}")
+
+    @contextmanager
     def transaction(self) -> Iterator[None]:
         """Hold the store for one multi-statement transaction (rolled back if anything raises).
 

@@ -151,6 +151,17 @@ def sweep(spec: SweepSpec | JobList, *, store: AbstractEventStore, engine: str |
     runner.faults = os.environ.get(FAULTS_ENV)
     runner.encoded = hasattr(store, "append_runs")  # a DuckDB store: workers compress and serialise, the driver inserts
     ingest = _Ingest(store, book, spec, result, labels)
+    # While workers use every core, DuckDB's own threads only contend with them: the driver inserts on one.
+    threads = getattr(store, "threads", None) if not isinstance(runner, SerialEngine) else None
+    with threads(1) if threads is not None else nullcontext():
+        _drive(runner, spec_json, todo, points, spec, result, book, ingest, done, progress)
+    return result
+
+
+def _drive(runner: AbstractEngine, spec_json: str, todo: list[int], points: list[Point], spec: Any,
+           result: SweepResult, book: _Bookkeeping, ingest: _Ingest, done: int,
+           progress: Callable[[int, int, str], None] | None) -> None:
+    """Run the points ``todo`` on ``runner``, retrying dead workers' points, and hand each finished run to ``ingest``."""
     try:
         attempts: dict[int, int] = {}
         while todo:
@@ -177,7 +188,6 @@ def sweep(spec: SweepSpec | JobList, *, store: AbstractEventStore, engine: str |
     finally:
         runner.close()
         ingest.flush()
-    return result
 
 
 class _Ingest:

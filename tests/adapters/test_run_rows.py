@@ -89,3 +89,15 @@ def test_a_run_with_a_gap_or_without_its_start_is_refused_before_any_row_is_buil
         encode_run(run_id, records[1:])
     with pytest.raises(LogIntegrityError, match="finished"):
         encode_run(run_id, records + [Recorded(run_id, len(records), records[1].event)])
+
+
+def test_threads_limits_duckdb_inside_the_block_and_restores_it_after(tmp_path):
+    with DuckDBStore(tmp_path / "runs.duckdb") as store:
+        setting = "SELECT current_setting('threads')"
+        before = store._execute(setting)[0][0]
+        with store.threads(1):
+            assert store._execute(setting)[0][0] == 1
+        assert store._execute(setting)[0][0] == before
+        with pytest.raises(ZeroDivisionError), store.threads(1):
+            1 / 0
+        assert store._execute(setting)[0][0] == before
