@@ -296,6 +296,7 @@ class DuckDBStore(AbstractEventStore):
         self._keys: dict[str, int] = {}
         self._mat_seq: dict[str, int] = {}  # run → the last seq mat_steps reflects, as committed
         self._chains: dict[str, tuple] = {}  # run → its η chain so far: (base step, position, η₋₁, η₋₂)
+        self._finished: dict[str, RunInfo] = {}  # finished runs' registry rows, as read (replay asks for them often)
         self._unfolded = False  # a run finished here since mat_run_stats was last folded
         self._held = None if self.path == ":memory:" else os.path.realpath(self.path)
         self._hold()
@@ -855,9 +856,14 @@ class DuckDBStore(AbstractEventStore):
         out.sort(key=lambda r: r.seq)
         return out
 
-    def _frames(self, run_id: str, until_step: int | None, only_step: int | None = None) -> list[Recorded]:
+    def _frames(self, run_id: str, until_step: int | None, only_step: int | None = None,
+                latest: int | None = None) -> list[Recorded]:
+        """The η frames up to ``until_step``, or only that of ``only_step``, or only the last one at or before ``latest``."""
         where, params = "run_id = ?", [run_id]
-        if only_step is not None:
+        if latest is not None:
+            where = where + " AND step = (SELECT max(step) FROM eta_frames WHERE run_id = ? AND step <= ?)"
+            params = params + [run_id, latest]
+        elif only_step is not None:
             where, params = where + " AND step = ?", params + [only_step]
         elif until_step is not None:
             where, params = where + " AND step <= ?", params + [until_step]
@@ -932,12 +938,8 @@ class DuckDBStore(AbstractEventStore):
     def latest_eta(self, run_id: str, step: int) -> EtaRecorded | None:
         self._require(run_id)
         with self._lock:
-            rows = self._con.execute("SELECT max(step) FROM eta_frames WHERE run_id = ? AND step <= ?",
-                                     [run_id, step]).fetchall()
-            if rows[0][0] is None:
-                return None
-            (frame,) = self._frames(run_id, None, only_step=int(rows[0][0]))
-        return frame.event  # type: ignore[return-value]
+            frames = self._frames(run_id, None, latest=step)
+        return frames[0].event if frames else None  # type: ignore[return-value]
 
     @_guarded("read")
     def module_ids(self, run_id: str) -> tuple[str, ...]:
@@ -957,6 +959,9 @@ class DuckDBStore(AbstractEventStore):
     @_guarded("read")
     def run_info(self, run_id: str) -> RunInfo:
         """One run's registry row, read from ``runs`` alone (``runs()`` reads every run through ``v_runs``)."""
+        known = self._finished.get(run_id)
+        if known is not None:  # a finished run's row never changes (only deleting it, which forgets it here)
+            return known
         with self._lock:
             rows = self._con.execute(
                 "SELECT run_id, system_id, system_digest, seed, n_modules, EXISTS (SELECT 1 FROM events AS e "
@@ -964,7 +969,10 @@ class DuckDBStore(AbstractEventStore):
                 [run_id]).fetchall()
         if not rows:
             raise UnknownRunError(f"no run {run_id!r} in {self.path}")
-        return RunInfo(*rows[0])
+        info = RunInfo(*rows[0])
+        if info.complete and not self.in_transaction():
+            self._finished[run_id] = info
+        return info
 
     @_guarded("read")
     def is_complete(self, run_id: str) -> bool:
@@ -1075,6 +1083,7 @@ class DuckDBStore(AbstractEventStore):
                 con.execute("INSERT INTO deletions SELECT run_id, events, now() FROM _cfc_gone")
                 con.execute("DROP TABLE _cfc_gone")
             for run_id in ids:
+                self._finished.pop(run_id, None)
                 self._next_seq.pop(run_id, None)
                 self._keys.pop(run_id, None)
                 self._mat_seq.pop(run_id, None)
@@ -1124,6 +1133,7 @@ class DuckDBStore(AbstractEventStore):
                 self._keys.clear()
                 self._mat_seq.clear()
                 self._chains.clear()
+                self._finished.clear()
                 raise
             finally:
                 self._depth, self._owner = 0, None
@@ -1163,6 +1173,8 @@ class DuckDBStore(AbstractEventStore):
         if getattr(self, "_closed", False):
             raise StoreError(f"{self.path} is closed; read what you need from it (a replayed state's ids "
                              f"included) before closing it", self.path)
+        if run_id in self._finished:
+            return
         with self._lock:
             if not self._con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchall():
                 raise UnknownRunError(f"no run {run_id!r} in {self.path}")

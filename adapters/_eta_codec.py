@@ -98,7 +98,8 @@ def decode(blob: bytes, prediction: np.ndarray | None) -> np.ndarray:
         raise ValueError(f"η frame codec version {version} is unknown (this code reads {VERSION})")
     if kind == _RAW:
         return np.frombuffer(view, "<f8", n, _HEAD.size).astype(np.float64)
-    zigzag = None
+    zigzag = np.zeros(n, "<u8")
+    as_bytes = zigzag.view(np.uint8).reshape(n, 8)  # each part is written into its own bytes: no shifts, no ORs
     at = _HEAD.size + len(_WIDTHS) * _PLANE.size
     for k, width in enumerate(_WIDTHS):
         mode, length = _PLANE.unpack_from(view, _HEAD.size + k * _PLANE.size)
@@ -106,16 +107,12 @@ def decode(blob: bytes, prediction: np.ndarray | None) -> np.ndarray:
             continue
         size = n * np.dtype(width).itemsize
         raw = view[at:at + length] if mode == _PLAIN else _CODEC.decompress(view[at:at + length], size, asbytes=True)
-        part = np.frombuffer(raw, width, n).astype("<u8")
+        part = np.frombuffer(raw, width, n)
         if k:
-            part <<= np.uint64(24 + 8 * k)
-        if zigzag is None:
-            zigzag = part
+            as_bytes[:, 3 + k] = part  # byte 4, 5, 6 or 7 of each residual
         else:
-            zigzag |= part
+            zigzag.view("<u4").reshape(n, 2)[:, 0] = part  # the low 32 bits
         at += length
-    if zigzag is None:
-        zigzag = np.zeros(n, "<u8")
     sign = zigzag & np.uint64(1)
     zigzag >>= np.uint64(1)
     residual = zigzag.view("<i8")

@@ -136,3 +136,25 @@ def test_cfc_run_quiet_prints_only_the_run_id(cli, tmp_path):
     assert code == 0 and len(out.split()) == 1
     with DuckDBStore(tmp_path / "r.duckdb", read_only=True) as store:
         assert store.query("SELECT name, tags FROM v_runs").row(0) == ("q", '{"a": "b"}')
+
+
+def test_a_deleted_run_is_unknown_even_after_replay_read_its_registry_row(tmp_path):
+    from complexity_from_constraints.adapters._run_rows import encode_run
+    from complexity_from_constraints.projectors import replay
+
+    with DuckDBStore(tmp_path / "runs.duckdb") as store:
+        run = relax(demo_system(0), RelaxConfig(steps=5), store=store)
+        assert replay(store, run.run_id, 3).step == 3 and store.run_info(run.run_id).complete  # now remembered
+        store.delete_runs([run.run_id])
+        for ask in (lambda: store.run_info(run.run_id), lambda: store.read(run.run_id),
+                    lambda: replay(store, run.run_id, 3), lambda: store.latest_eta(run.run_id, 3)):
+            with pytest.raises(UnknownRunError):
+                ask()
+        memory = InMemoryStore()
+        again = relax(demo_system(0), RelaxConfig(steps=5), store=memory).run_id
+        with pytest.raises(RuntimeError), store.transaction():  # a rolled-back run is not remembered either
+            store.append_runs([(encode_run(again, memory.read(again)), None)])
+            assert store.run_info(again).complete
+            raise RuntimeError("roll back")
+        with pytest.raises(UnknownRunError):
+            store.run_info(again)
