@@ -429,8 +429,17 @@ class SnapshotConfig(AbstractFrozen):
     it records one every 10 steps, which bounds a replay to fewer than 10
     re-run steps.
 
+    With ``previous`` (the default) η is also recorded at the step before
+    each snapshot, and an array of the loop's state equal to it bit for bit
+    (the accelerated solver's previous iterate) is kept as a reference to that
+    frame rather than as its bytes: at 10⁵ modules a snapshot of the
+    accelerated solver shrinks from about 1 MB of text to a few hundred bytes
+    beside a frame of about 0.6 MB compressed. Runs recorded before this
+    field embed the array (``previous=False``).
+
     >>> SnapshotConfig(every=3).every
     3
     """
 
     every: int = Field(10, ge=1)
+    previous: bool = True

@@ -42,8 +42,9 @@ class RunStarted(AbstractEvent):
     parent_run_id: str | None = None
     parent_step: int | None = None
 
-    schema_version: ClassVar[int] = 5  # v2: parent_run_id, parent_step (forks); v3: config.adapter is config.weighting;
-    # v4: config.expansion.local_tol (older runs spent every local step: local_tol = 0); v5: config.snapshots
+    schema_version: ClassVar[int] = 6  # v2: parent_run_id, parent_step (forks); v3: config.adapter is config.weighting;
+    # v4: config.expansion.local_tol (older runs spent every local step: local_tol = 0); v5: config.snapshots;
+    # v6: config.snapshots.previous (older snapshot runs embedded the previous iterate: previous = False)
 
 
 StepReason = Literal[
@@ -451,6 +452,16 @@ def _run_started_v3(payload: dict[str, Any]) -> dict[str, Any]:
 def _run_started_v4(payload: dict[str, Any]) -> dict[str, Any]:
     """Runs from before snapshot mode recorded η at every step: their config says so, whatever today's default."""
     return payload | {"config": {**payload.get("config", {}), "snapshots": None}}
+
+
+@register_upcaster("RunStarted", 5)
+def _run_started_v5(payload: dict[str, Any]) -> dict[str, Any]:
+    """Snapshot runs from before ``SnapshotConfig.previous`` recorded no frame before a snapshot and embedded the
+    solver's previous iterate in it: ``previous = False`` re-runs them as they were."""
+    config = dict(payload.get("config", {}))
+    if isinstance(config.get("snapshots"), dict):
+        config["snapshots"] = {"previous": False} | dict(config["snapshots"])
+    return payload | {"config": config}
 
 
 @register_upcaster("WeightsAdapted", 1)

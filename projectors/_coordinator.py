@@ -147,8 +147,8 @@ def pieces_for(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Pro
         pieces.append(StabilityGuard(s.cap_fraction, s.warn_margin, s.coupling_target))
     if config.monotone == "strict":
         pieces.append(CheckMonotone(config))
-    pieces.append(RecordState(None if replaying or not isinstance(config.snapshots, SnapshotConfig)
-                              else config.snapshots.every))
+    snapshots = None if replaying or not isinstance(config.snapshots, SnapshotConfig) else config.snapshots
+    pieces.append(RecordState(None if snapshots is None else snapshots.every, snapshots is not None and snapshots.previous))
     if config.diagnostics is not None:
         pieces.append(WatchDiagnostics(config.diagnostics))
     if config.record_terms_every:
@@ -227,7 +227,7 @@ def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Pro
         last = config.steps if until is None else min(config.steps, until)
         while run.step < last and run.stop is None and (
                 (hooks.holds and any(holds(run) for holds in hooks.holds)) or (run.pg > config.tol and not run.stalled)):
-            run.step, run.grew = run.step + 1, False
+            run.step, run.grew, run.before = run.step + 1, False, run.host
             yield from _each(hooks.before, run)
             changed, reset, run.changed, run.reset = run.changed, run.changed or run.reset, False, False
             if changed:
@@ -260,7 +260,8 @@ def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Pro
                 yield _snapshot.capture(run, solver, pieces, _blocked(blocked, solver, pieces))
     except _NotFinite:
         run.stop = "diverged"  # an event would have held a non-finite number: the run ends on its last finite state
-    if every is not None and run.step % every and run.step > run.start_step:  # the last step's η, for views and replay
+    if (every is not None and run.step % every and run.step > run.start_step  # the last step's η, for views and replay
+            and not (config.snapshots.previous and run.step % every == every - 1)):  # unless it was recorded already
         yield EtaRecorded(step=run.step, eta=run.host)
     status = run.stop or ("converged" if run.pg <= config.tol else "stalled" if run.stalled else "max_steps")
     yield RunFinished(status=status, steps=run.step, final_energy=run.state.energy, best_step=run.best_step,

@@ -91,6 +91,7 @@ class Run:
     slack: float = 0.0
     host: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]  # η of the state, read-only
     host_finite: bool = False  # host is an accepted state whose projected-gradient norm was finite
+    before: np.ndarray | None = field(default=None, repr=False)  # host as the step under way began (η of the step before)
     pg: float = math.inf
     best_step: int = 0
     stalled: bool = False

@@ -22,16 +22,19 @@ class RecordState(AbstractPiece):
     """Records η and the gates it opened or closed whenever the state changed (an accepted step, or a module added).
 
     With ``every`` (snapshot mode), η is recorded at every ``every``-th step
-    instead, whether the state changed there or not; gates still at every change.
+    instead, whether the state changed there or not, and with ``previous`` at
+    the step before each of those too; gates still at every change.
     """
 
-    def __init__(self, every: int | None = None) -> None:
+    def __init__(self, every: int | None = None, previous: bool = False) -> None:
         self.open = np.zeros(0, bool)
         self.every = every
+        self.previous = previous
 
     def after(self, run: Run, step: Step) -> Iterator:
         changed = step.initial or step.accepted or run.grew
-        if changed if self.every is None else step.step % self.every == 0:
+        if changed if self.every is None else (step.step % self.every == 0 or (
+                self.previous and step.step % self.every == self.every - 1)):
             yield EtaRecorded(step=0 if step.initial else step.step, eta=run.host)
         if not changed:
             return

@@ -27,7 +27,7 @@ from complexity_from_constraints.events import (
 from ._backend import make_backend
 from ._compile import CompiledSystem, compile_system
 from ._coordinator import initial_eta, relaxation
-from ._snapshot import decode_state
+from ._snapshot import decode_state, resolve_frames
 
 # What a replay compares: every event with a step, but η (the replay records it at every change) and snapshots.
 _COMPARED = tuple(t for t in EVENT_TYPES if t not in ("RunStarted", "EtaRecorded", "LoopSnapshotted", "RunFinished"))
@@ -85,7 +85,13 @@ def eta_at(store: AbstractEventStore, run_id: str, step: int, parent_eta: Callab
         own = [e for e in logged if isinstance(e, LoopSnapshotted) and (e.step > begin or begin == 0)]
         snapshot = next((s for s in reversed(own) if s.blocked_by is None), None)
     if snapshot is not None:
-        saved = decode_state(snapshot.state)
+        def frame_at(at: int) -> np.ndarray:
+            found = store.latest_eta(run_id, at)
+            if found is None or found.step != at:
+                raise ReplayMismatchError(run_id, snapshot.step, f"the η frame of step {at} the snapshot refers to", found)
+            return found.eta
+
+        saved = resolve_frames(decode_state(snapshot.state), frame_at)
         frame = store.latest_eta(run_id, snapshot.step)
         if saved["eta"] is None and (frame is None or frame.step != snapshot.step):
             raise ReplayMismatchError(run_id, snapshot.step, "an EtaRecorded with the snapshot", frame)

@@ -22,13 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from complexity_from_constraints.entities import ReplayMismatchError
+from complexity_from_constraints.entities import ReplayMismatchError, SnapshotConfig
 from complexity_from_constraints.events import LoopSnapshotted
 
 from ._loop import AbstractPiece, Run
 from ._solvers import AbstractSolver, State
 
 _ARRAY = "__ndarray__"
+_FRAME = "__frame__"  # an array equal, bit for bit, to the η frame recorded at this step
 
 
 def encode_state(value: Any) -> str:
@@ -81,6 +82,10 @@ def capture(run: Run, solver: AbstractSolver, pieces: list[AbstractPiece], block
         return LoopSnapshotted(step=run.step, blocked_by=blocked)
     be = run.backend
     host_eta = run.host
+    previous = run.config.snapshots.previous if isinstance(run.config.snapshots, SnapshotConfig) else False
+    solver_state = solver.export_state()
+    if previous and run.before is not None and run.step > run.start_step:  # the step before's frame is in the log
+        solver_state = _by_reference(solver_state, run.before, run.step - 1)
     state = {
         "step": run.step, "start_step": run.start_step, "best_step": run.best_step, "pg": run.pg, "cap": run.cap,
         "slack": run.slack, "stalled": run.stalled, "changed": run.changed, "reset": run.reset,
@@ -89,10 +94,34 @@ def capture(run: Run, solver: AbstractSolver, pieces: list[AbstractPiece], block
         "eta": None if host_eta.dtype == np.float64 else host_eta,
         "mask": None if run.mask is None else be.to_numpy(run.mask),
         "weights": run.weights.export_state(),
-        "solver": solver.export_state(),
+        "solver": solver_state,
         "pieces": [piece.export_state() for piece in pieces],
     }
     return LoopSnapshotted(step=run.step, state=encode_state(state))
+
+
+def _by_reference(value: Any, frame: np.ndarray, step: int) -> Any:
+    """``value`` with every float64 array equal to ``frame`` bit for bit replaced by a reference to ``step``'s frame."""
+    if isinstance(value, np.ndarray):
+        same = (value.dtype == frame.dtype == np.float64 and value.shape == frame.shape
+                and np.array_equal(value.view(np.int64), frame.view(np.int64)))
+        return {_FRAME: step} if same else value
+    if isinstance(value, dict):
+        return {k: _by_reference(v, frame, step) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_by_reference(v, frame, step) for v in value]
+    return value
+
+
+def resolve_frames(value: Any, frame_at) -> Any:
+    """A decoded state with each reference to a frame replaced by that frame's η (``frame_at(step)``, float64)."""
+    if isinstance(value, dict):
+        if _FRAME in value and len(value) == 1:
+            return np.array(frame_at(int(value[_FRAME])), dtype=np.float64)
+        return {k: resolve_frames(v, frame_at) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_frames(v, frame_at) for v in value]
+    return value
 
 
 def restore(run: Run, solver: AbstractSolver, pieces: list[AbstractPiece], saved: dict[str, Any], eta: np.ndarray,

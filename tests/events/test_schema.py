@@ -101,6 +101,18 @@ def test_runs_from_before_snapshot_mode_read_as_recording_every_step():
     assert decode("RunStarted", 5, old).config.snapshots == "auto"  # a current payload keeps what it says
 
 
+def test_snapshot_runs_from_before_frame_references_re_run_as_they_were_recorded():
+    """A schema-5 snapshot run embedded the previous iterate and recorded no frame before a snapshot."""
+    from complexity_from_constraints.entities import RelaxConfig, SnapshotConfig, demo_system
+    from complexity_from_constraints.events import RunStarted, decode
+
+    payload = RunStarted(system=demo_system(0), config=RelaxConfig(snapshots=SnapshotConfig(every=4)), seed=0,
+                         package_version="x", system_digest="d").model_dump(mode="json")
+    del payload["config"]["snapshots"]["previous"]
+    assert decode("RunStarted", 5, payload).config.snapshots == SnapshotConfig(every=4, previous=False)
+    assert decode("RunStarted", 6, payload).config.snapshots == SnapshotConfig(every=4, previous=True)
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
 @pytest.mark.parametrize("field", ["energy", "pg_norm", "step_size", "trial_energy", "diagnostics.margin"])
 def test_a_step_names_its_non_finite_number_as_the_walk_does(field, bad):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -65,7 +67,7 @@ def test_every_step_replays_bit_for_bit_as_when_every_step_is_recorded(solver, e
     assert [s.step for s in snapshots] == list(range(0, snap.steps + 1, every))
     assert all(s.blocked_by is None for s in snapshots)
     frames = [r.event.step for r in store.read(snap.run_id, types=["EtaRecorded"])]
-    assert frames == sorted({*range(0, snap.steps + 1, every), snap.steps})
+    assert frames == [k for k in range(snap.steps + 1) if k % every in (0, every - 1) or k == snap.steps]
     for step in range(snap.steps + 1):
         want, got = replay(store, full.run_id, step), replay(store, snap.run_id, step)
         assert got.eta.tobytes() == want.eta.tobytes(), f"step {step}"
@@ -121,7 +123,7 @@ def test_a_loop_that_cannot_resume_mid_run_replays_from_its_start(case, resumed)
     assert resumed == [None] * len(steps)
     if case == "weighting object":  # its code is not in the log: a re-run without it differs, and replay says so
         with pytest.raises(ReplayMismatchError, match="re-running the loop from its snapshot"):
-            replay(store, snap.run_id, 9)
+            replay(store, snap.run_id, 8)
 
 
 def test_a_snapshot_that_does_not_reproduce_the_log_raises(monkeypatch):
@@ -136,8 +138,8 @@ def test_a_snapshot_that_does_not_reproduce_the_log_raises(monkeypatch):
 
     monkeypatch.setattr(_resume, "decode_state", tampered)
     assert replay(store, r.run_id, 10).step == 10  # recorded: no re-run
-    with pytest.raises(ReplayMismatchError, match="step 1[1-4]"):
-        replay(store, r.run_id, 14)
+    with pytest.raises(ReplayMismatchError, match="step 1[1-3]"):
+        replay(store, r.run_id, 13)
 
 
 def test_auto_records_every_step_for_small_systems_and_snapshots_for_large_ones(monkeypatch):
@@ -149,7 +151,7 @@ def test_auto_records_every_step_for_small_systems_and_snapshots_for_large_ones(
     monkeypatch.setattr(_config, "SNAPSHOT_MIN_MODULES", 20)  # as if 20 modules were many
     large = relax(standard_system(20, seed=0), RelaxConfig(steps=25, tol=0.0), store=store)
     assert store.read(large.run_id, types=["RunStarted"])[0].event.config.snapshots == SnapshotConfig(every=10)
-    assert [r.event.step for r in store.read(large.run_id, types=["EtaRecorded"])] == [0, 10, 20, 25]
+    assert [r.event.step for r in store.read(large.run_id, types=["EtaRecorded"])] == [0, 9, 10, 19, 20, 25]
     monkeypatch.undo()  # the recorded choice, not today's rule, decides how a re-run records
     again = rerun(store, large.run_id)
     assert all(x.event == y.event for x, y in zip(store.read(large.run_id), store.read(again.run_id), strict=True))
@@ -166,7 +168,7 @@ def test_diff_compares_a_snapshot_run_where_both_runs_know_eta():
     assert same.config["snapshots.every"] == (7, None)
     c = relax(system, config.evolve(step_size=0.06), store=store).run_id
     d = diff_runs(store, b, c)
-    assert d.first_energy_difference == 1 and d.first_divergence == 7  # the first step whose η both recorded
+    assert d.first_energy_difference == 1 and d.first_divergence == 6  # the first step whose η both recorded (before the snapshot at 7)
     assert diff_runs(store, b, relax(system, config.evolve(step_size=0.06, snapshots=None), store=store).run_id
                      ).first_divergence == 1
 
@@ -196,3 +198,27 @@ def test_the_snapshot_state_round_trips_exactly():
     assert back["rng"] == value["rng"] and back["none"] is None
     assert isinstance(LoopSnapshotted(step=0, state=encode_state(value)), LoopSnapshotted)
     assert EtaRecorded(0, back["x"]).eta.tobytes() == value["x"].tobytes()
+
+
+@pytest.mark.parametrize("previous", [True, False])
+def test_a_snapshot_refers_to_the_frame_before_it_instead_of_holding_the_previous_iterate(previous):
+    store = InMemoryStore()
+    system = standard_system(500, seed=2)
+    full = relax(system, _config("accelerated", None), seed=5, store=store)
+    snap = relax(system, _config("accelerated", SnapshotConfig(every=5, previous=previous)), seed=5, store=store)
+    held = {r.event.step: json.loads(r.event.state)["solver"]["previous"]
+            for r in store.read(snap.run_id, types=["LoopSnapshotted"]) if r.event.step}
+    assert held and all((v == {"__frame__": k - 1}) if previous else ("__ndarray__" in v) for k, v in held.items())
+    frames = {r.event.step for r in store.read(snap.run_id, types=["EtaRecorded"])}
+    assert {4, 9}.issubset(frames) == previous
+    for step in (6, 12):
+        assert replay(store, snap.run_id, step).eta.tobytes() == replay(store, full.run_id, step).eta.tobytes()
+
+
+def test_a_snapshot_whose_referenced_frame_is_missing_raises(monkeypatch):
+    store = InMemoryStore()
+    r = relax(standard_system(30, seed=0), _config("accelerated", SnapshotConfig(every=5)), seed=1, store=store)
+    real = store.latest_eta
+    monkeypatch.setattr(store, "latest_eta", lambda run_id, step: None if step == 9 else real(run_id, step))
+    with pytest.raises(ReplayMismatchError, match="step 9 the snapshot refers to"):
+        replay(store, r.run_id, 12)
