@@ -6,9 +6,10 @@
    every N ≥ 10⁴. "Every step" recording is shown beside it for reference (its
    target is ``bench/relax_throughput.py``'s).
 2. **Replay of an unrecorded step**: ``replay(store, run, step)`` for the step
-   farthest from a snapshot (k − 1 steps after one), in a store reopened as a
-   user would, against 20 ms plus the time of the steps it re-runs (measured on
-   the unrecorded run: its wall time per step, times k − 1). The replayed η is checked
+   farthest from a snapshot without a frame (k − 2 steps after one: the step
+   before each snapshot has one), in a store reopened as a user would, against
+   20 ms plus the time of the steps it re-runs (measured on the unrecorded run:
+   its wall time per step, times k − 2). The replayed η is checked
    against the run recorded every step, bit for bit. The first replay of a run in
    a process also decodes and compiles its System (kept for the next replays);
    it is printed, not judged (the System's stored form is the store's business).
@@ -87,7 +88,9 @@ def bench(n: int, steps: int, repeats: int, tmp: Path) -> None:
     with DuckDBStore(path) as store:
         run_snap = relax(system, snap, store=store).run_id
         run_full = relax(system, full, store=store).run_id
-    step = steps - steps % EVERY - 1 if steps % EVERY else steps - 1  # k − 1 steps after a snapshot
+    # The unrecorded step farthest from its snapshot: k − 2 steps after it (the step before the next snapshot has a frame).
+    base = (steps - 1) // EVERY * EVERY
+    step = base + EVERY - 2 if base + EVERY - 2 < steps else base - 2
     rerun_steps = step % EVERY
     per_step = wall["off"] / steps  # replay is timed in wall time: so are the steps it re-runs
     times = []
