@@ -12,9 +12,9 @@ Three comparisons, each timed as someone who wants the baseline to win would run
    array extraction. Target: ≤ 1.3× the minimal loop at N ≥ 10⁴.
 2. **The step kernel**: ``energy_and_gradient`` against a fused numpy kernel (the
    minimal loop's body) on the same compiled arrays, for ``--kernel-sizes``
-   (10⁵ and 10⁶ by default; the compiled arrays of the standard family are built
-   directly from its seeded draws, which takes seconds rather than the minute a
-   10⁶-entity System needs; a check at N = 10³ pins them to ``compile_system``).
+   (10⁵ and 10⁶ by default; the standard family as array entities,
+   ``standard_array_system``, which compiles to the arrays of ``standard_system``
+   in seconds rather than the minute a 10⁶-entity System needs).
 3. **Recording**: every η recorded to a DuckDB file against recording off
    (N = 10⁴, 200 steps), in CPU time (which counts DuckDB's writer threads)
    and in wall time. Target: ≤ 1.5×.
@@ -46,25 +46,19 @@ import numpy as np  # noqa: E402
 from complexity_from_constraints.adapters import DuckDBStore  # noqa: E402
 from complexity_from_constraints.entities import (  # noqa: E402
     DirectedHingeCoupling,
-    LandauModule,
     QuadraticCoupling,
     RelaxConfig,
+    standard_array_system,
     standard_system,
 )
 from complexity_from_constraints.events import NullStore  # noqa: E402
 from complexity_from_constraints.projectors import (  # noqa: E402
     CompiledSystem,
-    NumpyBackend,
     compile_system,
     energy_and_gradient,
     relax,
 )
-from complexity_from_constraints.projectors._compile import (  # noqa: E402
-    CouplingGroup,
-    ModuleGroup,
-    clear_compile_cache,
-    edge_index_of,
-)
+from complexity_from_constraints.projectors._compile import clear_compile_cache  # noqa: E402
 
 clock = time.process_time
 
@@ -176,39 +170,8 @@ def throughput(n: int, steps: int, repeats: int) -> None:
           f"ms/step | ratio {ours_c / base_c:5.2f}x | relax(steps=0) warm {t['relax0'] * 1e3:6.1f} ms")
 
 
-def standard_compiled(n: int, seed: int = 0) -> CompiledSystem:
-    """``compile_system(standard_system(n, seed))``'s arrays, drawn directly (no million pydantic objects)."""
-    rng = np.random.default_rng(seed)
-    a, b, h = rng.uniform(-1.0, 1.0, n), rng.uniform(0.5, 1.5, n), rng.uniform(-0.2, 0.2, n)
-    m = 3 * n
-    src = np.concatenate([np.arange(n), rng.integers(0, n, m - n)])
-    hop = np.concatenate([np.ones(n, np.int64), rng.integers(1, n, m - n)])
-    dst = (src + hop) % n
-    w = rng.uniform(0.1, 1.0, m)
-    hinge = rng.permutation(m) < m // 3
-    ids = tuple(f"m{k}" for k in range(n))
-    be = NumpyBackend()
-    modules = (ModuleGroup(LandauModule, ids, np.arange(n), slice(0, n), {"a": a, "b": b, "h": h}, np.ones(n)),)
-    couplings = []
-    for cls, sel in sorted(((QuadraticCoupling, ~hinge), (DirectedHingeCoupling, hinge)),
-                           key=lambda item: int(np.flatnonzero(item[1])[0])):  # kinds in order of first appearance
-        e = np.flatnonzero(sel)
-        couplings.append(CouplingGroup(cls, tuple(f"c{k}" for k in e), src[e], dst[e], {}, w[e]))
-    return CompiledSystem(system=None,  # type: ignore[arg-type]
-                          backend=be, ids=ids, modules=modules, couplings=tuple(couplings),
-                          edge_index=edge_index_of(be, couplings), gate_ids=(), gate_index=np.zeros(0, np.int64),
-                          gate_threshold=np.zeros(0), constant=0.0, position={})
-
-
-def check_standard_compiled() -> None:
-    real, drawn = compile_system(standard_system(1000, seed=0)), standard_compiled(1000, seed=0)
-    eta = np.random.default_rng(1).uniform(0.0, 1.0, 1000)
-    (e1, g1), (e2, g2) = energy_and_gradient(real, eta), energy_and_gradient(drawn, eta)
-    assert e1 == e2 and g1.tobytes() == g2.tobytes(), "standard_compiled drifted from standard_system"
-
-
 def kernel(n: int, repeats: int, calls: int) -> None:
-    cs = standard_compiled(n)
+    cs = compile_system(standard_array_system(n))
     lean = Lean(cs)
     eta = np.random.default_rng(2).uniform(0.0, 1.0, n)
     e_ours, g_ours = energy_and_gradient(cs, eta)
@@ -265,7 +228,6 @@ def main() -> None:
     for n in args.sizes:
         throughput(n, args.steps, args.repeats)
     if args.kernel_sizes:
-        check_standard_compiled()
         print(f"2. one energy_and_gradient call (mean of {args.kernel_calls} calls per repeat)")
         for n in args.kernel_sizes:
             kernel(n, args.repeats, args.kernel_calls)
