@@ -32,6 +32,7 @@ True
 from __future__ import annotations
 
 import struct
+import threading
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -47,16 +48,37 @@ _WIDTHS = ("<u4", "u1", "u1", "u1", "u1")  # the low 32 bits, then bytes 4, 5, 6
 _HEAD = struct.Struct("<BBI")
 _PLANE = struct.Struct("<BI")
 _CODEC = pa.Codec("zstd", compression_level=1)
+_WORK = threading.local()  # see work()
+
+
+def work(name: str, n: int, dtype: str) -> np.ndarray:
+    """This thread's work array ``name`` of ``n`` values, reused from call to call (its contents are undefined).
+
+    A fresh array of a frame's size is fresh memory to the kernel: at 10⁵
+    values each one costs page faults worth several passes over it, more than
+    the arithmetic the codec does with it. Per thread, so encoders in a writer
+    thread and a reader in another never share one.
+    """
+    arrays = _WORK.__dict__.setdefault("arrays", {})
+    key = (name, np.dtype(dtype).str)
+    buf = arrays.get(key)
+    if buf is None or buf.size < n:
+        buf = arrays[key] = np.empty(n, dtype)
+    return buf[:n]
 
 
 def predict(prev1: np.ndarray | None, prev2: np.ndarray | None) -> np.ndarray | None:
-    """The prediction of the next frame from the one (``prev1``) and two (``prev2``) before it; ``None`` for a key frame."""
+    """The prediction of the next frame from the one (``prev1``) and two (``prev2``) before it; ``None`` for a key frame.
+
+    With ``prev2`` absent the prediction is ``prev1`` itself; otherwise it is
+    this thread's work array ``"prediction"``, valid until the next call here.
+    """
     if prev1 is None:
         return None
     if prev2 is None:
         return prev1
     with np.errstate(all="ignore"):  # finite η only reach the log; any bits predict, and decode repeats them
-        out = prev1 * 2.0
+        out = np.multiply(prev1, 2.0, out=work("prediction", prev1.size, "<f8"))
         out -= prev2
         return np.clip(out, 0.0, 1.0, out=out)
 
@@ -68,18 +90,30 @@ def encode(eta: np.ndarray, prediction: np.ndarray | None) -> bytes:
     if n < _SMALL:
         return _HEAD.pack(VERSION, _RAW, n) + eta.tobytes()
     bits = eta.view("<i8")
-    residual = bits.copy() if prediction is None else bits - prediction.view("<i8")
-    zigzag = residual << 1
-    zigzag ^= residual >> 63
+    residual, zigzag = work("residual", n, "<i8"), work("zigzag", n, "<i8")
+    if prediction is None:
+        np.copyto(residual, bits)
+    else:
+        np.subtract(bits, prediction.view("<i8"), out=residual)
+    np.left_shift(residual, 1, out=zigzag)
+    np.right_shift(residual, 63, out=residual)  # the sign, spread over all bits
+    np.bitwise_xor(zigzag, residual, out=zigzag)
     zigzag = zigzag.view("<u8")
     top = int(zigzag.max()).bit_length()  # parts above the largest residual's bits are zero
+    as_bytes = zigzag.view(np.uint8).reshape(n, 8)
+    planes = work("planes", 8 * n, "u1")  # each part in a region of its own until the blob is joined
     heads, bodies = [], []
     for k, width in enumerate(_WIDTHS):
         shift = 0 if k == 0 else 24 + 8 * k
         if shift >= top:
             heads.append(_PLANE.pack(_ZERO, 0))
             continue
-        part = (zigzag >> np.uint64(shift)).astype(width) if shift else zigzag.astype(width)
+        if k:
+            part = planes[(3 + k) * n:(4 + k) * n]
+            np.copyto(part, as_bytes[:, 3 + k])  # byte 4, 5, 6 or 7 of each residual
+        else:
+            part = planes[:4 * n].view("<u4")
+            np.copyto(part, zigzag.view("<u4").reshape(n, 2)[:, 0])  # the low 32 bits
         body, mode = part.data, _PLAIN
         if len(_CODEC.compress(part[:_SAMPLE], asbytes=True)) < 0.9 * part[:_SAMPLE].nbytes:
             packed = _CODEC.compress(part, asbytes=True)
@@ -113,7 +147,7 @@ def decode(blob: bytes, prediction: np.ndarray | None) -> np.ndarray:
         else:
             zigzag.view("<u4").reshape(n, 2)[:, 0] = part  # the low 32 bits
         at += length
-    sign = zigzag & np.uint64(1)
+    sign = np.bitwise_and(zigzag, np.uint64(1), out=work("sign", n, "<u8"))
     zigzag >>= np.uint64(1)
     residual = zigzag.view("<i8")
     residual ^= np.negative(sign.view("<i8"), out=sign.view("<i8"))

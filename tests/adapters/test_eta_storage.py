@@ -29,6 +29,31 @@ def test_any_chain_of_frames_decodes_to_the_same_bits(n, frames, seed, scale):
     assert [a.tobytes() for a in decoded] == [b.tobytes() for b in chain]
 
 
+def test_work_arrays_are_reused_without_leaking_between_frames_sizes_or_threads():
+    """encode and decode reuse this thread's work arrays: a blob never depends on what was coded before it."""
+    import threading
+
+    rng = np.random.default_rng(7)
+    big = [rng.uniform(0.0, 1.0, 5000) + 1e-6 * k for k in range(6)]
+    small = [rng.uniform(0.0, 1.0, 300) for _ in range(4)]
+    alone = [codec.encode_chain(chain) for chain in (big, small)]
+    mixed = [codec.encode_chain(big), codec.encode_chain(small), codec.encode_chain(big)]  # a smaller size, then larger
+    assert mixed == [alone[0], alone[1], alone[0]]
+    assert [a.tobytes() for a in codec.decode_chain(mixed[0])] == [b.tobytes() for b in big]
+    results: dict[int, list[bool]] = {}
+
+    def worker(k: int) -> None:  # threads coding chains of two sizes at once, each with its own work arrays
+        which = k % 2
+        results[k] = [codec.encode_chain((big, small)[which]) == alone[which] for _ in range(20)]
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(all(v) for v in results.values()) and len(results) == 4
+
+
 def test_a_relaxation_is_stored_in_under_six_bytes_per_value_and_reads_back_exactly():
     system = standard_system(3000, seed=0)
     config = RelaxConfig(steps=60, step_size=0.05, eta0="uniform", tol=0.0)

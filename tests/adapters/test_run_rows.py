@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from complexity_from_constraints.adapters import DuckDBStore
@@ -101,3 +102,20 @@ def test_threads_limits_duckdb_inside_the_block_and_restores_it_after(tmp_path):
         with pytest.raises(ZeroDivisionError), store.threads(1):
             1 / 0
         assert store._execute(setting)[0][0] == before
+
+
+def test_pieces_cut_each_blob_at_piece_boundaries_and_join_back():
+    from complexity_from_constraints.adapters._run_rows import PIECE, pieces
+
+    rng = np.random.default_rng(0)
+    blobs = [b"", bytes(PIECE), bytes(rng.integers(0, 256, PIECE + 1, dtype=np.uint8)),
+             bytes(rng.integers(0, 256, 3 * PIECE - 7, dtype=np.uint8)), b"x"]
+    table = pieces([4, 5, 6, 7, 8], [4, 4, 4, 7, 7], blobs)
+    rows = table.to_pylist()
+    assert [r["part"] for r in rows] == [0, 0, 0, 1, 0, 1, 2, 0]
+    assert [r["step"] for r in rows] == [4, 5, 6, 6, 7, 7, 7, 8]
+    assert [r["base"] for r in rows] == [4, 4, 4, 4, 7, 7, 7, 7]
+    assert all(len(r["data"]) <= PIECE for r in rows)
+    for step, blob in zip([4, 5, 6, 7, 8], blobs):
+        assert b"".join(r["data"] for r in rows if r["step"] == step) == blob
+    assert pieces([], [], []).num_rows == 0
