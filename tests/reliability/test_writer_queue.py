@@ -72,3 +72,41 @@ def test_a_tiny_queue_records_the_same_log_as_an_unpipelined_run(toy_system):
     left, right = slow.read(a.run_id), plain.read(b.run_id)
     assert [r.seq for r in left] == [r.seq for r in right]
     assert all(x.event == y.event for x, y in zip(left, right))
+
+
+class _Gated(InMemoryStore):
+    """An in-memory store that notes each batch's η frames and, while ``hold`` is set, waits before writing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold, self.frames = threading.Event(), []
+
+    def _write(self, run_id, batch, new_run):
+        while self.hold.is_set():
+            time.sleep(0.001)
+        self.frames.append(sum(isinstance(r.event, EtaRecorded) for r in batch))
+        super()._write(run_id, batch, new_run)
+
+
+@pytest.mark.parametrize("idle", [True, False])
+def test_an_idle_writer_gets_a_batch_once_an_eighth_of_one_is_buffered(toy_system, idle):
+    """Batches are cut early while the writer has nothing to do (so it starts at once and the run's tail is short),
+    at full size while it is busy (so commits stay few)."""
+    store = _Gated()
+    # 10 frames make a full batch (values); 2 frames (161 kB of bytes) pass the floor of an idle cut
+    recorder = _Recorder(store, "run-1", flush_every=10**6, flush_values=10 * FRAME, pipelined=True)
+    recorder.add(_started(toy_system))
+    recorder.flush(wait=True)
+    if not idle:
+        store.hold.set()
+    rng = np.random.default_rng(0)
+    for step in range(40):
+        recorder.add(EtaRecorded(step=step, eta=rng.uniform(0.0, 1.0, FRAME)))
+        if idle and recorder.pending:
+            recorder.pending[-1][0].result()  # the writer is done before the next step
+    store.hold.clear()
+    recorder.flush(wait=True)
+    recorder.close()
+    assert store.frames[0] == 0 and sum(store.frames) == 40
+    # busy: the first batch finds the writer idle; the rest wait for a full batch, the last holds what is left
+    assert store.frames[1:] == ([2] * 20 if idle else [2, 10, 10, 10, 8])
