@@ -7,7 +7,10 @@ Tables (append-only; the API offers no update or delete):
 - ``systems``: each System once per digest, as JSON; a System holding arrays
   (``ModuleArray``, ``CouplingArray``) as its skeleton JSON, with its arrays'
   bytes in ``system_arrays(array_digest, dtype, data BLOB)``, content addressed.
-- ``run_modules``: each run's module ids in η order (``idx``).
+- ``system_modules``: each System's module ids and kinds in η order (``idx``),
+  once per System digest (a study's hundreds of runs of one System share them);
+  ``run_added_modules``: the modules expansion added to a run, after them. The
+  view ``run_modules(run_key, idx, module_id, kind)`` joins the two per run.
 - ``events``: every event but the η frames; payloads are JSON text.
 - ``eta_frames``: one row per ``EtaRecorded`` event (its seq and step).
 - ``eta_blocks``: one row per η frame ``(run_key, step, base, data)``, the
@@ -64,7 +67,7 @@ import threading
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import duckdb
 import numpy as np
@@ -102,8 +105,9 @@ from . import _run_rows as run_rows
 from ._kind_functions import register_kind_functions
 from ._run_params import run_params
 
-STORE_SCHEMA_VERSION = 4  # 2: materialised tables mat_* and their positions; 3: run_meta, run_params, deletions, sweeps;
-# 4: η frames compressed in eta_blocks (the long form eta_values becomes a view over them)
+STORE_SCHEMA_VERSION = 5  # 2: materialised tables mat_* and their positions; 3: run_meta, run_params, deletions, sweeps;
+# 4: η frames compressed in eta_blocks (the long form eta_values becomes a view over them);
+# 5: module ids once per System (system_modules) and added ones per run (run_added_modules); run_modules a view
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS store_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -112,7 +116,8 @@ CREATE TABLE IF NOT EXISTS runs (
     seed BIGINT, n_modules INTEGER, package_version VARCHAR);
 CREATE TABLE IF NOT EXISTS systems (system_digest VARCHAR PRIMARY KEY, system_json VARCHAR);
 CREATE TABLE IF NOT EXISTS system_arrays (array_digest VARCHAR PRIMARY KEY, dtype VARCHAR, data BLOB);
-CREATE TABLE IF NOT EXISTS run_modules (run_key INTEGER, idx INTEGER, module_id VARCHAR, kind VARCHAR);
+CREATE TABLE IF NOT EXISTS system_modules (system_digest VARCHAR, idx INTEGER, module_id VARCHAR, kind VARCHAR);
+CREATE TABLE IF NOT EXISTS run_added_modules (run_key INTEGER, idx INTEGER, module_id VARCHAR, kind VARCHAR);
 CREATE TABLE IF NOT EXISTS events (
     run_id VARCHAR, seq BIGINT, type VARCHAR, schema_version INTEGER, step INTEGER, payload VARCHAR,
     PRIMARY KEY (run_id, seq));
@@ -142,9 +147,9 @@ CREATE TABLE IF NOT EXISTS mat_run_stats (
 # Every connection the store opens: no extension is ever fetched or loaded behind our back (opening a
 # SQLite file would otherwise download the sqlite scanner).
 _CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
-_TABLE_NAMES = ("store_meta", "runs", "systems", "run_modules", "events", "eta_frames", "eta_blocks",
-                "mat_positions", "mat_steps", "mat_run_stats", "run_meta", "run_params", "deletions", "sweeps",
-                "sweep_points", "study_results")
+_TABLE_NAMES = ("store_meta", "runs", "systems", "system_modules", "run_added_modules", "events", "eta_frames",
+                "eta_blocks", "mat_positions", "mat_steps", "mat_run_stats", "run_meta", "run_params", "deletions",
+                "sweeps", "sweep_points", "study_results")
 _DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -185,8 +190,9 @@ def _view_order(views: dict[str, str]) -> list[str]:
     return order
 
 
-# Views of the store's own that are not metrics: the long form of η (eta_values) over the compressed frames.
-_VIEWS = {**_sql_files("eta_"), **view_sql()}
+# Views of the store's own that are not metrics: the long form of η (eta_values) over the compressed frames,
+# and each run's modules (run_modules).
+_VIEWS = {**_sql_files("eta_"), **_sql_files("run_modules"), **view_sql()}
 _VIEW_ORDER = _view_order(_VIEWS)
 # Views are re-created when their definitions (or the schema they read) change, not at every open.
 _VIEWS_DIGEST = hashlib.sha256(json.dumps([STORE_SCHEMA_VERSION, sorted(_VIEWS.items())]).encode()).hexdigest()[:16]
@@ -489,6 +495,9 @@ class DuckDBStore(AbstractEventStore):
         ``run_params`` rows from its ``RunStarted``. Schema 3 and older keep η in
         long form in the table ``eta_values``: its frames are compressed into
         ``eta_blocks`` (bit for bit) and the table gives way to the view of that name.
+        Schema 4 and older keep every run's module ids in the table ``run_modules``:
+        they move to ``system_modules`` (once per System) and ``run_added_modules``,
+        and the table gives way to the view of that name.
         """
         self._con = con  # the catch-up helpers run on self._con
         with self.transaction():
@@ -499,15 +508,21 @@ class DuckDBStore(AbstractEventStore):
                 con.execute("UPDATE eta_frames AS f SET n = (SELECT count(*) FROM eta_values AS v JOIN runs AS r "
                             "ON r.run_key = v.run_key WHERE r.run_id = f.run_id AND v.step = f.step)")
             for stmt in filter(str.strip, _TABLES.split(";")):
-                con.execute(stmt)  # IF NOT EXISTS: adds the materialised tables and eta_blocks
-            if con.execute("SELECT 1 FROM duckdb_tables() WHERE database_name = current_database() "
-                           "AND table_name = 'eta_values'").fetchall():
+                con.execute(stmt)  # IF NOT EXISTS: adds the materialised tables, eta_blocks and the module tables
+            tables = {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = "
+                                                "current_database() AND NOT internal").fetchall()}
+            if "eta_values" in tables:
                 # schema ≤ 3 kept η in long form: compress it into eta_blocks (the view eta_values replaces the table)
                 self._insert_long_form("SELECT run_key, step, idx, eta FROM eta_values")
-                for (view,) in con.execute("SELECT view_name FROM duckdb_views() WHERE database_name = "
-                                           "current_database() AND NOT internal").fetchall():
-                    con.execute(f'DROP VIEW "{view}"')  # views of the old schema read the table; made anew below
-                con.execute("DROP TABLE eta_values")
+            if "run_modules" in tables:
+                # schema ≤ 4 kept every run's module ids: once per System now (the view run_modules replaces the table)
+                self._insert_run_modules("SELECT run_key, idx, module_id, kind FROM run_modules")
+            for (view,) in con.execute("SELECT view_name FROM duckdb_views() WHERE database_name = "
+                                       "current_database() AND NOT internal").fetchall():
+                con.execute(f'DROP VIEW "{view}"')  # views of the old schema read the old tables; made anew below
+            for table in ("eta_values", "run_modules"):
+                if table in tables:
+                    con.execute(f"DROP TABLE {table}")
             self._create_views(con)
             self._catch_up(None)  # a file from before the materialised tables: fill them once
             for (run_id,) in con.execute("SELECT run_id FROM runs WHERE run_id NOT IN (SELECT run_id FROM run_params) "
@@ -603,7 +618,8 @@ class DuckDBStore(AbstractEventStore):
                     raise LogIntegrityError(f"run {taken[0][0]!r} already exists")
                 first = con.execute("SELECT coalesce(max(run_key), 0) + 1 FROM runs").fetchall()[0][0]
                 keys = list(range(first, first + len(runs)))
-                self._store_systems({run.system_digest: (run.system_json, run.system_arrays) for run, _ in runs})
+                self._store_systems({run.system_digest: (lambda run=run: (run.system_json, run.system_arrays, run.modules))
+                                     for run, _ in runs})
                 encoded = [r for r, _ in runs]
                 self._insert_rows("runs", pa.table({
                     "run_id": pa.array(ids, pa.string()), "run_key": pa.array(keys, pa.int32()),
@@ -612,8 +628,8 @@ class DuckDBStore(AbstractEventStore):
                     "seed": pa.array([r.seed for r in encoded], pa.int64()),
                     "n_modules": pa.array([r.n_modules for r in encoded], pa.int32()),
                     "package_version": pa.array([r.package_version for r in encoded], pa.string())}))
-                self._insert_rows("run_modules", pa.concat_tables(
-                    [run_rows.with_key(r.modules, k) for r, k in zip(encoded, keys)]))
+                self._insert_rows("run_added_modules", pa.concat_tables(
+                    [run_rows.with_key(r.added, k) for r, k in zip(encoded, keys)]))
                 self._insert_rows("run_params", pa.concat_tables(
                     [r.params.add_column(0, "run_id", pa.array([r.run_id] * r.params.num_rows, pa.string()))
                      for r in encoded]))
@@ -678,14 +694,38 @@ class DuckDBStore(AbstractEventStore):
         finally:
             con.execute("DROP TABLE IF EXISTS _cfc_long")
 
+    def _insert_run_modules(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Module rows given per run (``sql`` selects ``run_key, idx, module_id, kind``, the layout before schema 5
+        and of exports) into ``system_modules`` and ``run_added_modules``; the runs are stored already.
+
+        A System's modules (``idx`` below its run's ``n_modules``) come from the
+        first of its runs in the rows, once per digest not stored yet; the rest
+        were added during their run. For upgrades and imports; the caller holds a transaction.
+        """
+        con = self._con
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _cfc_modules AS SELECT m.*, r.system_digest, r.n_modules "
+                    f"FROM ({sql}) AS m JOIN runs AS r USING (run_key)", list(params))
+        try:
+            con.execute("INSERT INTO system_modules SELECT system_digest, idx, module_id, kind FROM _cfc_modules "
+                        "WHERE idx < n_modules AND run_key IN (SELECT min(run_key) FROM _cfc_modules "
+                        "GROUP BY system_digest) AND system_digest NOT IN (SELECT system_digest FROM system_modules) "
+                        "ORDER BY run_key, idx")
+            con.execute("INSERT INTO run_added_modules SELECT run_key, idx, module_id, kind FROM _cfc_modules "
+                        "WHERE idx >= n_modules ORDER BY run_key, idx")
+        finally:
+            con.execute("DROP TABLE IF EXISTS _cfc_modules")
+
     def _register_added_modules(self, run_id: str, added: list) -> None:
         if not added:
             return
         key = self._run_key(run_id)
-        start = self._con.execute("SELECT count(*) FROM run_modules WHERE run_key = ?", [key]).fetchall()[0][0]
-        for k, ev in enumerate(added):
-            self._con.execute("INSERT INTO run_modules VALUES (?, ?, ?, ?)",
-                              [key, start + k, ev.module["id"], ev.module["kind"]])
+        start = self._con.execute("SELECT (SELECT n_modules FROM runs WHERE run_key = $1) + "
+                                  "(SELECT count(*) FROM run_added_modules WHERE run_key = $1)", [key]).fetchall()[0][0]
+        self._insert_rows("run_added_modules", pa.table({
+            "run_key": pa.array([key] * len(added), pa.int32()),
+            "idx": pa.array(range(start, start + len(added)), pa.int32()),
+            "module_id": pa.array([ev.module["id"] for ev in added], pa.string()),
+            "kind": pa.array([ev.module["kind"] for ev in added], pa.string())}))
 
     def _run_key(self, run_id: str) -> int:
         if run_id not in self._keys:
@@ -706,23 +746,27 @@ class DuckDBStore(AbstractEventStore):
         con.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [run_id, key, s.id, started.system_digest, started.seed, n, started.package_version])
         self._keys[run_id] = int(key)
-        self._insert_rows("run_modules", run_rows.with_key(run_rows.module_rows(s), int(key)))
 
     def _store_system(self, digest: str, system) -> None:
-        """The System once per digest: JSON; with arrays, the skeleton JSON plus each array's bytes, once per array digest."""
-        self._store_systems({digest: run_rows.system_form(system)})
+        """The System once per digest: JSON; with arrays, the skeleton JSON plus each array's bytes, once per array
+        digest; and its modules' rows in ``system_modules``."""
+        self._store_systems({digest: lambda: (*run_rows.system_form(system), run_rows.module_rows(system))})
 
-    def _store_systems(self, forms: dict[str, tuple[str, dict[str, np.ndarray]]]) -> None:
-        """Each ``digest: (json, arrays)`` not stored yet, with one query for which are."""
+    def _store_systems(self, forms: dict[str, Callable[[], tuple[str, dict[str, np.ndarray], pa.Table]]]) -> None:
+        """Each System not stored yet, with one query for which are: ``digest: fn``, where ``fn()`` gives its
+        ``(json, arrays, module rows)`` (called only for a new digest)."""
         con = self._con
         known = {r[0] for r in con.execute("SELECT system_digest FROM systems WHERE system_digest IN "
                                            "(SELECT unnest(?::VARCHAR[]))", [list(forms)]).fetchall()}
-        new = {d: f for d, f in forms.items() if d not in known}
+        new = {d: fn() for d, fn in forms.items() if d not in known}
         if not new:
             return
         self._insert_rows("systems", pa.table({"system_digest": pa.array(list(new), pa.string()),
-                                               "system_json": pa.array([j for j, _ in new.values()], pa.string())}))
-        arrays = {d: a for _, parts in new.values() for d, a in parts.items()}
+                                               "system_json": pa.array([j for j, _, _ in new.values()], pa.string())}))
+        self._insert_rows("system_modules", pa.concat_tables(
+            [modules.add_column(0, "system_digest", pa.array([d] * modules.num_rows, pa.string()))
+             for d, (_, _, modules) in new.items()]))
+        arrays = {d: a for _, parts, _ in new.values() for d, a in parts.items()}
         if not arrays:
             return
         con.execute("CREATE TABLE IF NOT EXISTS system_arrays (array_digest VARCHAR PRIMARY KEY, dtype VARCHAR, data BLOB)")
@@ -1075,7 +1119,7 @@ class DuckDBStore(AbstractEventStore):
                             "(SELECT count(*) FROM eta_frames AS f WHERE f.run_id = r.run_id) AS events "
                             "FROM runs AS r WHERE r.run_id IN (SELECT unnest(?::VARCHAR[]))", [ids])
                 removed = int(con.execute("SELECT coalesce(sum(events), 0) FROM _cfc_gone").fetchall()[0][0])
-                for table in ("eta_blocks", "run_modules"):
+                for table in ("eta_blocks", "run_added_modules"):
                     con.execute(f"DELETE FROM {table} WHERE run_key IN (SELECT run_key FROM _cfc_gone)")
                 for table in ("events", "eta_frames", "mat_steps", "mat_positions", "mat_run_stats", "run_meta",
                               "run_params", "runs"):

@@ -168,8 +168,10 @@ def _copy_in(store: DuckDBStore, files: dict[str, str]) -> None:
                            "AND array_digest NOT IN (SELECT array_digest FROM system_arrays)", [files["system_arrays"]])
         store._execute("INSERT INTO runs BY NAME SELECT t.* REPLACE (k.new_key::INTEGER AS run_key) "
                     "FROM read_parquet(?) AS t JOIN _cfc_keymap AS k ON k.old_key = t.run_key", [files["runs"]])
-        store._execute("INSERT INTO run_modules BY NAME SELECT t.* REPLACE (k.new_key::INTEGER AS run_key) "
-                       "FROM read_parquet(?) AS t JOIN _cfc_keymap AS k ON k.old_key = t.run_key", [files["run_modules"]])
+        with store._lock:  # modules are exported per run; the store keeps a System's once
+            store._insert_run_modules("SELECT k.new_key::INTEGER AS run_key, t.idx, t.module_id, t.kind FROM "
+                                      "read_parquet(?) AS t JOIN _cfc_keymap AS k ON k.old_key = t.run_key",
+                                      [files["run_modules"]])
         with store._lock:  # η is exported in long form; the store compresses it again
             store._insert_long_form("SELECT k.new_key::INTEGER AS run_key, t.step, t.idx, t.eta FROM read_parquet(?) "
                                     "AS t JOIN _cfc_keymap AS k ON k.old_key = t.run_key", [files["eta_values"]])

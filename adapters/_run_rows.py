@@ -140,7 +140,7 @@ def ids_arrow(ids) -> pa.Array:
 
 
 def module_rows(system) -> pa.Table:
-    """``run_modules`` rows of a System's modules (without ``run_key``): position, id and kind."""
+    """A System's modules as rows (without ``system_digest`` or ``run_key``): position, id and kind."""
     n = system.n_modules
     codes, kinds = system.kind_codes()
     return pa.table({
@@ -169,7 +169,8 @@ class EncodedRun:
     package_version: str
     system_json: str
     system_arrays: dict[str, np.ndarray]
-    modules: pa.Table  # idx, module_id, kind
+    modules: pa.Table  # idx, module_id, kind of the System's modules (stored once per System digest)
+    added: pa.Table  # idx, module_id, kind of the modules expansion added during the run
     params: pa.Table  # key, value
     events: pa.Table  # the events table's rows
     frames: pa.Table  # the eta_frames table's rows
@@ -201,21 +202,18 @@ def encode_run(run_id: str, records: Sequence[Recorded]) -> EncodedRun:
     frames = [r for r in records if isinstance(r.event, EtaRecorded)]
     others = [r for r in records if not isinstance(r.event, EtaRecorded)]
     system = started.system
-    modules = module_rows(system)
     added = [r.event.module for r in others if r.event.type == "ModuleAdded"]
-    if added:
-        n = system.n_modules
-        modules = pa.concat_tables([modules, pa.table({
-            "idx": pa.array(np.arange(n, n + len(added), dtype=np.int32)),
-            "module_id": pa.array([m["id"] for m in added], pa.string()),
-            "kind": pa.array([m["kind"] for m in added], pa.string())})])
+    n = system.n_modules
     params = run_params(started)
     blocks, _ = compress([(r.event.step, r.event.eta) for r in frames])
     system_json, arrays = system_form(system)
     return EncodedRun(
         run_id=run_id, system_id=system.id, system_digest=started.system_digest, seed=started.seed,
         n_modules=system.n_modules, package_version=started.package_version, system_json=system_json,
-        system_arrays=arrays, modules=modules,
+        system_arrays=arrays, modules=module_rows(system),
+        added=pa.table({"idx": pa.array(np.arange(n, n + len(added), dtype=np.int32)),
+                        "module_id": pa.array([m["id"] for m in added], pa.string()),
+                        "kind": pa.array([m["kind"] for m in added], pa.string())}),
         params=pa.table({"key": pa.array([k for k, _ in params], pa.string()),
                          "value": pa.array([v for _, v in params], pa.string())}),
         events=event_rows(run_id, others), frames=frame_rows(run_id, frames), blocks=blocks,

@@ -22,7 +22,8 @@ from complexity_from_constraints.events import InMemoryStore, Recorded, RunMeta
 from complexity_from_constraints.projectors import relax
 
 TABLES = {  # every table a run writes, with the columns that identify a row
-    "runs": "run_id", "systems": "system_digest", "run_modules": "run_key, idx", "run_params": "run_id, key",
+    "runs": "run_id", "systems": "system_digest", "system_modules": "system_digest, idx",
+    "run_added_modules": "run_key, idx", "run_modules": "run_key, idx", "run_params": "run_id, key",
     "events": "run_id, seq", "eta_frames": "run_id, seq", "eta_blocks": "run_key, step, part",
     "mat_steps": "run_id, seq", "mat_positions": "name, run_id", "mat_run_stats": "run_id",
 }
@@ -60,6 +61,12 @@ def test_rows_from_a_worker_store_the_same_bytes_as_batches_from_relax(tmp_path,
         assert got[table] == expected[table], table
     assert len(expected["eta_blocks"]) > 2 and (case != "expansion" or
                                                  any(m[2] == "helper" for m in expected["run_modules"]))
+    # two runs of one System: its modules are stored once, each run sees them all (and what it added) in order
+    assert len(expected["system_modules"]) == system.n_modules
+    assert len(expected["run_modules"]) == 2 * system.n_modules + len(expected["run_added_modules"])
+    assert [m[1] for m in expected["run_modules"]] == [k for n in (0, 1) for k in range(
+        system.n_modules + sum(1 for a in expected["run_added_modules"] if a[0] == n + 1))]
+    assert (case == "expansion") == bool(expected["run_added_modules"])
 
 
 def test_appending_rows_is_all_or_none(tmp_path):

@@ -42,6 +42,7 @@ def test_each_damaged_file_gives_its_typed_error_and_stays_as_it_was(case, healt
 # -- files written by earlier versions of the store ---------------------------------------------------------
 
 UPGRADABLE = ["store-f6a55dc.duckdb", "store-b413cf8.duckdb", "store-2769c86.duckdb", "store-feb2486.duckdb"]
+UPGRADES_MIDWAY = [*UPGRADABLE, "store-2d0d184.duckdb"]  # schema 4 (η in eta_blocks) has no η table to read raw
 
 
 @pytest.mark.parametrize("name", UPGRADABLE)
@@ -74,7 +75,7 @@ def test_an_older_file_is_upgraded_and_reads_back(name, tmp_path):
         assert {i.run_id for i in store.runs()} >= {new.run_id, *(i.run_id for i in runs)}
 
 
-@pytest.mark.parametrize("name", UPGRADABLE)
+@pytest.mark.parametrize("name", UPGRADES_MIDWAY)
 def test_an_upgrade_that_fails_midway_leaves_the_file_byte_identical(name, tmp_path, monkeypatch):
     path = fixture(name, tmp_path)
     before = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -92,8 +93,30 @@ def test_an_upgrade_that_fails_midway_leaves_the_file_byte_identical(name, tmp_p
     assert not (tmp_path / f"{name}.wal").exists()
     with pytest.raises(StoreVersionError, match="read-write once to upgrade"):  # still the old schema, whole
         DuckDBStore(path, read_only=True)
+    with duckdb.connect(str(path), read_only=True) as con:
+        runs = con.execute("SELECT count(*) FROM runs").fetchall()[0][0]
     with DuckDBStore(path) as store:  # released: the next open upgrades it
-        assert len(store.runs()) == 2
+        assert len(store.runs()) == runs > 0
+
+
+def test_a_schema_4_file_keeps_module_ids_once_per_system_after_its_upgrade(tmp_path):
+    """Schema 4 kept every run's module ids; schema 5 keeps a System's once and what expansion added per run."""
+    path = fixture("store-2d0d184.duckdb", tmp_path)  # two runs of one System of 80 modules, one of 70 that adds "new"
+    by_run = ("SELECT r.run_id, m.idx, m.module_id, m.kind FROM run_modules AS m JOIN runs AS r USING (run_key) "
+              "ORDER BY r.run_id, m.idx")
+    with duckdb.connect(str(path), read_only=True) as con:
+        old = con.execute(by_run).fetchall()
+    with DuckDBStore(path) as store:
+        assert store.query(by_run).rows() == old and len(old) == 80 + 80 + 71
+        assert store.query("SELECT count(DISTINCT system_digest), count(*) FROM system_modules").row(0) == (2, 150)
+        assert store.query("SELECT idx, module_id FROM run_added_modules").rows() == [(70, "new")]
+        for info in store.runs():
+            ids = [r[2] for r in old if r[0] == info.run_id]
+            assert list(replay(store, info.run_id).ids) == ids and list(store.module_ids(info.run_id)) == ids
+        first = store.runs()[0].run_id
+        system = store.read(first, types=["RunStarted"])[0].event.system
+        relax(system, RelaxConfig(steps=3), store=store)  # a stored System: no module rows more
+        assert store.query("SELECT count(*) FROM system_modules").item() == 150
 
 
 def test_the_first_layout_is_refused_untouched(tmp_path):
