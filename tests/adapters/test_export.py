@@ -53,6 +53,11 @@ def test_export_everything_by_default_and_share_systems(source, tmp_path):
         assert store2.query("SELECT count(*) AS n FROM systems")["n"][0] == 2
         assert [r.run_id for r in store2.runs()] == [first.run_id, other.run_id]
         assert replay(store2, other.run_id, 5).eta.tobytes() == replay(store1, other.run_id, 5).eta.tobytes()
+        # a third run of a System the target holds: its modules are not stored again
+        again = relax(store2.read(first.run_id, types=["RunStarted"])[0].event.system, RelaxConfig(steps=3),
+                      store=store2)
+        assert store2.query("SELECT count(*) FROM system_modules").item() == len(first.ids) + 1
+        assert store2.module_ids(again.run_id) == first.ids
 
 
 def test_bad_exports_and_unknown_runs_are_clear_errors(source, tmp_path):
