@@ -303,6 +303,9 @@ class DuckDBStore(AbstractEventStore):
         self._mat_seq: dict[str, int] = {}  # run → the last seq mat_steps reflects, as committed
         self._chains: dict[str, tuple] = {}  # run → its η chain so far: (base step, position, η₋₁, η₋₂)
         self._finished: dict[str, RunInfo] = {}  # finished runs' registry rows, as read (replay asks for them often)
+        # The η frames decoded by the last read of a few frames: (run_id, {step: η}). Replay asks for frames of
+        # one chain in turn (the latest at or before a step, then a snapshot's own and the one before it).
+        self._decoded: tuple[str | None, dict[int, np.ndarray]] = (None, {})
         self._unfolded = False  # a run finished here since mat_run_stats was last folded
         self._held = None if self.path == ":memory:" else os.path.realpath(self.path)
         self._hold()
@@ -900,21 +903,27 @@ class DuckDBStore(AbstractEventStore):
         out.sort(key=lambda r: r.seq)
         return out
 
-    def _frames(self, run_id: str, until_step: int | None, only_step: int | None = None,
+    def _frames(self, run_id: str, until_step: int | None, only_steps: Sequence[int] | None = None,
                 latest: int | None = None) -> list[Recorded]:
-        """The η frames up to ``until_step``, or only that of ``only_step``, or only the last one at or before ``latest``."""
+        """The η frames up to ``until_step``, or only those of ``only_steps``, or only the last one at or before
+        ``latest``."""
         where, params = "run_id = ?", [run_id]
         if latest is not None:
             where = where + " AND step = (SELECT max(step) FROM eta_frames WHERE run_id = ? AND step <= ?)"
             params = params + [run_id, latest]
-        elif only_step is not None:
-            where, params = where + " AND step = ?", params + [only_step]
+        elif only_steps is not None:
+            where, params = where + " AND step IN (SELECT unnest(?::INTEGER[]))", params + [list(only_steps)]
         elif until_step is not None:
             where, params = where + " AND step <= ?", params + [until_step]
         meta = self._con.execute(f"SELECT seq, step, schema_version, n FROM eta_frames WHERE {where} ORDER BY seq",
                                  params).fetchall()
         if not meta:
             return []
+        few = latest is not None or only_steps is not None  # a read of a few frames (not a whole run)
+        cached_run, cached = self._decoded
+        if few and cached_run == run_id and all(m[1] in cached for m in meta):  # frames are read-only: shared safely
+            return [Recorded(run_id, int(seq), _frame(int(step), int(version), _checked(run_id, cached, step, n)))
+                    for seq, step, version, n in meta]
         key = self._run_key(run_id)
         lo, hi = min(m[1] for m in meta), max(m[1] for m in meta)
         # the frames from the key frame of the first one's chain on: each is decoded from those before it
@@ -942,6 +951,8 @@ class DuckDBStore(AbstractEventStore):
                 raise LogIntegrityError(f"run {run_id!r}: the η frame of step {step} does not decode: {exc}") from exc
             etas[int(step)] = eta
             prev1, prev2 = eta, prev1
+        if few:  # kept for the next read of a few frames
+            self._decoded = (run_id, etas)
         return [Recorded(run_id, int(seq), _frame(int(step), int(version), _checked(run_id, etas, step, n)))
                 for seq, step, version, n in meta]
 
@@ -984,6 +995,16 @@ class DuckDBStore(AbstractEventStore):
         with self._lock:
             frames = self._frames(run_id, None, latest=step)
         return frames[0].event if frames else None  # type: ignore[return-value]
+
+    @_guarded("read")
+    def etas_at(self, run_id: str, steps: Iterable[int]) -> dict[int, EtaRecorded]:
+        self._require(run_id)
+        wanted = sorted({int(s) for s in steps})
+        if not wanted:
+            return {}
+        with self._lock:
+            frames = self._frames(run_id, None, only_steps=wanted)
+        return {r.event.step: r.event for r in frames}  # type: ignore[misc]
 
     @_guarded("read")
     def module_ids(self, run_id: str) -> tuple[str, ...]:
@@ -1128,6 +1149,7 @@ class DuckDBStore(AbstractEventStore):
                 con.execute("DROP TABLE _cfc_gone")
             for run_id in ids:
                 self._finished.pop(run_id, None)
+                self._decoded = (None, {})
                 self._next_seq.pop(run_id, None)
                 self._keys.pop(run_id, None)
                 self._mat_seq.pop(run_id, None)
@@ -1178,6 +1200,7 @@ class DuckDBStore(AbstractEventStore):
                 self._mat_seq.clear()
                 self._chains.clear()
                 self._finished.clear()
+                self._decoded = (None, {})
                 raise
             finally:
                 self._depth, self._owner = 0, None

@@ -117,6 +117,19 @@ class AbstractEventStore(abc.ABC):
         frames = [r.event for r in self.read(run_id, until_step=step, types=[EtaRecorded.type])]
         return frames[-1] if frames else None  # type: ignore[return-value]
 
+    def etas_at(self, run_id: str, steps: Iterable[int]) -> dict[int, EtaRecorded]:
+        """The η frames recorded at exactly these ``steps``, by step (a step without a frame is left out).
+
+        A store may fetch them together (DuckDB: one query and one pass over
+        their chain, where ``latest_eta`` per step would decode it again each time).
+        """
+        found = {}
+        for step in set(steps):
+            frame = self.latest_eta(run_id, step)
+            if frame is not None and frame.step == step:
+                found[step] = frame
+        return found
+
     def append(self, run_id: str, batch: Sequence[Recorded]) -> None:
         """Append a batch atomically, checking it extends the log without gaps.
 

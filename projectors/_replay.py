@@ -167,12 +167,15 @@ def replay(store: AbstractEventStore, run_id: str, step: int | None = None) -> R
     state = fold(light, start)
     frame = store.latest_eta(run_id, state.step)
     if frame is None or frame.step < _resume.last_change(light):  # snapshot mode: η at this step was not recorded
+        # what the re-run checks beyond the light events, read apart so that replaying a recorded step skips it
+        records = sorted([*light, *store.read(run_id, until_step=step, types=_MORE_TYPES)], key=lambda r: r.seq)
         return replace(state, eta=_resume.eta_at(store, run_id, state.step,
-                                                 lambda parent, at: replay(store, parent, at).eta))
+                                                 lambda parent, at: replay(store, parent, at).eta, records))
     return replace(state, eta=frame.eta)
 
 
 _LIGHT_TYPES = ("StepCommitted", "GateOpened", "GateClosed", "ModuleAdded", "EntityRevised", "RunFinished")
+_MORE_TYPES = tuple(t for t in _resume.READ_TYPES if t not in _LIGHT_TYPES)
 
 
 def rerun(store: AbstractEventStore, run_id: str, *, hooks: HookMap | None = None) -> RunResult:

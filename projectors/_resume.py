@@ -11,7 +11,7 @@ compared with the log's, bit for bit; a difference raises
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from complexity_from_constraints.events import (
     AbstractEventStore,
     EtaRecorded,
     LoopSnapshotted,
+    Recorded,
     RunStarted,
 )
 
@@ -67,11 +68,16 @@ def _run(store: AbstractEventStore, run_id: str) -> tuple[RunStarted, CompiledSy
     return started, cs
 
 
-def eta_at(store: AbstractEventStore, run_id: str, step: int, parent_eta: Callable[[str, int], np.ndarray]) -> np.ndarray:
+READ_TYPES = (*_COMPARED, "LoopSnapshotted")  # what eta_at reads of a run's log: the snapshots and the events to check
+
+
+def eta_at(store: AbstractEventStore, run_id: str, step: int, parent_eta: Callable[[str, int], np.ndarray],
+           records: Sequence[Recorded] | None = None) -> np.ndarray:
     """η of ``run_id`` after ``step``, re-run from the nearest resumable snapshot at or before it (checked event by event).
 
     ``parent_eta(run, step)`` replays a fork's parent, whose log holds the
-    fork's first steps.
+    fork's first steps. ``records``: the run's records up to ``step`` of (at
+    least) the types :data:`READ_TYPES`, when the caller read them already.
     """
     started, cs = _run(store, run_id)
     config = started.config
@@ -79,20 +85,24 @@ def eta_at(store: AbstractEventStore, run_id: str, step: int, parent_eta: Callab
     if started.parent_run_id is not None and step <= begin:
         return parent_eta(started.parent_run_id, step)
     snapshot: LoopSnapshotted | None = None
-    logged = [r.event for r in store.read(run_id, until_step=step, types=(*_COMPARED, "LoopSnapshotted"))
-              if getattr(r.event, "step", step + 1) <= step]  # one read: the snapshots and the events to check
+    if records is None:
+        records = store.read(run_id, until_step=step, types=READ_TYPES)  # one read: the snapshots and the events to check
+    logged = [r.event for r in records if r.event.type in READ_TYPES and getattr(r.event, "step", step + 1) <= step]
     if isinstance(config.snapshots, SnapshotConfig):
         own = [e for e in logged if isinstance(e, LoopSnapshotted) and (e.step > begin or begin == 0)]
         snapshot = next((s for s in reversed(own) if s.blocked_by is None), None)
     if snapshot is not None:
+        # the frames a snapshot may need, fetched together: its own step's and the one before (SnapshotConfig.previous)
+        frames = store.etas_at(run_id, [snapshot.step - 1, snapshot.step])
+
         def frame_at(at: int) -> np.ndarray:
-            found = store.latest_eta(run_id, at)
+            found = frames[at] if at in frames else store.latest_eta(run_id, at)
             if found is None or found.step != at:
                 raise ReplayMismatchError(run_id, snapshot.step, f"the η frame of step {at} the snapshot refers to", found)
             return found.eta
 
         saved = resolve_frames(decode_state(snapshot.state), frame_at)
-        frame = store.latest_eta(run_id, snapshot.step)
+        frame = frames.get(snapshot.step)
         if saved["eta"] is None and (frame is None or frame.step != snapshot.step):
             raise ReplayMismatchError(run_id, snapshot.step, "an EtaRecorded with the snapshot", frame)
         eta = saved["eta"] if saved["eta"] is not None else frame.eta

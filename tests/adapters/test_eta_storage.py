@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from complexity_from_constraints.adapters import DuckDBStore
 from complexity_from_constraints.adapters import _eta_codec as codec
-from complexity_from_constraints.entities import RelaxConfig, StoreError, standard_system
+from complexity_from_constraints.entities import RelaxConfig, StoreError, UnknownRunError, standard_system
 from complexity_from_constraints.events import InMemoryStore
 from complexity_from_constraints.projectors import relax, replay
 
@@ -120,3 +120,28 @@ def test_ids_of_a_replayed_state_are_refused_clearly_once_the_store_is_closed(to
     store.close()
     with pytest.raises(StoreError, match="closed"):
         list(state.ids)
+
+
+def test_frames_read_a_few_at_a_time_are_read_only_and_match_every_store(tmp_path):
+    """etas_at and latest_eta share the chain the store decoded last; frames are read-only, so sharing is safe."""
+    system = standard_system(200, seed=1)
+    config = RelaxConfig(steps=20, step_size=0.05, eta0="uniform", tol=0.0)
+    memory = InMemoryStore()
+    ref = relax(system, config, store=memory)
+    with DuckDBStore(tmp_path / "few.duckdb") as store:
+        r = relax(system, config, store=store)
+        want = {rec.event.step: rec.event.eta for rec in memory.read(ref.run_id, types=["EtaRecorded"])}
+        first = store.latest_eta(r.run_id, 14)
+        assert first.step == 14 and first.eta.tobytes() == want[14].tobytes()
+        with pytest.raises(ValueError, match="read-only"):
+            first.eta[:] = -1.0
+        got = store.etas_at(r.run_id, [13, 14, 99])  # from the chain decoded above
+        assert sorted(got) == [13, 14] and all(got[s].eta.tobytes() == want[s].tobytes() for s in got)
+        assert not got[13].eta.flags.writeable
+        assert store.etas_at(r.run_id, [2, 19])[19].eta.tobytes() == want[19].tobytes()  # another chain
+        assert {s: f.eta.tobytes() for s, f in memory.etas_at(ref.run_id, [13, 14, 99]).items()} == \
+            {s: want[s].tobytes() for s in (13, 14)}
+        assert store.etas_at(r.run_id, []) == {}
+        store.delete_runs([r.run_id])
+        with pytest.raises(UnknownRunError):
+            store.etas_at(r.run_id, [13])
