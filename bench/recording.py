@@ -96,7 +96,8 @@ def bench(n: int, steps: int, repeats: int, folder: Path, storage_runs: int) -> 
     # 2. bytes per η value: the store's used blocks and its file, before and after --storage-runs more runs
     def footprint() -> tuple[int, int]:
         with DuckDBStore(path, read_only=True) as reader:
-            size = reader.query("PRAGMA database_size").row(0, named=True)
+            size = reader.query("SELECT * FROM pragma_database_size() WHERE database_name = current_database()").row(
+                0, named=True)
         return size["used_blocks"] * size["block_size"], size_on_disk(path)
 
     with DuckDBStore(path) as store:

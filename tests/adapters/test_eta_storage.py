@@ -145,3 +145,19 @@ def test_frames_read_a_few_at_a_time_are_read_only_and_match_every_store(tmp_pat
         store.delete_runs([r.run_id])
         with pytest.raises(UnknownRunError):
             store.etas_at(r.run_id, [13])
+
+
+def test_a_store_file_keeps_small_row_groups_so_checkpoints_do_not_rewrite_blobs(tmp_path):
+    """Row groups of ROW_GROUP_SIZE rows: a checkpoint rewrote a partly filled default-size one (up to ~500 MB of
+    η blobs at 10^5 modules) whole, every time."""
+    from complexity_from_constraints.adapters._duckdb_store import ROW_GROUP_SIZE
+
+    path = tmp_path / "groups.duckdb"
+    with DuckDBStore(path) as store:
+        store._execute("CREATE TABLE probe AS SELECT range AS x FROM range(5000)")
+        store.checkpoint()
+        groups = store.query("SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('probe')").item()
+        assert groups == -(-5000 // ROW_GROUP_SIZE) >= 3
+        assert store.query("SELECT current_database()").item() == "cfc_store"
+    with DuckDBStore(path, read_only=True) as store:  # read-only opens attach the same way
+        assert store.query("SELECT count(*) FROM probe").item() == 5000

@@ -89,24 +89,24 @@ class _Gated(InMemoryStore):
 
 
 @pytest.mark.parametrize("idle", [True, False])
-def test_an_idle_writer_gets_a_batch_once_an_eighth_of_one_is_buffered(toy_system, idle):
+def test_an_idle_writer_gets_a_batch_once_a_quarter_of_one_is_buffered(toy_system, idle):
     """Batches are cut early while the writer has nothing to do (so it starts at once and the run's tail is short),
     at full size while it is busy (so commits stay few)."""
     store = _Gated()
-    # 10 frames make a full batch (values); 2 frames (161 kB of bytes) pass the floor of an idle cut
+    # 10 frames make a full batch (values); 3 frames (241 kB of bytes) pass the floor of an idle cut (200 kB)
     recorder = _Recorder(store, "run-1", flush_every=10**6, flush_values=10 * FRAME, pipelined=True)
     recorder.add(_started(toy_system))
     recorder.flush(wait=True)
     if not idle:
         store.hold.set()
     rng = np.random.default_rng(0)
-    for step in range(40):
+    for step in range(39):
         recorder.add(EtaRecorded(step=step, eta=rng.uniform(0.0, 1.0, FRAME)))
         if idle and recorder.pending:
             recorder.pending[-1][0].result()  # the writer is done before the next step
     store.hold.clear()
     recorder.flush(wait=True)
     recorder.close()
-    assert store.frames[0] == 0 and sum(store.frames) == 40
+    assert store.frames[0] == 0 and sum(store.frames) == 39
     # busy: the first batch finds the writer idle; the rest wait for a full batch, the last holds what is left
-    assert store.frames[1:] == ([2] * 20 if idle else [2, 10, 10, 10, 8])
+    assert store.frames[1:] == ([3] * 13 if idle else [3, 10, 10, 10, 6])
