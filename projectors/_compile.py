@@ -93,10 +93,11 @@ def compile_system(system: System, backend: AbstractBackend | None = None) -> Co
     second ``relax()`` of the same System does not compile again. What
     is kept is read-only (numpy arrays with ``writeable=False``, mappings as
     read-only views), so no run can change what another one reads; revisions
-    and expansion build new arrays. Index arrays are read-only views of arrays
-    that only the evaluation reads through (:func:`_gather_index`). Backends whose arrays cannot be made
-    read-only (torch) reuse the cached host arrays and get fresh copies of
-    their own on every call.
+    and expansion build new arrays. Each coupling group's ``i`` and ``j`` are
+    views into ``edge_index``, and index arrays are read-only views of arrays
+    that only the evaluation reads through (:func:`_gather_index`). Backends
+    whose arrays cannot be made read-only (torch) reuse the cached host arrays
+    and get fresh copies of their own on every call.
 
     >>> from complexity_from_constraints.entities import System, LandauModule, QuadraticCoupling
     >>> s = System(id="s", modules=[LandauModule(id="a"), LandauModule(id="b")],
@@ -193,13 +194,18 @@ def set_compile_cache_limit(max_bytes: int) -> int:
 
 
 def compiled_bytes(cs: CompiledSystem) -> int:
-    """The bytes of a compile's numpy arrays (what the cache counts)."""
+    """The bytes of a compile's numpy arrays (what the cache counts); memory that several of them view counts once."""
     arrays = [cs.edge_index, cs.gate_index, cs.gate_threshold]
     for g in cs.modules:
         arrays += [g.index, g.weight, *g.params.values()]
     for c in cs.couplings:
         arrays += [c.i, c.j, c.weight, *c.params.values()]
-    return sum(a.nbytes for a in arrays if isinstance(a, np.ndarray)) + 64 * len(cs.gate_ids)
+    owners = {}
+    for a in arrays:
+        if isinstance(a, np.ndarray):
+            owner = a.base if isinstance(a.base, np.ndarray) else a
+            owners[id(owner)] = owner.nbytes
+    return sum(owners.values()) + 64 * len(cs.gate_ids)
 
 
 class IdPositions(Mapping[str, int]):
@@ -257,9 +263,10 @@ def _compile(system: System, be: AbstractBackend) -> CompiledSystem:
         gate_threshold = np.fromiter(map(_THRESHOLD, _pick(system.modules, gate_index)), np.float64, len(gate_index))
     else:
         gate_index, gate_ids, gate_threshold = np.zeros(0, np.int64), (), np.zeros(0, np.float64)
+    couplings, edge_index = _on_edge_index(be, couplings)
     return CompiledSystem(
-        system=system, backend=be, ids=ids, modules=tuple(modules), couplings=tuple(couplings),
-        edge_index=edge_index_of(be, couplings), gate_ids=gate_ids, gate_index=gate_index,
+        system=system, backend=be, ids=ids, modules=tuple(modules), couplings=couplings,
+        edge_index=edge_index, gate_ids=gate_ids, gate_index=gate_index,
         gate_threshold=gate_threshold, constant=system.complexity_cost * n, position=IdPositions(ids),
     )
 
@@ -344,9 +351,10 @@ def _compile_with_arrays(system: System, be: AbstractBackend) -> CompiledSystem:
         gate_ids = ids.take(gate_index)
     else:
         gate_index, gate_ids, gate_threshold = np.zeros(0, np.int64), (), np.zeros(0, np.float64)
+    couplings, edge_index = _on_edge_index(be, couplings)
     return CompiledSystem(
-        system=system, backend=be, ids=ids, modules=tuple(modules), couplings=tuple(couplings),
-        edge_index=edge_index_of(be, couplings), gate_ids=gate_ids, gate_index=gate_index,
+        system=system, backend=be, ids=ids, modules=tuple(modules), couplings=couplings,
+        edge_index=edge_index, gate_ids=gate_ids, gate_index=gate_index,
         gate_threshold=gate_threshold, constant=system.complexity_cost * n, position=IdPositions(ids),
     )
 
@@ -458,20 +466,39 @@ def _frozen(cs: CompiledSystem) -> CompiledSystem:
 
 
 def _gather_index(index):
-    """``index``, or the writable array that ``index`` is a read-only view of (:func:`_frozen` makes such views).
+    """``index``, or the same memory through the writable array that ``index`` is a read-only view of (:func:`_frozen`).
 
     numpy's ``take`` and ``bincount`` ask for a well-behaved index array, and
     well-behaved includes writeable: they copy a read-only one at every call
     (a pass as long as the gather itself). They only read it, so the evaluation
-    hands them the writable array under a cached compile's read-only view.
+    hands them a writable view of the array under a cached compile's read-only one.
     """
     if isinstance(index, np.ndarray) and not index.flags.writeable:
         base = index.base
         if (isinstance(base, np.ndarray) and base.flags.writeable and base.dtype == index.dtype
-                and base.shape == index.shape and base.strides == index.strides
-                and base.__array_interface__["data"][0] == index.__array_interface__["data"][0]):
-            return base
+                and base.ndim == index.ndim == 1 and base.flags.c_contiguous and index.flags.c_contiguous):
+            at, rest = divmod(index.__array_interface__["data"][0] - base.__array_interface__["data"][0],
+                              base.itemsize)
+            if not rest and 0 <= at and at + len(index) <= len(base):
+                return base[at:at + len(index)]
     return index
+
+
+def _on_edge_index(be: AbstractBackend, couplings: list[CouplingGroup]) -> tuple[tuple[CouplingGroup, ...], Any]:
+    """The edge index, and ``couplings`` with their ``i`` and ``j`` as views into it.
+
+    The gathers of the endpoints and the scatter-add then read one index array
+    instead of two copies of it (half the index bytes to keep in cache).
+    """
+    edge_index = edge_index_of(be, couplings)
+    if not isinstance(edge_index, np.ndarray):
+        return tuple(couplings), edge_index
+    total, at, out = len(edge_index) // 2, 0, []
+    for c in couplings:
+        m = len(c.i)
+        out.append(replace(c, i=edge_index[at:at + m], j=edge_index[total + at:total + at + m]))
+        at += m
+    return tuple(out), edge_index
 
 
 def edge_index_of(be: AbstractBackend, couplings) -> Any:
