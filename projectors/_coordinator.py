@@ -23,7 +23,7 @@ import numpy as np
 
 from complexity_from_constraints.entities import InvalidEntityError, RelaxConfig, SnapshotConfig
 from complexity_from_constraints.events import EtaRecorded, Event, RunFinished, SolverSwitched, StepCommitted
-from complexity_from_constraints.events._types import finite_step, non_finite_field
+from complexity_from_constraints.events._types import finite_step, known_finite, non_finite_field
 
 from . import _coordinate_descent, _prox, _snapshot  # noqa: F401  (the first two register their solvers)
 from ._weighting import AbstractWeighting, make_weighting
@@ -305,7 +305,9 @@ def _each(methods: list, run: Run, *args) -> Iterator[Event]:
 
 
 def _checked(run: Run, event):
-    if not _finite_event(event, run):
+    if run.host_finite and isinstance(event, EtaRecorded) and event.eta is run.host:
+        return known_finite(event)  # an accepted state: a non-finite η_i would have made its projected gradient so
+    if non_finite_field(event) is not None:
         if run.host is None:  # nothing relaxed yet: the input itself is out of range
             raise InvalidEntityError("System", run.cs.system.id, "modules", event.type,
                                      "holds a non-finite number for this System before any step")
@@ -325,12 +327,6 @@ def _reframe(run: Run, hooks: _Hooks) -> Iterator[Event]:
 
 
 _isfinite = math.isfinite
-
-
-def _finite_event(event, run: Run | None = None) -> bool:
-    if run is not None and run.host_finite and isinstance(event, EtaRecorded) and event.eta is run.host:
-        return True  # an accepted state: a non-finite η_i would have made its projected-gradient norm non-finite
-    return non_finite_field(event) is None
 
 
 def _finite(*values: float) -> bool:
