@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import weakref
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Callable, ClassVar, Literal, Union
 
@@ -353,6 +354,8 @@ def non_finite_field(event: Event) -> str | None:
     ('eta[1]', None)
     """
     if isinstance(event, EtaRecorded):
+        if _FINITE_FRAMES.get(id(event)) is event:
+            return None
         finite = np.isfinite(event.eta)
         if finite.all():
             return None
@@ -366,6 +369,22 @@ def non_finite_field(event: Event) -> str | None:
 
 
 _isfinite = math.isfinite
+_FINITE_FRAMES: weakref.WeakValueDictionary[int, EtaRecorded] = weakref.WeakValueDictionary()
+
+
+def known_finite(event: EtaRecorded) -> EtaRecorded:
+    """``event``, noted as holding finite η only, so that :func:`non_finite_field` does not scan it again.
+
+    For a producer that has established it already (the coordinator knows the
+    η of an accepted state is finite); the note lasts as long as the event and
+    its η array is read-only.
+
+    >>> frame = known_finite(EtaRecorded(0, np.zeros(3)))
+    >>> non_finite_field(frame) is None
+    True
+    """
+    _FINITE_FRAMES[id(event)] = event
+    return event
 
 
 def finite_step(event: StepCommitted) -> bool:

@@ -93,9 +93,11 @@ def compile_system(system: System, backend: AbstractBackend | None = None) -> Co
     second ``relax()`` of the same System does not compile again. What
     is kept is read-only (numpy arrays with ``writeable=False``, mappings as
     read-only views), so no run can change what another one reads; revisions
-    and expansion build new arrays. Backends whose arrays cannot be made
-    read-only (torch) reuse the cached host arrays and get fresh copies of
-    their own on every call.
+    and expansion build new arrays. Each coupling group's ``i`` and ``j`` are
+    views into ``edge_index``, and index arrays are read-only views of arrays
+    that only the evaluation reads through (:func:`_gather_index`). Backends
+    whose arrays cannot be made read-only (torch) reuse the cached host arrays
+    and get fresh copies of their own on every call.
 
     >>> from complexity_from_constraints.entities import System, LandauModule, QuadraticCoupling
     >>> s = System(id="s", modules=[LandauModule(id="a"), LandauModule(id="b")],
@@ -192,13 +194,18 @@ def set_compile_cache_limit(max_bytes: int) -> int:
 
 
 def compiled_bytes(cs: CompiledSystem) -> int:
-    """The bytes of a compile's numpy arrays (what the cache counts)."""
+    """The bytes of a compile's numpy arrays (what the cache counts); memory that several of them view counts once."""
     arrays = [cs.edge_index, cs.gate_index, cs.gate_threshold]
     for g in cs.modules:
         arrays += [g.index, g.weight, *g.params.values()]
     for c in cs.couplings:
         arrays += [c.i, c.j, c.weight, *c.params.values()]
-    return sum(a.nbytes for a in arrays if isinstance(a, np.ndarray)) + 64 * len(cs.gate_ids)
+    owners = {}
+    for a in arrays:
+        if isinstance(a, np.ndarray):
+            owner = a.base if isinstance(a.base, np.ndarray) else a
+            owners[id(owner)] = owner.nbytes
+    return sum(owners.values()) + 64 * len(cs.gate_ids)
 
 
 class IdPositions(Mapping[str, int]):
@@ -256,9 +263,10 @@ def _compile(system: System, be: AbstractBackend) -> CompiledSystem:
         gate_threshold = np.fromiter(map(_THRESHOLD, _pick(system.modules, gate_index)), np.float64, len(gate_index))
     else:
         gate_index, gate_ids, gate_threshold = np.zeros(0, np.int64), (), np.zeros(0, np.float64)
+    couplings, edge_index = _on_edge_index(be, couplings)
     return CompiledSystem(
-        system=system, backend=be, ids=ids, modules=tuple(modules), couplings=tuple(couplings),
-        edge_index=edge_index_of(be, couplings), gate_ids=gate_ids, gate_index=gate_index,
+        system=system, backend=be, ids=ids, modules=tuple(modules), couplings=couplings,
+        edge_index=edge_index, gate_ids=gate_ids, gate_index=gate_index,
         gate_threshold=gate_threshold, constant=system.complexity_cost * n, position=IdPositions(ids),
     )
 
@@ -343,9 +351,10 @@ def _compile_with_arrays(system: System, be: AbstractBackend) -> CompiledSystem:
         gate_ids = ids.take(gate_index)
     else:
         gate_index, gate_ids, gate_threshold = np.zeros(0, np.int64), (), np.zeros(0, np.float64)
+    couplings, edge_index = _on_edge_index(be, couplings)
     return CompiledSystem(
-        system=system, backend=be, ids=ids, modules=tuple(modules), couplings=tuple(couplings),
-        edge_index=edge_index_of(be, couplings), gate_ids=gate_ids, gate_index=gate_index,
+        system=system, backend=be, ids=ids, modules=tuple(modules), couplings=couplings,
+        edge_index=edge_index, gate_ids=gate_ids, gate_index=gate_index,
         gate_threshold=gate_threshold, constant=system.complexity_cost * n, position=IdPositions(ids),
     )
 
@@ -439,15 +448,57 @@ def _frozen(cs: CompiledSystem) -> CompiledSystem:
             array.setflags(write=False)
         return array
 
+    def viewed(index):  # a read-only view; the writable array under it is read by the evaluation only
+        if isinstance(index, np.ndarray) and index.flags.writeable:
+            index = index.view()
+            index.setflags(write=False)
+        return index
+
     def group(g):
         params = MappingProxyType({name: freeze(v) for name, v in g.params.items()})
         if isinstance(g, CouplingGroup):
-            return replace(g, i=freeze(g.i), j=freeze(g.j), params=params, weight=freeze(g.weight))
+            return replace(g, i=viewed(g.i), j=viewed(g.j), params=params, weight=freeze(g.weight))
         return replace(g, index=freeze(g.index), params=params, weight=freeze(g.weight))
 
     return replace(cs, modules=tuple(map(group, cs.modules)), couplings=tuple(map(group, cs.couplings)),
-                   edge_index=freeze(cs.edge_index), gate_index=freeze(cs.gate_index),
+                   edge_index=viewed(cs.edge_index), gate_index=freeze(cs.gate_index),
                    gate_threshold=freeze(cs.gate_threshold), system=None)
+
+
+def _gather_index(index):
+    """``index``, or the same memory through the writable array that ``index`` is a read-only view of (:func:`_frozen`).
+
+    numpy's ``take`` and ``bincount`` ask for a well-behaved index array, and
+    well-behaved includes writeable: they copy a read-only one at every call
+    (a pass as long as the gather itself). They only read it, so the evaluation
+    hands them a writable view of the array under a cached compile's read-only one.
+    """
+    if isinstance(index, np.ndarray) and not index.flags.writeable:
+        base = index.base
+        if (isinstance(base, np.ndarray) and base.flags.writeable and base.dtype == index.dtype
+                and base.ndim == index.ndim == 1 and base.flags.c_contiguous and index.flags.c_contiguous):
+            at, rest = divmod(index.__array_interface__["data"][0] - base.__array_interface__["data"][0],
+                              base.itemsize)
+            if not rest and 0 <= at and at + len(index) <= len(base):
+                return base[at:at + len(index)]
+    return index
+
+
+def _on_edge_index(be: AbstractBackend, couplings: list[CouplingGroup]) -> tuple[tuple[CouplingGroup, ...], Any]:
+    """The edge index, and ``couplings`` with their ``i`` and ``j`` as views into it.
+
+    The gathers of the endpoints and the scatter-add then read one index array
+    instead of two copies of it (half the index bytes to keep in cache).
+    """
+    edge_index = edge_index_of(be, couplings)
+    if not isinstance(edge_index, np.ndarray):
+        return tuple(couplings), edge_index
+    total, at, out = len(edge_index) // 2, 0, []
+    for c in couplings:
+        m = len(c.i)
+        out.append(replace(c, i=edge_index[at:at + m], j=edge_index[total + at:total + at + m]))
+        at += m
+    return tuple(out), edge_index
 
 
 def edge_index_of(be: AbstractBackend, couplings) -> Any:
@@ -497,11 +548,12 @@ def energy_and_gradient(cs: CompiledSystem, eta) -> tuple[float, Any]:
     if cs.couplings:
         values = _edge_values(xp, plan, eta)
         for k, (c, unit, kernel) in enumerate(zip(cs.couplings, plan.unit_couplings, plan.coupling_kernels)):
+            i, j = plan.ends[k]
             if kernel is not None and not isinstance(values, list):
                 first, second = plan.slices[k]
-                energy += kernel(eta.take(c.i), eta.take(c.j), None if unit else c.weight, values[first], values[second])
+                energy += kernel(eta.take(i), eta.take(j), None if unit else c.weight, values[first], values[second])
                 continue
-            ends = _ends(xp, eta, c)
+            ends = _ends(xp, eta, i, j)
             if c.cls.antisymmetric:
                 phi, di = c.cls.energy_grad_i(xp, *ends, c.params)
                 dj = None
@@ -510,9 +562,9 @@ def energy_and_gradient(cs: CompiledSystem, eta) -> tuple[float, Any]:
             energy += be.to_float(xp.sum(phi if unit else c.weight * phi))
             values = _put(values, plan, k, None if unit else c.weight, di, dj)
         if isinstance(values, list):
-            edges = be.scatter_add(cs.edge_index, xp.concatenate(values), cs.n)
+            edges = be.scatter_add(plan.edge_index, xp.concatenate(values), cs.n)
         else:
-            edges = be.scatter_add(cs.edge_index, values, cs.n)
+            edges = be.scatter_add(plan.edge_index, values, cs.n)
             plan.spare.append(values)  # the next call writes into it again: no fresh pages to fault in
         grad = edges if grad is None else _added(grad, edges)
     return energy, grad
@@ -531,6 +583,8 @@ class _Plan:
     module_kernels: tuple[tuple | None, ...] = ()  # (in-place formula, its constants) of a built-in kind, on the host
     coupling_kernels: tuple[Any, ...] = ()  # the in-place formula of a built-in antisymmetric kind, on the host
     slices: tuple[tuple[slice, slice], ...] = ()  # each coupling group's ∂_i and ∂_j places in the value array
+    ends: tuple[tuple[Any, Any], ...] = ()  # each coupling group's i and j, as the gathers read them (_gather_index)
+    edge_index: Any = None  # the System's edge_index, as the scatter-add reads it
     spare: list = field(default_factory=list, compare=False)  # value arrays not in use (one per concurrent caller)
 
 
@@ -550,8 +604,10 @@ def _plan(cs: CompiledSystem) -> _Plan:
         coupling_kernels = tuple(_HOST_COUPLING_KERNELS.get(c.cls.energy_grad_i) if fused and c.cls.antisymmetric
                                  else None for c in cs.couplings)
         slices = tuple((slice(at, at + m), slice(total + at, total + at + m)) for at, m in zip(offsets, sizes))
+        ends = tuple((_gather_index(c.i), _gather_index(c.j)) for c in cs.couplings)
         plan = _Plan(tuple(map(unit, (g.weight for g in cs.modules))), tuple(map(unit, (c.weight for c in cs.couplings))),
-                     offsets, tuple(sizes), total, fused, module_kernels, coupling_kernels, slices)
+                     offsets, tuple(sizes), total, fused, module_kernels, coupling_kernels, slices, ends,
+                     _gather_index(cs.edge_index))
         object.__setattr__(cs, "_evaluation_plan", plan)  # a cache, not a field: replace() and equality ignore it
     return plan
 
@@ -682,8 +738,10 @@ def hessian_diagonal(cs: CompiledSystem, eta):
     for g in cs.modules:
         diag = _placed(xp, diag, eta, g, g.weight * g.cls.hessian_diagonal(xp, g.take(eta), g.params))
     if cs.couplings:
-        parts = [(c.weight, *c.cls.hessian_diagonal(xp, *_ends(xp, eta, c), c.params)) for c in cs.couplings]
-        diag = _added(diag, be.scatter_add(cs.edge_index, _weighted(xp, parts), cs.n))
+        plan = _plan(cs)
+        parts = [(c.weight, *c.cls.hessian_diagonal(xp, *_ends(xp, eta, *ends), c.params))
+                 for c, ends in zip(cs.couplings, plan.ends)]
+        diag = _added(diag, be.scatter_add(plan.edge_index, _weighted(xp, parts), cs.n))
     return diag
 
 
@@ -709,10 +767,10 @@ def _added(values, edges):
     return values
 
 
-def _ends(xp, eta, c: CouplingGroup):
+def _ends(xp, eta, i, j):
     if xp is np:
-        return np.take(eta, c.i), np.take(eta, c.j)  # a plain gather, faster than fancy indexing
-    return eta[c.i], eta[c.j]
+        return np.take(eta, i), np.take(eta, j)  # a plain gather, faster than fancy indexing
+    return eta[i], eta[j]
 
 
 def _weighted(xp, parts: list[tuple[Any, Any, Any]]):

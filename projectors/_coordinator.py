@@ -23,7 +23,7 @@ import numpy as np
 
 from complexity_from_constraints.entities import InvalidEntityError, RelaxConfig, SnapshotConfig
 from complexity_from_constraints.events import EtaRecorded, Event, RunFinished, SolverSwitched, StepCommitted
-from complexity_from_constraints.events._types import non_finite_field
+from complexity_from_constraints.events._types import finite_step, known_finite, non_finite_field
 
 from . import _coordinate_descent, _prox, _snapshot  # noqa: F401  (the first two register their solvers)
 from ._weighting import AbstractWeighting, make_weighting
@@ -80,9 +80,11 @@ def projected_gradient_norm(backend, eta, grad) -> float:
 
 
 def unchanged(backend, new, old) -> bool:
-    """Whether ``new`` equals ``old`` element for element; a moved state is usually told by its first block."""
+    """Whether ``new`` equals ``old`` element for element; a moved state is usually told by its first value or block."""
     head = min(len(new), 1024)
     if isinstance(new, np.ndarray) and isinstance(old, np.ndarray):
+        if head and new.ndim == 1 and new.shape == old.shape and new[0] != old[0]:
+            return False  # the first value moved: no pass at all
         return bool((new[:head] == old[:head]).all()) and bool((new[head:] == old[head:]).all())
     xp = backend.xp
     if not bool(xp.all(new[:head] == old[:head])):
@@ -225,37 +227,42 @@ def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Pro
                     yield _snapshot.capture(run, solver, pieces, _blocked(blocked, solver, pieces))
         # While a piece holds the run (a homotopy ramping), converging or stalling on the current objective is not the end.
         last = config.steps if until is None else min(config.steps, until)
+        tol, min_step_size, moves_alone = config.tol, config.min_step_size, not solver.inner_state
+        propose, feedback, before, adjusts, holding = solver.propose, solver.feedback, hooks.before, hooks.adjust, hooks.holds
         while run.step < last and run.stop is None and (
-                (hooks.holds and any(holds(run) for holds in hooks.holds)) or (run.pg > config.tol and not run.stalled)):
+                (holding and any(holds(run) for holds in holding)) or (run.pg > tol and not run.stalled)):
             run.step, run.grew, run.before = run.step + 1, False, run.host
-            yield from _each(hooks.before, run)
+            if before:
+                yield from _each(before, run)
             changed, reset, run.changed, run.reset = run.changed, run.changed or run.reset, False, False
             if changed:
                 yield from _reframe(run, hooks)
             if reset:
                 solver.reset(run.objective, run.state, run.step - 1, run.mask)
             ctx = StepContext(run.step, run.objective, run.state, run.state.value - run.slack, run.cap, run.mask)
-            p = solver.propose(ctx)
+            p = propose(ctx)
             if p.diagnostics.get("switched"):
                 yield SolverSwitched(step=run.step, solver="coordinate", reason="gradient_stalled")
-            for adjust in hooks.adjust:
+            for adjust in adjusts:
                 p = adjust(run, ctx, p)
             accepted = p.accepted and p.value <= ctx.threshold
             pg = projected_gradient_norm(be, p.eta, p.grad) if accepted else math.nan
-            diverged = accepted and not _finite(p.value, p.energy, pg)  # no state to go on from: end on the last one
+            # no state to go on from: end on the last one
+            diverged = accepted and not (_isfinite(p.value) and _isfinite(p.energy) and _isfinite(pg))
             # At the floating-point floor a proposal no longer moves η, or only shrinks α: stop honestly.
-            still = accepted and not diverged and unchanged(be, p.eta, run.state.eta)
-            run.stalled = (still and not solver.inner_state) or p.step_size < config.min_step_size
-            step = Step(run.step, p, accepted and not (run.stalled or diverged), run.stalled, run.state, changed,
-                        dict(p.diagnostics))
-            solver.feedback(p, step.accepted or still, run.state)  # not moving is no failure: α stays (it matters mid-ramp)
+            state = run.state
+            still = accepted and not diverged and unchanged(be, p.eta, state.eta)
+            run.stalled = stalled = (still and moves_alone) or p.step_size < min_step_size
+            step = Step(run.step, p, accepted and not (stalled or diverged), stalled, state, changed, dict(p.diagnostics))
+            feedback(p, step.accepted or still, state)  # not moving is no failure: α stays (it matters mid-ramp)
             if step.accepted:
                 run.state, run.best_step, run.pg = p.as_state(), run.step, pg
             if step.accepted or run.grew:
                 run.host = _readonly(be.to_numpy(run.state.eta))
                 run.host_finite = step.accepted and not run.grew  # its projected-gradient norm is finite, so is η
-            run.stop = "diverged" if diverged else run.stop
-            yield from _commit(run, hooks, step, "not_finite" if diverged else "stalled" if run.stalled else p.reason)
+            if diverged:
+                run.stop = "diverged"
+            yield from _commit(run, hooks, step, "not_finite" if diverged else "stalled" if stalled else p.reason)
             if every is not None and run.step % every == 0:
                 yield _snapshot.capture(run, solver, pieces, _blocked(blocked, solver, pieces))
     except _NotFinite:
@@ -298,7 +305,9 @@ def _each(methods: list, run: Run, *args) -> Iterator[Event]:
 
 
 def _checked(run: Run, event):
-    if not _finite_event(event, run):
+    if run.host_finite and isinstance(event, EtaRecorded) and event.eta is run.host:
+        return known_finite(event)  # an accepted state: a non-finite η_i would have made its projected gradient so
+    if non_finite_field(event) is not None:
         if run.host is None:  # nothing relaxed yet: the input itself is out of range
             raise InvalidEntityError("System", run.cs.system.id, "modules", event.type,
                                      "holds a non-finite number for this System before any step")
@@ -317,10 +326,7 @@ def _reframe(run: Run, hooks: _Hooks) -> Iterator[Event]:
     yield from _each(hooks.reframe, run)
 
 
-def _finite_event(event, run: Run | None = None) -> bool:
-    if run is not None and run.host_finite and isinstance(event, EtaRecorded) and event.eta is run.host:
-        return True  # an accepted state: a non-finite η_i would have made its projected-gradient norm non-finite
-    return non_finite_field(event) is None
+_isfinite = math.isfinite
 
 
 def _finite(*values: float) -> bool:
@@ -339,12 +345,16 @@ def _check_initial(run: Run) -> None:
 
 def _commit(run: Run, hooks: _Hooks, step: Step, reason: str) -> Iterator[Event]:
     """The pieces' judgement of ``step``, its ``StepCommitted``, then what the pieces observe after it."""
-    yield from _each(hooks.judge, run, step)
+    for judge in hooks.judge:
+        for event in judge(run, step):
+            yield _checked(run, event)
     p = step.proposal
     committed = StepCommitted(step=0 if p is None else step.step, energy=run.state.energy, pg_norm=run.pg,
                               step_size=run.config.step_size if p is None else p.step_size,
                               backtracks=0 if p is None else p.backtracks, accepted=step.accepted, reason=reason,
-                              trial_energy=p.energy if p is not None and math.isfinite(p.energy) else None,
-                              diagnostics={k: v for k, v in step.diagnostics.items() if math.isfinite(v)})
-    yield _checked(run, committed)
-    yield from _each(hooks.after, run, step)
+                              trial_energy=p.energy if p is not None and _isfinite(p.energy) else None,
+                              diagnostics={k: v for k, v in step.diagnostics.items() if _isfinite(v)})
+    yield committed if finite_step(committed) else _checked(run, committed)
+    for after in hooks.after:
+        for event in after(run, step):
+            yield _checked(run, event)

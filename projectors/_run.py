@@ -118,12 +118,8 @@ class RunResult:
         return dict(zip(self.ids, map(float, self.eta)))
 
 
-def _event_bytes(event) -> int:
-    """What an event holds in memory while it waits to be written: its η array, or a small fixed size."""
-    return event.eta.nbytes if isinstance(event, EtaRecorded) else _SMALL_EVENT_BYTES
-
-
-_SMALL_EVENT_BYTES = 512  # a generous figure for one StepCommitted, gate event or revision
+_SMALL_EVENT_BYTES = 512  # what any event but η holds while it waits to be written: a generous figure for one
+# StepCommitted, gate event or revision (an EtaRecorded holds its η array)
 
 
 class _Recorder:
@@ -190,10 +186,12 @@ class _Recorder:
             self.step = step
         self.buffer.append(Recorded(self.run_id, self.seq, event))
         self.seq += 1
-        self.bytes += _event_bytes(event)
         if isinstance(event, EtaRecorded):
             self.steps += 1
             self.values += event.eta.size
+            self.bytes += event.eta.nbytes
+        else:
+            self.bytes += _SMALL_EVENT_BYTES
         # η values and bytes bound a batch alike: runs without η frames (or with few) cut by bytes too
         self.due = (self.steps >= self.flush_every or self.values >= self.flush_values
                     or self.bytes >= 8 * self.flush_values
