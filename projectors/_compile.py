@@ -531,14 +531,16 @@ def energy_and_gradient(cs: CompiledSystem, eta) -> tuple[float, Any]:
     >>> energy_and_gradient(compile_system(s), np.array([0.5, 0.0]))
     (0.8125, array([ 3.5, -2. ]))
     """
-    be, xp = cs.backend, cs.backend.xp
     plan = _plan(cs)
+    if plan.host is not None and isinstance(eta, np.ndarray) and eta.dtype == np.float64 and eta.ndim == 1:
+        return _on_host(cs, plan, eta)
+    be, xp = cs.backend, cs.backend.xp
     host = plan.fused and isinstance(eta, np.ndarray) and eta.dtype == np.float64 and eta.ndim == 1
     energy = cs.constant
     grad = None
     for g, unit, kernel in zip(cs.modules, plan.unit_modules, plan.module_kernels):
         if host and kernel is not None:
-            e, df = kernel[0](g.take(eta), g.params, None if unit else g.weight, *kernel[1:])
+            e, df = kernel[0](g.take(eta), None if unit else g.weight, *kernel[1:])
             energy += e
             grad = _placed(xp, grad, eta, g, df)
             continue
@@ -570,6 +572,27 @@ def energy_and_gradient(cs: CompiledSystem, eta) -> tuple[float, Any]:
     return energy, grad
 
 
+def _on_host(cs: CompiledSystem, plan: _Plan, eta: np.ndarray) -> tuple[float, np.ndarray]:
+    """:func:`energy_and_gradient` when every kind has its in-place formula: the same calls, in the same order."""
+    energy = cs.constant
+    grad = None
+    for kernel, group, arguments in plan.host[0]:
+        e, df = kernel(group.take(eta), *arguments)
+        energy += e
+        grad = _placed(np, grad, eta, group, df)
+    if plan.host[1]:
+        try:
+            values = plan.spare.pop()  # atomic: two threads evaluating at once never share one
+        except IndexError:
+            values = np.empty(2 * plan.total, np.float64)
+        for kernel, i, j, weight, first, second in plan.host[1]:
+            energy += kernel(eta.take(i), eta.take(j), weight, values[first], values[second])
+        edges = cs.backend.scatter_add(plan.edge_index, values, cs.n)
+        plan.spare.append(values)  # the next call writes into it again: no fresh pages to fault in
+        grad = edges if grad is None else _added(grad, edges)
+    return energy, grad
+
+
 @dataclass(frozen=True)
 class _Plan:
     """What the evaluation of one CompiledSystem reads besides its arrays, worked out once."""
@@ -585,6 +608,7 @@ class _Plan:
     slices: tuple[tuple[slice, slice], ...] = ()  # each coupling group's ∂_i and ∂_j places in the value array
     ends: tuple[tuple[Any, Any], ...] = ()  # each coupling group's i and j, as the gathers read them (_gather_index)
     edge_index: Any = None  # the System's edge_index, as the scatter-add reads it
+    host: tuple | None = None  # when every kind has its in-place formula: each module kernel's and coupling kernel's call
     spare: list = field(default_factory=list, compare=False)  # value arrays not in use (one per concurrent caller)
 
 
@@ -605,9 +629,16 @@ def _plan(cs: CompiledSystem) -> _Plan:
                                  else None for c in cs.couplings)
         slices = tuple((slice(at, at + m), slice(total + at, total + at + m)) for at, m in zip(offsets, sizes))
         ends = tuple((_gather_index(c.i), _gather_index(c.j)) for c in cs.couplings)
-        plan = _Plan(tuple(map(unit, (g.weight for g in cs.modules))), tuple(map(unit, (c.weight for c in cs.couplings))),
-                     offsets, tuple(sizes), total, fused, module_kernels, coupling_kernels, slices, ends,
-                     _gather_index(cs.edge_index))
+        unit_modules = tuple(map(unit, (g.weight for g in cs.modules)))
+        unit_couplings = tuple(map(unit, (c.weight for c in cs.couplings)))
+        host = None
+        if fused and all(k is not None for k in (*module_kernels, *coupling_kernels)):
+            host = (tuple((k[0], g, (None if u else g.weight, *k[1:]))
+                          for g, u, k in zip(cs.modules, unit_modules, module_kernels)),
+                    tuple((k, i, j, None if u else c.weight, *ij)
+                          for c, u, k, (i, j), ij in zip(cs.couplings, unit_couplings, coupling_kernels, ends, slices)))
+        plan = _Plan(unit_modules, unit_couplings, offsets, tuple(sizes), total, fused, module_kernels, coupling_kernels,
+                     slices, ends, _gather_index(cs.edge_index), host)
         object.__setattr__(cs, "_evaluation_plan", plan)  # a cache, not a field: replace() and equality ignore it
     return plan
 
@@ -629,30 +660,34 @@ def _module_kernel(g: ModuleGroup) -> tuple | None:
 # The in-place formulas of the built-in kinds on numpy float64: each performs its kind's operations (the
 # ``energy_grad`` of entities) in the same order, then the weighting, writing into arrays it owns, so every
 # bit is the one the kind's own formula gives. Products and sums commute exactly; nothing is re-associated;
-# ``x.sum()``, ``x.take(i)`` and ``x.clip(...)`` are the very calls ``np.sum``, ``np.take`` and ``np.clip`` make.
+# ``x.take(i)`` is the very call ``np.take`` makes, and ``np.add.reduce(x, None)`` and ``np.maximum(x, 0)`` are what
+# ``x.sum()`` and ``x.clip(0, None)`` call (without a Python frame on the way).
 
-def _landau(eta, p, weight, two_a, four_b):
+_sum = np.add.reduce
+
+
+def _landau(eta, weight, a, b, h, two_a, four_b):
     """``LandauModule.energy_grad`` weighted: (Σ w·f, w·f') with f = η²(a + bη²) − hη, f' = η(2a + 4bη²) − h."""
     e2 = np.multiply(eta, eta)
-    f = np.multiply(p["b"], e2)
-    f += p["a"]
+    f = np.multiply(b, e2)
+    f += a
     f *= e2
-    df = np.multiply(p["h"], eta)
+    df = np.multiply(h, eta)
     f -= df
     if weight is not None:
         f *= weight
-    energy = float(f.sum())
+    energy = float(_sum(f, None))
     np.multiply(four_b, e2, out=df)
     df += two_a
     df *= eta
-    df -= p["h"]
+    df -= h
     if weight is not None:
         df *= weight
     return energy, df
 
 
 def _landau_constants(p) -> tuple:
-    return 2 * p["a"], 4 * p["b"]  # exact: what the formula computes at every call
+    return p["a"], p["b"], p["h"], 2 * p["a"], 4 * p["b"]  # the products are exact: what the formula computes each call
 
 
 def _quadratic(eta_i, eta_j, weight, first, second) -> float:
@@ -666,7 +701,7 @@ def _quadratic(eta_i, eta_j, weight, first, second) -> float:
 def _directed_hinge(eta_i, eta_j, weight, first, second) -> float:
     """``DirectedHingeCoupling.energy_grad_i`` weighted, as :func:`_quadratic` (g = max(0, η_j − η_i), φ = g², ∂_iφ = −2g)."""
     g = np.subtract(eta_j, eta_i, out=eta_j)
-    g.clip(0, None, out=g)
+    np.maximum(g, 0, out=g)
     phi = np.multiply(g, g, out=eta_i)
     np.multiply(-2, g, out=first)
     return _weighted_into(phi, weight, first, second)
@@ -677,7 +712,7 @@ def _weighted_into(phi, weight, first, second) -> float:
         phi *= weight
         first *= weight
     np.negative(first, out=second)
-    return float(phi.sum())
+    return float(_sum(phi, None))
 
 
 _HOST_MODULE_KERNELS = {LandauModule.energy_grad: (_landau, _landau_constants)}
