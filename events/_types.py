@@ -354,7 +354,7 @@ def non_finite_field(event: Event) -> str | None:
     ('eta[1]', None)
     """
     if isinstance(event, EtaRecorded):
-        if _FINITE_FRAMES.get(id(event)) is event:
+        if _FINITE_FRAMES.pop(id(event), None) is event:
             return None
         finite = np.isfinite(event.eta)
         if finite.all():
@@ -373,11 +373,12 @@ _FINITE_FRAMES: weakref.WeakValueDictionary[int, EtaRecorded] = weakref.WeakValu
 
 
 def known_finite(event: EtaRecorded) -> EtaRecorded:
-    """``event``, noted as holding finite η only, so that :func:`non_finite_field` does not scan it again.
+    """``event``, noted as holding finite η only, so that the next :func:`non_finite_field` of it does not scan it.
 
     For a producer that has established it already (the coordinator knows the
-    η of an accepted state is finite); the note lasts as long as the event and
-    its η array is read-only.
+    η of an accepted state is finite); its η array is read-only. The note is
+    used up by that check (the store's, as the event is appended), or goes
+    with the event; a later check scans.
 
     >>> frame = known_finite(EtaRecorded(0, np.zeros(3)))
     >>> non_finite_field(frame) is None
