@@ -89,11 +89,11 @@ class _Gated(InMemoryStore):
 
 
 @pytest.mark.parametrize("idle", [True, False])
-def test_an_idle_writer_gets_a_batch_once_a_quarter_of_one_is_buffered(toy_system, idle):
+def test_an_idle_writer_gets_a_batch_once_half_of_one_is_buffered(toy_system, idle):
     """Batches are cut early while the writer has nothing to do (so it starts at once and the run's tail is short),
     at full size while it is busy (so commits stay few)."""
     store = _Gated()
-    # 10 frames make a full batch (values); 3 frames (241 kB of bytes) pass the floor of an idle cut (200 kB)
+    # 10 frames make a full batch (values); 5 frames (half of its values) make an idle cut
     recorder = _Recorder(store, "run-1", flush_every=10**6, flush_values=10 * FRAME, pipelined=True)
     recorder.add(_started(toy_system))
     recorder.flush(wait=True)
@@ -109,4 +109,4 @@ def test_an_idle_writer_gets_a_batch_once_a_quarter_of_one_is_buffered(toy_syste
     recorder.close()
     assert store.frames[0] == 0 and sum(store.frames) == 39
     # busy: the first batch finds the writer idle; the rest wait for a full batch, the last holds what is left
-    assert store.frames[1:] == ([3] * 13 if idle else [3, 10, 10, 10, 6])
+    assert store.frames[1:] == ([5] * 7 + [4] if idle else [5, 10, 10, 10, 4])
