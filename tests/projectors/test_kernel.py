@@ -202,3 +202,21 @@ def test_unchanged_looks_at_every_element():
         moved = eta.copy()
         moved[k] = np.nextafter(moved[k], 2.0)
         assert not unchanged(be, moved, eta)
+
+
+def test_a_cached_compile_keeps_its_index_arrays_read_only_and_the_evaluation_gathers_through_writable_ones():
+    """numpy's take and bincount copy a read-only index array at every call: the evaluation reads the writable
+    array under each read-only view the cache hands out, and nothing a caller sees can be written."""
+    from complexity_from_constraints.entities import standard_array_system
+
+    cs = compile_system(standard_array_system(500, seed=4))
+    energy_and_gradient(cs, np.full(cs.n, 0.5))
+    plan = _plan(cs)
+    assert not cs.edge_index.flags.writeable and plan.edge_index.flags.writeable
+    assert np.shares_memory(plan.edge_index, cs.edge_index)
+    for c, (i, j) in zip(cs.couplings, plan.ends):
+        assert not c.i.flags.writeable and not c.j.flags.writeable
+        assert i.flags.writeable and j.flags.writeable
+        assert np.array_equal(i, c.i) and np.array_equal(j, c.j) and np.shares_memory(i, c.i)
+    with pytest.raises(ValueError, match="read-only"):
+        cs.edge_index[0] = 1
