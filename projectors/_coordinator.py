@@ -229,7 +229,8 @@ def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Pro
         # While a piece holds the run (a homotopy ramping), converging or stalling on the current objective is not the end.
         last = config.steps if until is None else min(config.steps, until)
         tol, min_step_size, moves_alone = config.tol, config.min_step_size, not solver.inner_state
-        propose, feedback, before, adjusts, holding = solver.propose, solver.feedback, hooks.before, hooks.adjust, hooks.holds
+        propose, feedback = solver.propose, solver.feedback
+        before, adjusts, holding = hooks.before, hooks.adjust, hooks.holds
         while run.step < last and run.stop is None and (
                 (holding and any(holds(run) for holds in holding)) or (run.pg > tol and not run.stalled)):
             run.step, run.grew, run.before = run.step + 1, False, run.host
@@ -307,7 +308,7 @@ def _each(methods: list, run: Run, *args) -> Iterator[Event]:
 
 def _checked(run: Run, event):
     if run.host_finite and isinstance(event, EtaRecorded) and event.eta is run.host:
-        return known_finite(event)  # an accepted state: a non-finite η_i would have made its projected gradient so
+        return known_finite(event)  # accepted: a non-finite η_i would have made its projected-gradient norm non-finite
     if non_finite_field(event) is not None:
         if run.host is None:  # nothing relaxed yet: the input itself is out of range
             raise InvalidEntityError("System", run.cs.system.id, "modules", event.type,
