@@ -946,12 +946,17 @@ class DuckDBStore(AbstractEventStore):
         if not meta:
             return []
         few = latest is not None or only_steps is not None  # a read of a few frames (not a whole run)
-        cached_run, cached = self._decoded
-        if few and cached_run == run_id and all(m[1] in cached for m in meta):  # frames are read-only: shared safely
-            return [Recorded(run_id, int(seq), _frame(int(step), int(version), _checked(run_id, cached, step, n)))
-                    for seq, step, version, n in meta]
+        cached_run, etas = self._decoded
+        if not (few and cached_run == run_id and all(m[1] in etas for m in meta)):  # frames are read-only: shared
+            etas = self._decoded_span(run_id, min(m[1] for m in meta), max(m[1] for m in meta))
+            if few:  # kept for the next read of a few frames
+                self._decoded = (run_id, etas)
+        return [Recorded(run_id, int(seq), _frame(int(step), int(version), _checked(run_id, etas, step, n)))
+                for seq, step, version, n in meta]
+
+    def _decoded_span(self, run_id: str, lo: int, hi: int) -> dict[int, np.ndarray]:
+        """Every η frame from the key frame of ``lo``'s chain to step ``hi``, decoded, by step."""
         key = self._run_key(run_id)
-        lo, hi = min(m[1] for m in meta), max(m[1] for m in meta)
         # the frames from the key frame of the first one's chain on: each is decoded from those before it
         pieces = self._con.sql(
             "SELECT step, base, data FROM eta_blocks WHERE run_key = $1 AND step BETWEEN "
@@ -977,10 +982,8 @@ class DuckDBStore(AbstractEventStore):
                 raise LogIntegrityError(f"run {run_id!r}: the η frame of step {step} does not decode: {exc}") from exc
             etas[int(step)] = eta
             prev1, prev2 = eta, prev1
-        if few:  # kept for the next read of a few frames
-            self._decoded = (run_id, etas)
-        return [Recorded(run_id, int(seq), _frame(int(step), int(version), _checked(run_id, etas, step, n)))
-                for seq, step, version, n in meta]
+        return etas
+
 
     def _decode(self, run_id: str, seq: int, event_type: str, version: int, payload: str):
         try:
