@@ -262,6 +262,26 @@ def _translate(exc: BaseException, path: str, action: str) -> StoreError:
     return StoreError(f"{path}: cannot {action}: {type(exc).__name__}: {text.splitlines()[0]}", path)
 
 
+@contextmanager
+def _registered(con: duckdb.DuckDBPyConnection, name: str, rows: pa.Table) -> Iterator[None]:
+    """``rows`` readable by SQL as ``name`` inside the block, and no longer after it.
+
+    When the block fails inside a transaction, DuckDB has aborted the
+    transaction and refuses the unregister too; the block's own error (a full
+    disk, a broken constraint) is the one raised, not the refusal.
+    """
+    con.register(name, rows)
+    try:
+        yield
+    except BaseException:
+        try:
+            con.unregister(name)
+        except duckdb.Error:
+            pass  # an aborted transaction; the next register of the name replaces it
+        raise
+    con.unregister(name)
+
+
 def _guarded(action: str):
     """Turn DuckDB's errors inside a store method into typed ones (errors of ours pass through)."""
     def wrap(method):
@@ -605,15 +625,12 @@ class DuckDBStore(AbstractEventStore):
                             [(r.event.step, r.event.eta) for r in frames], self._chains.get(run_id, run_rows.NEW_CHAIN))
                         self._insert_rows("eta_blocks", run_rows.with_key(blocks, self._run_key(run_id)))
                         self._insert_rows("eta_frames", run_rows.frame_rows(run_id, frames))
-                    con.register("_cfc_events", event_rows)
-                    try:
+                    with _registered(con, "_cfc_events", event_rows):
                         if len(others):
                             con.execute("INSERT INTO events SELECT * FROM _cfc_events")
                         self._materialise_batch(run_id, batch[0].seq, batch[-1].seq,
                                                 any(isinstance(r.event, StepCommitted) for r in others),
                                                 isinstance(batch[-1].event, RunFinished))
-                    finally:
-                        con.unregister("_cfc_events")
             except BaseException:
                 self._next_seq.pop(run_id, None)
                 self._keys.pop(run_id, None)
@@ -665,12 +682,9 @@ class DuckDBStore(AbstractEventStore):
                 self._insert_rows("eta_frames", pa.concat_tables([r.frames for r in encoded]))
                 self._insert_rows("eta_blocks", pa.concat_tables(
                     [run_rows.with_key(r.blocks, k) for r, k in zip(encoded, keys)]))
-                con.register("_cfc_events", pa.concat_tables([r.events for r in encoded]))
-                try:
+                with _registered(con, "_cfc_events", pa.concat_tables([r.events for r in encoded])):
                     con.execute("INSERT INTO events SELECT * FROM _cfc_events")
                     con.execute(_MATERIALISED_SQL["mat_steps"])
-                finally:
-                    con.unregister("_cfc_events")
                 self._insert_rows("mat_positions", pa.table({
                     "name": pa.array(["mat_steps"] * len(runs), pa.string()), "run_id": pa.array(ids, pa.string()),
                     "seq": pa.array([r.last_seq for r in encoded], pa.int64())}))
@@ -697,12 +711,8 @@ class DuckDBStore(AbstractEventStore):
         """One INSERT of an Arrow table into one of the store's tables (or ``sql`` reading it as ``_cfc_rows``)."""
         if not rows.num_rows:
             return
-        with self._lock:
-            self._con.register("_cfc_rows", rows)
-            try:
-                self._con.execute(sql or f"INSERT INTO {table} SELECT * FROM _cfc_rows", list(params))
-            finally:
-                self._con.unregister("_cfc_rows")
+        with self._lock, _registered(self._con, "_cfc_rows", rows):
+            self._con.execute(sql or f"INSERT INTO {table} SELECT * FROM _cfc_rows", list(params))
 
     def _insert_long_form(self, sql: str, params: Sequence[Any] = ()) -> None:
         """Compress η given in long form (``sql`` selects ``run_key, step, idx, eta``) into ``eta_blocks``, run by run.
@@ -1140,12 +1150,9 @@ class DuckDBStore(AbstractEventStore):
     def _register_params(self, run_id: str, started: RunStarted) -> None:
         """Every config field (dotted) and the System's scalar parameters as rows of ``run_params``."""
         rows = run_params(started)
-        self._con.register("_cfc_params", pa.table({"run_id": [run_id] * len(rows), "key": [k for k, _ in rows],
-                                                    "value": [v for _, v in rows]}))
-        try:
-            self._con.execute("INSERT INTO run_params SELECT * FROM _cfc_params")
-        finally:
-            self._con.unregister("_cfc_params")
+        self._insert_rows("run_params", pa.table({"run_id": pa.array([run_id] * len(rows), pa.string()),
+                                                  "key": pa.array([k for k, _ in rows], pa.string()),
+                                                  "value": pa.array([v for _, v in rows], pa.string())}))
 
     def delete_runs(self, run_ids: Sequence[str]) -> int:
         """Remove whole runs in one transaction (all or none) and record each in ``deletions``; return the events removed.
@@ -1223,7 +1230,10 @@ class DuckDBStore(AbstractEventStore):
             try:
                 yield
             except BaseException:
-                self._con.execute("ROLLBACK")
+                try:
+                    self._con.execute("ROLLBACK")
+                except duckdb.Error:
+                    pass  # the connection is broken past rolling back; the block's error says why, not this one
                 self._next_seq.clear()
                 self._keys.clear()
                 self._mat_seq.clear()
