@@ -120,13 +120,17 @@ STORE_SCHEMA_VERSION = 5  # 2: materialised tables mat_* and their positions; 3:
 # 4: η frames compressed in eta_blocks (the long form eta_values becomes a view over them);
 # 5: module ids once per System (system_modules) and added ones per run (run_added_modules); run_modules a view
 
+# η blobs and System arrays are compressed already (or noise): DuckDB's own compression analysis of them cost ~10x
+# the write itself (25 MB of blobs: 400-500 ms of CPU against 25-55 ms) and then stored them uncompressed anyway.
+_SYSTEM_ARRAYS = ("CREATE TABLE IF NOT EXISTS system_arrays (\n"
+                  "    array_digest VARCHAR PRIMARY KEY, dtype VARCHAR, data BLOB USING COMPRESSION uncompressed)")
 _TABLES = """
 CREATE TABLE IF NOT EXISTS store_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS runs (
     run_id VARCHAR PRIMARY KEY, run_key INTEGER UNIQUE, system_id VARCHAR, system_digest VARCHAR,
     seed BIGINT, n_modules INTEGER, package_version VARCHAR);
 CREATE TABLE IF NOT EXISTS systems (system_digest VARCHAR PRIMARY KEY, system_json VARCHAR);
-CREATE TABLE IF NOT EXISTS system_arrays (array_digest VARCHAR PRIMARY KEY, dtype VARCHAR, data BLOB);
+{system_arrays};
 CREATE TABLE IF NOT EXISTS system_modules (system_digest VARCHAR, idx INTEGER, module_id VARCHAR, kind VARCHAR);
 CREATE TABLE IF NOT EXISTS run_added_modules (run_key INTEGER, idx INTEGER, module_id VARCHAR, kind VARCHAR);
 CREATE TABLE IF NOT EXISTS events (
@@ -153,7 +157,7 @@ CREATE TABLE IF NOT EXISTS sweep_points (
 CREATE TABLE IF NOT EXISTS mat_run_stats (
     run_id VARCHAR, e0 DOUBLE, e_min DOUBLE, delta_f90 INTEGER, delta_f99 INTEGER, accepted_steps BIGINT,
     rejected_steps BIGINT, total_backtracks BIGINT, mean_step_size DOUBLE, min_step_size DOUBLE, max_step_size DOUBLE);
-"""
+""".replace("{system_arrays}", _SYSTEM_ARRAYS)
 
 # Every connection the store opens: no extension is ever fetched or loaded behind our back (opening a
 # SQLite file would otherwise download the sqlite scanner).
@@ -901,7 +905,7 @@ class DuckDBStore(AbstractEventStore):
         arrays = {d: a for _, parts, _ in new.values() for d, a in parts.items()}
         if not arrays:
             return
-        con.execute("CREATE TABLE IF NOT EXISTS system_arrays (array_digest VARCHAR PRIMARY KEY, dtype VARCHAR, data BLOB)")
+        con.execute(_SYSTEM_ARRAYS)  # a file from before array entities lacks it
         known = {r[0] for r in con.execute("SELECT array_digest FROM system_arrays WHERE array_digest IN "
                                            "(SELECT unnest(?::VARCHAR[]))", [list(arrays)]).fetchall()}
         fresh = [(d, a) for d, a in arrays.items() if d not in known]

@@ -161,3 +161,23 @@ def test_a_store_file_keeps_small_row_groups_so_checkpoints_do_not_rewrite_blobs
         assert store.query("SELECT current_database()").item() == "cfc_store"
     with DuckDBStore(path, read_only=True) as store:  # read-only opens attach the same way
         assert store.query("SELECT count(*) FROM probe").item() == 5000
+
+
+def test_blob_columns_skip_duckdbs_compression_analysis(tmp_path):
+    """η blobs and System arrays are compressed already: DuckDB's analysis of them cost ~10x the write itself
+    and then kept them uncompressed. Both columns are declared uncompressed, and the other columns are not."""
+    from complexity_from_constraints.entities import standard_array_system
+
+    with DuckDBStore(tmp_path / "blobs.duckdb") as store:
+        relax(standard_array_system(3000, seed=1), RelaxConfig(steps=12, tol=0.0), store=store)
+        store.checkpoint()
+        for table in ("eta_blocks", "system_arrays"):
+            sql = store.query("SELECT sql FROM duckdb_tables() WHERE database_name = current_database() "
+                              "AND table_name = ?", [table]).item()
+            assert "data BLOB USING COMPRESSION Uncompressed" in sql.replace('"', "")
+            methods = dict(store.query(f"SELECT column_name, list(DISTINCT compression) FROM pragma_storage_info('{table}') "
+                                       "GROUP BY ALL").iter_rows())
+            assert set(methods["data"]) <= {"Uncompressed", "Constant"}, methods
+        methods = dict(store.query("SELECT column_name, list(DISTINCT compression) FROM pragma_storage_info('eta_blocks') "
+                                   "GROUP BY ALL").iter_rows())
+        assert "Uncompressed" not in methods["step"]  # the small columns keep DuckDB's choice
