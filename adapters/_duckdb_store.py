@@ -1224,9 +1224,16 @@ class DuckDBStore(AbstractEventStore):
         with self._lock, self._guard("write"):
             if self.read_only:
                 raise StoreWriteError(f"{self.path} is open read-only", self.path)
-            self._con.execute("INSERT OR REPLACE INTO run_meta VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                              [run_id, meta.name, json.dumps(dict(meta.tags), sort_keys=True), meta.study, meta.sweep,
-                               meta.parent, meta.started_at, meta.duration_s])
+            values = [meta.name, json.dumps(dict(meta.tags), sort_keys=True), meta.study, meta.sweep, meta.parent,
+                      meta.started_at, meta.duration_s]
+            # UPDATE, then INSERT if there was no row: INSERT OR REPLACE cost 4.2 ms of CPU per call, these 1.1 + 1.5
+            # (relax calls this twice per run: when it starts and with its duration when it ends)
+            with self.transaction():
+                (changed,) = self._con.execute(
+                    "UPDATE run_meta SET name = ?, tags = ?, study = ?, sweep = ?, parent = ?, started_at = ?, "
+                    "duration_s = ? WHERE run_id = ?", [*values, run_id]).fetchall()[0]
+                if not changed:
+                    self._con.execute("INSERT INTO run_meta VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [run_id, *values])
 
     def record_study(self, study: str, result_json: str) -> None:
         """Keep what a study found (its ``StudyResult`` as JSON) beside its runs; ``v_study_results`` shows it."""

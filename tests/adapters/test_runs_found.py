@@ -38,6 +38,23 @@ def test_metadata_is_kept_beside_the_log_and_replay_ignores_it(tmp_path):
         assert diff_runs(store, a.run_id, b.run_id).is_empty
 
 
+def test_recording_a_runs_metadata_again_replaces_its_one_row_and_rolls_back_with_a_transaction(tmp_path):
+    from complexity_from_constraints.events import RunMeta
+
+    with DuckDBStore(tmp_path / "m.duckdb") as store:
+        store.record_meta("r1", RunMeta(name="first", tags={"a": "1"}, started_at="2026-01-02T03:04:05.678+00:00"))
+        store.record_meta("r1", RunMeta(name="second", tags={"b": "2"}, duration_s=1.5))
+        store.record_meta("r2", RunMeta(name="other"))
+        rows = store.query("SELECT run_id, name, tags, started_at, duration_s FROM run_meta ORDER BY run_id").rows()
+        assert [(r[0], r[1], json.loads(r[2]), r[3], r[4]) for r in rows] == [
+            ("r1", "second", {"b": "2"}, None, 1.5), ("r2", "other", {}, None, None)]
+        with pytest.raises(ZeroDivisionError), store.transaction():
+            store.record_meta("r3", RunMeta(name="gone"))
+            store.record_meta("r1", RunMeta(name="changed"))
+            1 / 0
+        assert store.query("SELECT run_id, name FROM run_meta ORDER BY run_id").rows() == [("r1", "second"), ("r2", "other")]
+
+
 def test_every_config_field_and_system_parameter_is_a_queryable_row(db):
     with DuckDBStore(db, read_only=True) as store:
         slow = store.query("SELECT run_id FROM v_run_params WHERE key = 'step_size' AND value::DOUBLE < 0.1")
