@@ -41,13 +41,8 @@ leaves the file's bytes as they were and releases it at once. Every connection
 runs with DuckDB's extension auto-install and auto-load off (no network, no
 foreign formats).
 
-Store files are attached to one DuckDB instance per process (an in-memory
-database made at the first open and kept; a file is detached, and so released,
-when its store closes): starting a DuckDB instance costs 16–25 ms, a third of
-what opening and closing a store cost before. A second file opened at the same
-time is attached as ``cfc_store_2`` and so on; a file already attached here
-(a second read-only store of it) gets an instance of its own. A process forked
-from one that holds the instance starts its own. Failures reach the caller as :class:`StoreError` subclasses
+Store files are attached to one DuckDB instance per process and detached (so
+released) when their store closes: ``adapters/_duckdb_host.py``. Failures reach the caller as :class:`StoreError` subclasses
 naming the file and the cause, never as raw DuckDB errors.
 
 One process may hold a file for writing and no other process may open it
@@ -113,6 +108,7 @@ from complexity_from_constraints.events import (
 
 from . import _eta_codec as codec
 from . import _run_rows as run_rows
+from ._duckdb_host import _ALIAS, _CONFIG, ROW_GROUP_SIZE, attach, disconnect
 from ._kind_functions import register_kind_functions
 from ._run_params import run_params
 
@@ -159,11 +155,6 @@ CREATE TABLE IF NOT EXISTS mat_run_stats (
     rejected_steps BIGINT, total_backtracks BIGINT, mean_step_size DOUBLE, min_step_size DOUBLE, max_step_size DOUBLE);
 """.replace("{system_arrays}", _SYSTEM_ARRAYS)
 
-# Every connection the store opens: no extension is ever fetched or loaded behind our back (opening a
-# SQLite file would otherwise download the sqlite scanner).
-_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
-ROW_GROUP_SIZE = 2048  # rows per row group of a store file (see DuckDBStore._connect)
-_ALIAS = "cfc_store"  # the name a store file is attached under (current_database() in SQL); cfc_store_2, … beside it
 _TABLE_NAMES = ("store_meta", "runs", "systems", "system_modules", "run_added_modules", "events", "eta_frames",
                 "eta_blocks", "mat_positions", "mat_steps", "mat_run_stats", "run_meta", "run_params", "deletions",
                 "sweeps", "sweep_points", "study_results")
@@ -174,89 +165,6 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 # same file the same database, so two store objects would each believe they own its runs.
 _HELD: dict[str, list] = {}
 _HELD_LOCK = threading.Lock()
-
-
-# The process's DuckDB instance that store files are attached to (see the module's docstring), made at the first
-# open: (its root connection, the pid that made it). Attaching and detaching go through the root connection under
-# _HOST_LOCK; each store works on a cursor of its own whose default database is its file.
-_HOST_LOCK = threading.Lock()
-_host: tuple[duckdb.DuckDBPyConnection, int] | None = None
-_host_files: dict[str, str] = {}  # alias -> real path of the file attached under it
-_hosted: dict[int, str] = {}  # id(cursor) -> the alias its store attached
-
-
-def _host_root() -> duckdb.DuckDBPyConnection:
-    """The instance's root connection, made on first use (call with ``_HOST_LOCK`` held)."""
-    global _host
-    if _host is None or _host[1] != os.getpid():
-        con = duckdb.connect(":memory:", config=_CONFIG)
-        con.execute("PRAGMA disable_checkpoint_on_shutdown")  # stores checkpoint when close(checkpoint=...) says
-        register_kind_functions(con)  # the functions belong to the instance: every cursor has them
-        codec.register_eta_functions(con)
-        _host = (con, os.getpid())
-        _host_files.clear()
-        _hosted.clear()
-    return _host[0]
-
-
-def _forget_host_in_child() -> None:
-    """After a fork: the child makes its own instance when it opens a store; the inherited one is never used or freed
-    (its DuckDB threads stayed in the parent, so its destructor could wait for them for ever)."""
-    global _host, _HOST_LOCK
-    if _host is not None:
-        import ctypes
-
-        ctypes.pythonapi.Py_IncRef(ctypes.py_object(_host[0]))
-    _host, _HOST_LOCK = None, threading.Lock()  # a lock held by another thread at the fork stays held in the child
-    _host_files.clear()
-    _hosted.clear()
-
-
-os.register_at_fork(after_in_child=_forget_host_in_child)
-
-
-def _attach(path: str, read_only: bool) -> duckdb.DuckDBPyConnection | None:
-    """A cursor of the process's instance whose default database is the file at ``path``, attached with row groups of
-    :data:`ROW_GROUP_SIZE` rows; ``None`` if this instance has the file attached already (the caller opens one of its
-    own). Raises DuckDB's error if the file does not attach (busy, broken, not a database)."""
-    real = os.path.realpath(path)
-    with _HOST_LOCK:
-        root = _host_root()
-        if real in _host_files.values():
-            return None
-        alias = next(a for a in (_ALIAS, *(f"{_ALIAS}_{k}" for k in range(2, len(_host_files) + 3)))
-                     if a not in _host_files)
-        quoted = path.replace("'", "''")
-        try:
-            root.execute(f"ATTACH '{quoted}' AS {alias} (ROW_GROUP_SIZE {ROW_GROUP_SIZE}"
-                         f"{', READ_ONLY' if read_only else ''})")
-        except duckdb.Error as exc:
-            if "unique file handle conflict" in str(exc).lower():
-                return None  # attached by a connection this module does not know of
-            raise
-        _host_files[alias] = real
-        con = root.cursor()
-        _hosted[id(con)] = alias
-    try:
-        con.execute(f"USE {alias}")
-    except BaseException:
-        _disconnect(con)
-        raise
-    return con
-
-
-def _disconnect(con: duckdb.DuckDBPyConnection) -> None:
-    """Close a store's connection; a file attached to the process's instance is detached, which releases it."""
-    with _HOST_LOCK:
-        alias = _hosted.pop(id(con), None)
-    con.close()  # ends the cursor's transaction, if one is left, and its use of the file
-    if alias is None:
-        return
-    with _HOST_LOCK:
-        if _host is None or _host[1] != os.getpid() or alias not in _host_files:
-            return
-        _host[0].execute(f"DETACH DATABASE IF EXISTS {alias}")
-        del _host_files[alias]
 
 
 def view_sql() -> dict[str, str]:
@@ -489,7 +397,7 @@ class DuckDBStore(AbstractEventStore):
                 try:
                     self._check(probe)
                 finally:
-                    _disconnect(probe)
+                    disconnect(probe)
         con = self._connect(self.read_only)
         try:
             state = self._check(con) if exists else "new"
@@ -505,7 +413,7 @@ class DuckDBStore(AbstractEventStore):
                 elif state == "views":
                     self._in_transaction(con, lambda: self._create_views(con))
         except BaseException:
-            _disconnect(con)
+            disconnect(con)
             raise
         return con
 
@@ -523,7 +431,7 @@ class DuckDBStore(AbstractEventStore):
                 self._create(con)
                 con.execute("CHECKPOINT")  # the whole store in the file: no WAL is left behind with it
             finally:
-                _disconnect(con)
+                disconnect(con)
             try:
                 os.link(tmp, self.path)  # never replaces a store someone else just made
             except FileExistsError:
@@ -546,11 +454,11 @@ class DuckDBStore(AbstractEventStore):
         file kept the blocks it freed. A batch that fills row groups of 2,048 rows
         is written to the file directly when it commits, and a checkpoint has
         almost nothing left to do. The file is attached to the process's instance
-        (:func:`_attach`) unless that has it already. Close it with :func:`_disconnect`.
+        (:func:`~._duckdb_host.attach`) unless that has it already. Close it with :func:`_disconnect`.
         """
         target = path or self.path
         try:
-            con = None if target == ":memory:" else _attach(target, read_only)
+            con = None if target == ":memory:" else attach(target, read_only)
             if con is None:
                 con = duckdb.connect(target if target == ":memory:" else ":memory:", config=_CONFIG)
                 if target != ":memory:":
@@ -1379,7 +1287,7 @@ class DuckDBStore(AbstractEventStore):
             finally:
                 self._closed = True
                 try:
-                    _disconnect(self._con)
+                    disconnect(self._con)
                 finally:
                     self._release()
 

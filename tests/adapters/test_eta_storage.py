@@ -150,7 +150,7 @@ def test_frames_read_a_few_at_a_time_are_read_only_and_match_every_store(tmp_pat
 def test_a_store_file_keeps_small_row_groups_so_checkpoints_do_not_rewrite_blobs(tmp_path):
     """Row groups of ROW_GROUP_SIZE rows: a checkpoint rewrote a partly filled default-size one (up to ~500 MB of
     η blobs at 10^5 modules) whole, every time."""
-    from complexity_from_constraints.adapters._duckdb_store import ROW_GROUP_SIZE
+    from complexity_from_constraints.adapters._duckdb_host import ROW_GROUP_SIZE
 
     path = tmp_path / "groups.duckdb"
     with DuckDBStore(path) as store:

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from complexity_from_constraints.adapters import DuckDBStore
-from complexity_from_constraints.adapters import _duckdb_store
+from complexity_from_constraints.adapters import _duckdb_host
 from complexity_from_constraints.entities import RelaxConfig, standard_system
 from complexity_from_constraints.projectors import relax, replay
 
@@ -31,7 +31,7 @@ def test_two_files_open_at_once_each_see_their_own_runs_under_their_own_name(tmp
         assert replay(a, ra.run_id, 2).eta.tobytes() == replay(a, ra.run_id, 2).eta.tobytes()
     with DuckDBStore(tmp_path / "c.duckdb") as c:  # the first name is free again
         assert c.query("SELECT current_database()").item() == "cfc_store"
-    assert _duckdb_store._host_files == {}  # every file was detached
+    assert _duckdb_host._host_files == {}  # every file was detached
 
 
 def test_a_closed_store_releases_its_file_to_another_process(tmp_path):
@@ -55,8 +55,8 @@ def test_a_second_reader_of_an_attached_file_gets_an_instance_of_its_own(tmp_pat
     with DuckDBStore(path, read_only=True) as a, DuckDBStore(path, read_only=True) as b:
         assert a.query("SELECT count(*) FROM events").item() == b.query("SELECT count(*) FROM events").item() > 0
         assert replay(b, run.run_id, 3).eta.tobytes() == replay(a, run.run_id, 3).eta.tobytes()
-        assert len(_duckdb_store._host_files) == 1  # the first reader is attached here; the second is not
-    assert _duckdb_store._host_files == {}
+        assert len(_duckdb_host._host_files) == 1  # the first reader is attached here; the second is not
+    assert _duckdb_host._host_files == {}
 
 
 def test_a_new_store_file_has_no_wal_beside_it(tmp_path):
