@@ -1,6 +1,6 @@
 """Relaxation throughput on the standard problem family, against the leanest numpy we can write.
 
-Three comparisons, each timed as someone who wants the baseline to win would run it:
+Two comparisons, each timed as someone who wants the baseline to win would run it:
 
 1. **Per step, recording off**: ``relax`` (projected gradient, NullStore) against a
    minimal hand-written numpy loop over the same arrays that, like ours, evaluates
@@ -15,9 +15,9 @@ Three comparisons, each timed as someone who wants the baseline to win would run
    (10⁵ and 10⁶ by default; the standard family as array entities,
    ``standard_array_system``, which compiles to the arrays of ``standard_system``
    in seconds rather than the minute a 10⁶-entity System needs).
-3. **Recording**: every η recorded to a DuckDB file against recording off
-   (N = 10⁴, 200 steps), in CPU time (which counts DuckDB's writer threads)
-   and in wall time. Target: ≤ 1.5×.
+
+What recording costs is ``bench/recording.py``'s (open + relax + close against recording off, with
+its targets), and snapshot mode ``bench/snapshot.py``'s.
 
 Every figure is CPU time (``time.process_time``, all threads of this process),
 the median of ``--repeats`` runs, the contenders interleaved in one process, so
@@ -37,13 +37,10 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import statistics  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from complexity_from_constraints.adapters import DuckDBStore  # noqa: E402
 from complexity_from_constraints.entities import (  # noqa: E402
     DirectedHingeCoupling,
     QuadraticCoupling,
@@ -116,18 +113,14 @@ def minimal_loop(lean: Lean, eta0: np.ndarray, steps: int, alpha: float) -> tupl
     return eta, energy
 
 
-def interleaved(fns: dict, repeats: int, wall: dict | None = None) -> dict[str, float]:
-    """Median CPU time of each callable, run in turn ``repeats`` times (and the median wall time into ``wall``)."""
+def interleaved(fns: dict, repeats: int) -> dict[str, float]:
+    """Median CPU time of each callable, run in turn ``repeats`` times."""
     times: dict[str, list[float]] = {name: [] for name in fns}
-    walls: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            t0, w0 = clock(), time.perf_counter()
+            t0 = clock()
             fn()
             times[name].append(clock() - t0)
-            walls[name].append(time.perf_counter() - w0)
-    if wall is not None:
-        wall.update({name: statistics.median(ts) for name, ts in walls.items()})
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
@@ -187,31 +180,6 @@ def kernel(n: int, repeats: int, calls: int) -> None:
           f"{t['ours'] / calls * 1e3:8.3f} ms | ratio {t['ours'] / t['fused']:5.2f}x")
 
 
-def recording(n: int, steps: int, repeats: int) -> None:
-    system = standard_system(n, seed=0)
-    system.digest()
-    cfg = RelaxConfig(steps=steps, step_size=0.05, eta0="uniform", tol=0.0, snapshots=None)  # every η, at any N
-    compile_system(system)
-    with tempfile.TemporaryDirectory() as tmp:
-        counter = iter(range(10**6))
-
-        def recorded():
-            store = DuckDBStore(Path(tmp) / f"bench-{next(counter)}.duckdb")
-            relax(system, cfg, store=store)
-            store.close()
-
-        wall: dict[str, float] = {}
-        t = interleaved({"off": lambda: relax(system, cfg, store=NullStore()), "on": recorded}, repeats, wall)
-        size = sum(p.stat().st_size for p in Path(tmp).glob("bench-0.duckdb*")) / 2**20
-    ratio, wall_ratio = t["on"] / t["off"], wall["on"] / wall["off"]
-    print(f"N={n:>8,}, {steps} steps: recording off {t['off'] * 1e3:8.1f} ms | "
-          f"every η to DuckDB {t['on'] * 1e3:8.1f} ms "
-          f"| ratio {ratio:5.2f}x {verdict(ratio, 1.5)} | file {size:.1f} MiB for {n * (steps + 1):,} η values")
-    print(f"{'':11s}wall clock (DuckDB writes on its own threads, so its CPU time counts them all): off "
-          f"{wall['off'] * 1e3:8.1f} ms | on {wall['on'] * 1e3:8.1f} ms | "
-          f"ratio {wall_ratio:5.2f}x {verdict(wall_ratio, 1.5)}")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="*", default=[10**3, 10**4, 10**5])
@@ -219,8 +187,6 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--kernel-sizes", type=int, nargs="*", default=[10**5, 10**6])
     ap.add_argument("--kernel-calls", type=int, default=10)
-    ap.add_argument("--record-n", type=int, default=10**4)
-    ap.add_argument("--record-steps", type=int, default=200)
     args = ap.parse_args()
     print(f"CPU time (process_time), medians of {args.repeats}, contenders interleaved; "
           f"OPENBLAS/OMP/MKL_NUM_THREADS=1 for everyone; numpy {np.__version__}")
@@ -231,9 +197,6 @@ def main() -> None:
         print(f"2. one energy_and_gradient call (mean of {args.kernel_calls} calls per repeat)")
         for n in args.kernel_sizes:
             kernel(n, args.repeats, args.kernel_calls)
-    if args.record_n:
-        print("3. recording")
-        recording(args.record_n, args.record_steps, args.repeats)
 
 
 if __name__ == "__main__":
