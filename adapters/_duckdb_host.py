@@ -30,7 +30,8 @@ _ALIAS = "cfc_store"  # the name a store file is attached under (current_databas
 
 # The instance (its root connection, the pid that made it). Attaching and detaching go through the root connection
 # under _HOST_LOCK; each store works on a cursor of its own whose default database is its file.
-_HOST_LOCK = threading.Lock()
+_HOST_LOCK = threading.RLock()  # re-entrant: a store collected unclosed is detached by its finalizer, which GC may run
+# in a thread that is attaching
 _host: tuple[duckdb.DuckDBPyConnection, int] | None = None
 _host_files: dict[str, str] = {}  # alias -> real path of the file attached under it
 _hosted: dict[int, str] = {}  # id(cursor) -> the alias its store attached
@@ -58,7 +59,7 @@ def _forget_host_in_child() -> None:
         import ctypes
 
         ctypes.pythonapi.Py_IncRef(ctypes.py_object(_host[0]))
-    _host, _HOST_LOCK = None, threading.Lock()  # a lock held by another thread at the fork stays held in the child
+    _host, _HOST_LOCK = None, threading.RLock()  # a lock held by another thread at the fork stays held in the child
     _host_files.clear()
     _hosted.clear()
 

@@ -70,6 +70,7 @@ import os
 import re
 import struct
 import threading
+import weakref
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -164,7 +165,27 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 # Files this process holds, by real path: [read_only, count]. DuckDB would hand a second connect() of the
 # same file the same database, so two store objects would each believe they own its runs.
 _HELD: dict[str, list] = {}
-_HELD_LOCK = threading.Lock()
+_HELD_LOCK = threading.RLock()  # re-entrant for a finalizer that GC runs inside _hold (see _abandon)
+
+
+def _release_file(real: str | None) -> None:
+    """This process holds the file at ``real`` once less (see ``_HELD``)."""
+    if real is None:
+        return
+    with _HELD_LOCK:
+        held = _HELD.get(real)
+        if held is not None:
+            held[1] -= 1
+            if held[1] <= 0:
+                del _HELD[real]
+
+
+def _abandon(con: duckdb.DuckDBPyConnection, real: str | None) -> None:
+    """Close a store's connection and release its file: at close(), or when a store nobody closed is collected."""
+    try:
+        disconnect(con)
+    finally:
+        _release_file(real)
 
 
 def view_sql() -> dict[str, str]:
@@ -342,6 +363,8 @@ class DuckDBStore(AbstractEventStore):
         except BaseException:
             self._release()
             raise
+        # A store dropped without close() still releases its file (to this process and to others) when collected.
+        self._abandoned = weakref.finalize(self, _abandon, self._con, self._held)
 
     # -- opening ------------------------------------------------------------------------------
     def _hold(self) -> None:
@@ -359,14 +382,7 @@ class DuckDBStore(AbstractEventStore):
                 held[1] += 1
 
     def _release(self) -> None:
-        if self._held is None:
-            return
-        with _HELD_LOCK:
-            held = _HELD.get(self._held)
-            if held is not None:
-                held[1] -= 1
-                if held[1] <= 0:
-                    del _HELD[self._held]
+        _release_file(self._held)
         self._held = None
 
     def _open(self) -> duckdb.DuckDBPyConnection:
@@ -1271,9 +1287,10 @@ class DuckDBStore(AbstractEventStore):
         """Fold the runs finished here into ``mat_run_stats`` (one transaction), checkpoint, close and release the file.
 
         Committed batches are durable in the WAL already; ``checkpoint=False``
-        skips writing the WAL into the file (a process that will not open the
-        store again saves the time). The next open then replays it, which costs
-        more than the checkpoint did.
+        skips writing the WAL into the file: the next open replays it, and until
+        then the file without its ``.wal`` beside it lacks those batches. A store
+        dropped without ``close()`` releases its file when it is collected, without
+        folding or a checkpoint.
         """
         with self._lock:
             if self._held is None and getattr(self, "_closed", False):
@@ -1287,9 +1304,9 @@ class DuckDBStore(AbstractEventStore):
             finally:
                 self._closed = True
                 try:
-                    disconnect(self._con)
+                    self._abandoned()  # disconnects and releases the file, once
                 finally:
-                    self._release()
+                    self._held = None
 
     def _require(self, run_id: str) -> None:
         if getattr(self, "_closed", False):

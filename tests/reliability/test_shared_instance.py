@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import subprocess
@@ -46,6 +47,40 @@ def test_a_closed_store_releases_its_file_to_another_process(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "1"
+
+
+def test_a_store_dropped_without_close_releases_its_file_when_collected(tmp_path):
+    path = tmp_path / "runs.duckdb"
+    store = DuckDBStore(path)
+    run = _run(store)
+    store.self_reference = store  # a cycle: only the collector frees it
+    del store
+    gc.collect()
+    assert _duckdb_host._host_files == {}
+    script = textwrap.dedent(f"""
+        from complexity_from_constraints.adapters import DuckDBStore
+        with DuckDBStore({str(path)!r}) as store:
+            print(store.runs()[0].complete)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True"  # every committed batch is there, the WAL replayed
+    with DuckDBStore(path) as again:  # and this process may open it again
+        assert [r.run_id for r in again.runs()] == [run.run_id]
+
+
+def test_threads_open_write_and_close_files_at_the_same_time(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(k):
+        with DuckDBStore(tmp_path / f"t{k}.duckdb") as store:
+            run = _run(store, n=5 + k, seed=k)
+            return store.query("SELECT count(DISTINCT entity_id) FROM v_eta WHERE run_id = ?", [run.run_id]).item()
+
+    for _ in range(3):
+        with ThreadPoolExecutor(4) as pool:
+            assert list(pool.map(one, range(6))) == [5 + k for k in range(6)]
+    assert _duckdb_host._host_files == {}
 
 
 def test_a_second_reader_of_an_attached_file_gets_an_instance_of_its_own(tmp_path):
