@@ -37,6 +37,9 @@ def test_each_damaged_file_gives_its_typed_error_and_stays_as_it_was(case, healt
         pytest.skip(reason)
     problem = check(case, healthy_store, folder)
     assert problem is None, problem
+    from complexity_from_constraints.adapters import _duckdb_host
+
+    assert _duckdb_host._host_files == {}  # a refused or closed file is detached from the process's instance
 
 
 # -- files written by earlier versions of the store ---------------------------------------------------------
