@@ -13,12 +13,14 @@ Tables (append-only; the API offers no update or delete):
   view ``run_modules(run_key, idx, module_id, kind)`` joins the two per run.
 - ``events``: every event but the η frames; payloads are JSON text.
 - ``eta_frames``: one row per ``EtaRecorded`` event (its seq and step).
-- ``eta_blocks``: one row per η frame ``(run_key, step, base, data)``, the
+- ``eta_blocks``: each η frame ``(run_key, step, base, part, data)``, the
   frame compressed losslessly against the frames before it in its chain,
-  which starts at step ``base`` (``adapters/_eta_codec.py``: about 5.5 bytes
-  per η value of a relaxation, against 8 raw). The view ``eta_values`` shows
-  them in long form ``(run_key, step, idx, eta)``; ``v_eta`` and the other
-  views read that.
+  which starts at step ``base`` (``adapters/_eta_codec.py``: about 5.7 bytes
+  per η value of a relaxation, against 8 raw), its blob cut into rows of at
+  most 4,000 bytes (``part`` 0, 1, …). An insert that spans row groups is
+  padded to whole ones with filler rows of no run (``run_key`` 0, ``part``
+  −1; ``_run_rows.padded``). The view ``eta_values`` shows them in long form
+  ``(run_key, step, idx, eta)``; ``v_eta`` and the other views read that.
 
 Each batch is one transaction with one Arrow INSERT per table, so a crash
 leaves a prefix of whole batches. The file is attached (as ``cfc_store``, the
@@ -644,7 +646,7 @@ class DuckDBStore(AbstractEventStore):
                     if frames:
                         blocks, self._chains[run_id] = run_rows.compress(
                             [(r.event.step, r.event.eta) for r in frames], self._chains.get(run_id, run_rows.NEW_CHAIN))
-                        self._insert_rows("eta_blocks", run_rows.with_key(blocks, self._run_key(run_id)))
+                        self._insert_blocks(run_rows.with_key(blocks, self._run_key(run_id)))
                         self._insert_rows("eta_frames", run_rows.frame_rows(run_id, frames))
                     with _registered(con, "_cfc_events", event_rows):
                         if len(others):
@@ -701,8 +703,7 @@ class DuckDBStore(AbstractEventStore):
                     [r.params.add_column(0, "run_id", pa.array([r.run_id] * r.params.num_rows, pa.string()))
                      for r in encoded]))
                 self._insert_rows("eta_frames", pa.concat_tables([r.frames for r in encoded]))
-                self._insert_rows("eta_blocks", pa.concat_tables(
-                    [run_rows.with_key(r.blocks, k) for r, k in zip(encoded, keys)]))
+                self._insert_blocks(pa.concat_tables([run_rows.with_key(r.blocks, k) for r, k in zip(encoded, keys)]))
                 with _registered(con, "_cfc_events", pa.concat_tables([r.events for r in encoded])):
                     con.execute("INSERT INTO events SELECT * FROM _cfc_events")
                     con.execute(_MATERIALISED_SQL["mat_steps"])
@@ -735,6 +736,10 @@ class DuckDBStore(AbstractEventStore):
         with self._lock, _registered(self._con, "_cfc_rows", rows):
             self._con.execute(sql or f"INSERT INTO {table} SELECT * FROM _cfc_rows", list(params))
 
+    def _insert_blocks(self, blocks: pa.Table) -> None:
+        """Insert ``eta_blocks`` rows, padded to whole row groups (:func:`~._run_rows.padded`)."""
+        self._insert_rows("eta_blocks", run_rows.padded(blocks, ROW_GROUP_SIZE))
+
     def _insert_long_form(self, sql: str, params: Sequence[Any] = ()) -> None:
         """Compress η given in long form (``sql`` selects ``run_key, step, idx, eta``) into ``eta_blocks``, run by run.
 
@@ -750,7 +755,7 @@ class DuckDBStore(AbstractEventStore):
                 cuts = np.flatnonzero(np.diff(steps)) + 1
                 starts = np.concatenate([[0], cuts])
                 frames = [(int(steps[a]), part) for a, part in zip(starts, np.split(eta, cuts))]
-                self._insert_rows("eta_blocks", run_rows.with_key(run_rows.compress(frames)[0], int(key)))
+                self._insert_blocks(run_rows.with_key(run_rows.compress(frames)[0], int(key)))
         finally:
             con.execute("DROP TABLE IF EXISTS _cfc_long")
 

@@ -181,3 +181,36 @@ def test_blob_columns_skip_duckdbs_compression_analysis(tmp_path):
         methods = dict(store.query("SELECT column_name, list(DISTINCT compression) FROM pragma_storage_info('eta_blocks') "
                                    "GROUP BY ALL").iter_rows())
         assert "Uncompressed" not in methods["step"]  # the small columns keep DuckDB's choice
+
+
+def test_blob_inserts_fill_whole_row_groups_and_the_filler_is_seen_by_no_reader(tmp_path):
+    """An insert of η blobs that spans row groups is padded to whole ones: DuckDB wrote the rest as a partly filled
+    row group that every checkpoint's vacuum rewrote (100-200 ms per run of 10^5 modules)."""
+    from complexity_from_constraints.adapters._duckdb_host import ROW_GROUP_SIZE
+    from complexity_from_constraints.entities import standard_array_system
+
+    system = standard_array_system(20_000, seed=3)
+    config = RelaxConfig(steps=100, step_size=0.05, eta0="uniform", tol=0.0, snapshots=None)
+    memory = InMemoryStore()
+    want = relax(system, config, store=memory)
+    with DuckDBStore(tmp_path / "padded.duckdb") as store:
+        runs = [relax(system, config, store=store, flush_values=1 << 30, flush_every=1 << 30, pipelined=False)
+                for _ in range(2)]  # one batch of η per run, more than a row group of pieces
+        store.checkpoint()
+        rows = store.query("SELECT count(*) FROM eta_blocks WHERE run_key > 0 GROUP BY run_key")[:, 0].to_list()
+        assert len(rows) == 2 and min(rows) > ROW_GROUP_SIZE and max(rows) % ROW_GROUP_SIZE
+        groups = store.query("SELECT row_group_id, any_value(count) AS n FROM pragma_storage_info('eta_blocks') "
+                             "WHERE column_name = 'run_key' GROUP BY ALL ORDER BY ALL")["n"].to_list()
+        assert groups == [ROW_GROUP_SIZE] * (sum(-(-r // ROW_GROUP_SIZE) for r in rows)), groups
+        filler = store.query("SELECT count(*), min(part), max(part), max(octet_length(data)) FROM eta_blocks "
+                             "WHERE run_key = 0").rows()[0]
+        assert filler == (sum(-r % ROW_GROUP_SIZE for r in rows), -1, -1, 0)
+        for run in runs:  # every reader sees the run's frames only
+            frames = store.read(run.run_id, types=["EtaRecorded"])
+            assert [f.event.eta.tobytes() for f in frames] == [
+                f.event.eta.tobytes() for f in memory.read(want.run_id, types=["EtaRecorded"])]
+            assert store.query("SELECT count(*) FROM v_eta WHERE run_id = ?", [run.run_id]).item() == 20_000 * 101
+            assert replay(store, run.run_id, 37).eta.tobytes() == replay(memory, want.run_id, 37).eta.tobytes()
+        assert store.query("SELECT count(DISTINCT run_key) FROM eta_values").item() == 2
+        store.delete_runs([runs[0].run_id])
+        assert store.query("SELECT count(*) FROM eta_values").item() == 20_000 * 101
