@@ -76,6 +76,8 @@ class Zygote:
                 raise RuntimeError("the crash server ended")
             word, *rest = line.split()
             if word == "ack":
+                if result.first_ack is None:
+                    result.first_ack = time.monotonic() - started
                 run_id, seq = rest[0], int(rest[1])
                 result.acked[run_id] = max(result.acked.get(run_id, -1), seq)
             elif word == "error":
@@ -107,6 +109,7 @@ class Trial:
     done: bool = False
     error: str | None = None
     seconds: float = 0.0
+    first_ack: float | None = None  # seconds from the fork to the first acknowledgement
 
 
 @dataclass
@@ -201,7 +204,9 @@ def run_trials(folder: Path, kills: int, seed: int, runs_per_child: int = 3,
 
     The moments are uniform over the calibration child's lifetime (a child relaxes
     ``runs_per_child`` runs, so kills land while it opens, relaxes, writes and
-    closes); ``per_file`` trials share one file, which then takes one more run
+    closes), every other one over the part after its first acknowledgement (so
+    some kills land after committed batches however long the child takes to
+    start); ``per_file`` trials share one file, which then takes one more run
     and is set aside (so a file's size, and the time to check it, stays bounded).
     """
     import random
@@ -216,10 +221,11 @@ def run_trials(folder: Path, kills: int, seed: int, runs_per_child: int = 3,
             findings.problems.append(f"calibration run failed: {calibration.error}")
         check_file(folder / "calibration.duckdb", calibration, reference, set(), findings)
         span = 0.95 * calibration.seconds
+        acked = min(calibration.first_ack or 0.0, span)
         for start in range(0, kills, per_file):
             path, verified = folder / f"crash-{start // per_file}.duckdb", set()
-            for _ in range(min(per_file, kills - start)):
-                trial = zygote.trial(path, runs_per_child, rng.uniform(0.0, span))
+            for k in range(start, min(start + per_file, kills)):
+                trial = zygote.trial(path, runs_per_child, rng.uniform(0.0 if k % 2 == 0 else acked, span))
                 if trial.error:
                     findings.problems.append(f"child failed: {trial.error}")
                 trials.append(trial)
