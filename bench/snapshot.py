@@ -6,7 +6,7 @@
    before the clock starts, as a user's ``runs.duckdb`` does (creating a new
    file and its views is a once-per-file cost, printed apart). Target: ≤ 1.15× at
    every N ≥ 10⁴. "Every step" recording is shown beside it for reference (its
-   target is ``bench/relax_throughput.py``'s).
+   target is ``bench/recording.py``'s).
 2. **Replay of an unrecorded step**: ``replay(store, run, step)`` for the step
    farthest from a snapshot without a frame (k − 2 steps after one: the step
    before each snapshot has one), in a store reopened as a user would, against

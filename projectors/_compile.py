@@ -474,13 +474,12 @@ def _gather_index(index):
     hands them a writable view of the array under a cached compile's read-only one.
     """
     if isinstance(index, np.ndarray) and not index.flags.writeable:
-        base = index.base
-        if (isinstance(base, np.ndarray) and base.flags.writeable and base.dtype == index.dtype
-                and base.ndim == index.ndim == 1 and base.flags.c_contiguous and index.flags.c_contiguous):
-            at, rest = divmod(index.__array_interface__["data"][0] - base.__array_interface__["data"][0],
-                              base.itemsize)
-            if not rest and 0 <= at and at + len(index) <= len(base):
-                return base[at:at + len(index)]
+        writable = index.view()
+        try:
+            writable.setflags(write=True)  # numpy allows it where the memory's owner is writable
+        except ValueError:
+            return index
+        return writable
     return index
 
 

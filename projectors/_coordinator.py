@@ -249,8 +249,7 @@ def relaxation(cs: CompiledSystem, config: RelaxConfig, seed: int, proposer: Pro
                 p = adjust(run, ctx, p)
             accepted = p.accepted and p.value <= ctx.threshold
             pg = projected_gradient_norm(be, p.eta, p.grad) if accepted else math.nan
-            # no state to go on from: end on the last one
-            diverged = accepted and not (_isfinite(p.value) and _isfinite(p.energy) and _isfinite(pg))
+            diverged = accepted and not _finite(p.value, p.energy, pg)  # no state to go on from: end on the last one
             # At the floating-point floor a proposal no longer moves η, or only shrinks α: stop honestly.
             state = run.state
             still = accepted and not diverged and unchanged(be, p.eta, state.eta)
@@ -347,9 +346,8 @@ def _check_initial(run: Run) -> None:
 
 def _commit(run: Run, hooks: _Hooks, step: Step, reason: str) -> Iterator[Event]:
     """The pieces' judgement of ``step``, its ``StepCommitted``, then what the pieces observe after it."""
-    for judge in hooks.judge:
-        for event in judge(run, step):
-            yield _checked(run, event)
+    if hooks.judge:  # most runs have none: no generator to start
+        yield from _each(hooks.judge, run, step)
     p = step.proposal
     committed = StepCommitted(step=0 if p is None else step.step, energy=run.state.energy, pg_norm=run.pg,
                               step_size=run.config.step_size if p is None else p.step_size,
@@ -357,6 +355,5 @@ def _commit(run: Run, hooks: _Hooks, step: Step, reason: str) -> Iterator[Event]
                               trial_energy=p.energy if p is not None and _isfinite(p.energy) else None,
                               diagnostics={k: v for k, v in step.diagnostics.items() if _isfinite(v)})
     yield committed if finite_step(committed) else _checked(run, committed)
-    for after in hooks.after:
-        for event in after(run, step):
-            yield _checked(run, event)
+    if hooks.after:
+        yield from _each(hooks.after, run, step)
