@@ -1,4 +1,6 @@
-"""The process's DuckDB instance, to which store files are attached while their store is open.
+"""How a store reaches its file: the process's DuckDB instance, the file's first bytes, DuckDB's errors typed.
+
+The instance: store files are attached to it while their store is open.
 
 Starting a DuckDB instance costs 16–25 ms, a third of what opening and closing
 a store cost when each store started its own. One in-memory instance per
@@ -10,6 +12,10 @@ the store closes. The instance's settings (threads, checkpoint on shutdown
 off) are shared by its files. A file this instance has attached already (a
 second read-only store of it) is not attached twice: its store starts an
 instance of its own, as a process forked from one that holds the instance does.
+
+:func:`sniff` refuses a file that is not a DuckDB database from its first
+bytes, before DuckDB opens it; :func:`translate` turns a DuckDB error into the
+:class:`StoreError` subclass its cause calls for, naming the file.
 """
 
 from __future__ import annotations
@@ -18,6 +24,14 @@ import os
 import threading
 
 import duckdb
+
+from complexity_from_constraints.entities import (
+    ForeignFileError,
+    StoreBusyError,
+    StoreCorruptError,
+    StoreError,
+    StoreWriteError,
+)
 
 from . import _eta_codec as codec
 from ._kind_functions import register_kind_functions
@@ -43,9 +57,7 @@ def _host_root() -> duckdb.DuckDBPyConnection:
     if _host is None or _host[1] != os.getpid():
         con = duckdb.connect(":memory:", config=_CONFIG)
         con.execute("PRAGMA disable_checkpoint_on_shutdown")  # stores checkpoint when close(checkpoint=...) says
-        register_kind_functions(con)  # the functions belong to the instance: every cursor has them
-        codec.register_eta_functions(con)
-        _host = (con, os.getpid())
+        _host = (_functions(con), os.getpid())  # every cursor of the instance has the functions
         _host_files.clear()
         _hosted.clear()
     return _host[0]
@@ -67,33 +79,57 @@ def _forget_host_in_child() -> None:
 os.register_at_fork(after_in_child=_forget_host_in_child)
 
 
-def attach(path: str, read_only: bool) -> duckdb.DuckDBPyConnection | None:
-    """A cursor of the process's instance whose default database is the file at ``path``, attached with row groups of
-    :data:`ROW_GROUP_SIZE` rows; ``None`` if this instance has the file attached already (the caller opens one of its
-    own). Raises DuckDB's error if the file does not attach (busy, broken, not a database)."""
+def connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """A connection whose default database is the store file at ``path`` (``":memory:"``: a database of its own).
+
+    The file is attached with row groups of :data:`ROW_GROUP_SIZE` rows, to the
+    process's instance unless that has it attached already (a second read-only
+    store of it), in which case to an instance of its own. The kind and η
+    functions the views call are registered. Close it with :func:`disconnect`.
+    Raises DuckDB's error if the file does not attach (busy, broken, not a database).
+    """
+    if path == ":memory:":
+        return _functions(duckdb.connect(path, config=_CONFIG))
     real = os.path.realpath(path)
     with _HOST_LOCK:
         root = _host_root()
-        if real in _host_files.values():
-            return None
-        alias = next(a for a in (_ALIAS, *(f"{_ALIAS}_{k}" for k in range(2, len(_host_files) + 3)))
-                     if a not in _host_files)
-        quoted = path.replace("'", "''")
-        try:
-            root.execute(f"ATTACH '{quoted}' AS {alias} (ROW_GROUP_SIZE {ROW_GROUP_SIZE}"
-                         f"{', READ_ONLY' if read_only else ''})")
-        except duckdb.Error as exc:
-            if "unique file handle conflict" in str(exc).lower():
-                return None  # attached by a connection this module does not know of
-            raise
-        _host_files[alias] = real
-        con = root.cursor()
-        _hosted[id(con)] = alias
+        if real not in _host_files.values():
+            alias = next(a for a in (_ALIAS, *(f"{_ALIAS}_{k}" for k in range(2, len(_host_files) + 3)))
+                         if a not in _host_files)
+            try:
+                _attach(root, path, alias, read_only)
+            except duckdb.Error as exc:
+                if "unique file handle conflict" not in str(exc).lower():
+                    raise
+            else:  # (a conflict: attached by a connection this module does not know of; an instance of its own)
+                _host_files[alias] = real
+                con = root.cursor()
+                _hosted[id(con)] = alias
+                try:
+                    con.execute(f"USE {alias}")
+                except BaseException:
+                    disconnect(con)
+                    raise
+                return con
+    con = duckdb.connect(":memory:", config=_CONFIG)
     try:
-        con.execute(f"USE {alias}")
+        _attach(con, path, _ALIAS, read_only)
+        con.execute(f"USE {_ALIAS}")
     except BaseException:
-        disconnect(con)
+        con.close()
         raise
+    return _functions(con)
+
+
+def _attach(con: duckdb.DuckDBPyConnection, path: str, alias: str, read_only: bool) -> None:
+    quoted = path.replace("'", "''")
+    con.execute(f"ATTACH '{quoted}' AS {alias} (ROW_GROUP_SIZE {ROW_GROUP_SIZE}{', READ_ONLY' if read_only else ''})")
+
+
+def _functions(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """``con`` with the functions the views call (they belong to its instance; registering again is refused quietly)."""
+    register_kind_functions(con)
+    codec.register_eta_functions(con)
     return con
 
 
@@ -109,3 +145,62 @@ def disconnect(con: duckdb.DuckDBPyConnection) -> None:
             return
         _host[0].execute(f"DETACH DATABASE IF EXISTS {alias}")
         del _host_files[alias]
+
+
+_DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def sniff(path: str) -> None:
+    """Refuse, from its first bytes, a file that is not a DuckDB database (SQLite, a PNG, a truncated header)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read: {exc.strerror}", path) from exc
+    if head.startswith(_SQLITE_MAGIC):
+        raise ForeignFileError(f"{path} is a SQLite database, not a cfc store (DuckDB stores only)", path)
+    if len(head) < 12 or head[8:12] != _DUCKDB_MAGIC:
+        kind = _file_kind(head)
+        if kind == "duckdb-truncated":
+            raise StoreCorruptError(f"{path}: truncated DuckDB header ({len(head)} bytes)", path)
+        raise ForeignFileError(f"{path} is not a DuckDB database{f' (it looks like {kind})' if kind else ''}, "
+                               f"not a cfc store", path)
+
+
+def _file_kind(head: bytes) -> str:
+    if head.startswith(b"\x89PNG"):
+        return "a PNG image"
+    if head.startswith(b"{") or head.startswith(b"["):
+        return "JSON text"
+    if head.startswith(b"PAR1"):
+        return "a Parquet file"
+    if len(head) < 12:
+        return "duckdb-truncated"
+    return ""
+
+
+# Cause → error class, by what DuckDB says (its exception classes are too coarse to tell these apart).
+_CAUSES = (
+    (("could not set lock", "conflicting lock", "lock on file"), StoreBusyError,
+     "is open for writing in another process; wait for it to finish (DuckDB allows one writer and no concurrent "
+     "readers across processes)"),
+    (("different configuration",), StoreBusyError, "is already open in this process with another mode"),
+    (("no space left", "file too large", "disk quota"), StoreWriteError, "disk full"),
+    (("permission denied", "read-only file system", "read-only mode", "read only"), StoreWriteError, "not writable"),
+    (("corrupt", "checksum", "not a valid duckdb", "could not read enough bytes", "failure while replaying wal",
+      "serialization", "deserializ", "invalidated", "fatal", "internal error"), StoreCorruptError, "damaged"),
+)
+
+
+def translate(exc: BaseException, path: str, action: str) -> StoreError:
+    """The typed error for a DuckDB failure while ``action`` on ``path``."""
+    text = str(exc)
+    low = text.lower()
+    for needles, cls, what in _CAUSES:
+        if any(n in low for n in needles):
+            return cls(f"{path}: cannot {action}: {what}: {text.splitlines()[0]}", path)
+    if isinstance(exc, (duckdb.IOException, duckdb.InternalException, duckdb.FatalException,
+                        duckdb.SerializationException)):
+        return StoreCorruptError(f"{path}: cannot {action}: {text.splitlines()[0]}", path)
+    return StoreError(f"{path}: cannot {action}: {type(exc).__name__}: {text.splitlines()[0]}", path)

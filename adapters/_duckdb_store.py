@@ -26,7 +26,8 @@ Each batch is one transaction with one Arrow INSERT per table, so a crash
 leaves a prefix of whole batches. The file is attached (as ``cfc_store``, the
 ``current_database()`` of every query) with row groups of :data:`ROW_GROUP_SIZE`
 rows: a batch of η blobs fills whole row groups, which DuckDB writes straight
-into the file at commit, and a checkpoint never rewrites a large partly filled one. Views ``v_*`` come from ``adapters/sql/v_*.sql``;
+into the file at commit, and a checkpoint never rewrites a large partly filled
+one. Views ``v_*`` come from ``adapters/sql/v_*.sql``;
 they are created once per file and per set of view definitions (``store_meta``
 keeps their digest), not at every open. Closing checkpoints (writes the WAL
 into the file) unless told not to: ``close(checkpoint=False)`` leaves committed
@@ -44,8 +45,9 @@ runs with DuckDB's extension auto-install and auto-load off (no network, no
 foreign formats).
 
 Store files are attached to one DuckDB instance per process and detached (so
-released) when their store closes: ``adapters/_duckdb_host.py``. Failures reach the caller as :class:`StoreError` subclasses
-naming the file and the cause, never as raw DuckDB errors.
+released) when their store closes: ``adapters/_duckdb_host.py``. Failures
+reach the caller as :class:`StoreError` subclasses naming the file and the
+cause, never as raw DuckDB errors.
 
 One process may hold a file for writing and no other process may open it
 meanwhile (:class:`StoreBusyError`); within a process, share one store object
@@ -111,8 +113,7 @@ from complexity_from_constraints.events import (
 
 from . import _eta_codec as codec
 from . import _run_rows as run_rows
-from ._duckdb_host import _ALIAS, _CONFIG, ROW_GROUP_SIZE, attach, disconnect
-from ._kind_functions import register_kind_functions
+from ._duckdb_host import ROW_GROUP_SIZE, connect, disconnect, sniff, translate
 from ._run_params import run_params
 
 STORE_SCHEMA_VERSION = 5  # 2: materialised tables mat_* and their positions; 3: run_meta, run_params, deletions, sweeps;
@@ -123,13 +124,13 @@ STORE_SCHEMA_VERSION = 5  # 2: materialised tables mat_* and their positions; 3:
 # the write itself (25 MB of blobs: 400-500 ms of CPU against 25-55 ms) and then stored them uncompressed anyway.
 _SYSTEM_ARRAYS = ("CREATE TABLE IF NOT EXISTS system_arrays (\n"
                   "    array_digest VARCHAR PRIMARY KEY, dtype VARCHAR, data BLOB USING COMPRESSION uncompressed)")
-_TABLES = """
+_TABLES = f"""
 CREATE TABLE IF NOT EXISTS store_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS runs (
     run_id VARCHAR PRIMARY KEY, run_key INTEGER UNIQUE, system_id VARCHAR, system_digest VARCHAR,
     seed BIGINT, n_modules INTEGER, package_version VARCHAR);
 CREATE TABLE IF NOT EXISTS systems (system_digest VARCHAR PRIMARY KEY, system_json VARCHAR);
-{system_arrays};
+{_SYSTEM_ARRAYS};
 CREATE TABLE IF NOT EXISTS system_modules (system_digest VARCHAR, idx INTEGER, module_id VARCHAR, kind VARCHAR);
 CREATE TABLE IF NOT EXISTS run_added_modules (run_key INTEGER, idx INTEGER, module_id VARCHAR, kind VARCHAR);
 CREATE TABLE IF NOT EXISTS events (
@@ -156,13 +157,11 @@ CREATE TABLE IF NOT EXISTS sweep_points (
 CREATE TABLE IF NOT EXISTS mat_run_stats (
     run_id VARCHAR, e0 DOUBLE, e_min DOUBLE, delta_f90 INTEGER, delta_f99 INTEGER, accepted_steps BIGINT,
     rejected_steps BIGINT, total_backtracks BIGINT, mean_step_size DOUBLE, min_step_size DOUBLE, max_step_size DOUBLE);
-""".replace("{system_arrays}", _SYSTEM_ARRAYS)
+"""
 
 _TABLE_NAMES = ("store_meta", "runs", "systems", "system_modules", "run_added_modules", "events", "eta_frames",
                 "eta_blocks", "mat_positions", "mat_steps", "mat_run_stats", "run_meta", "run_params", "deletions",
                 "sweeps", "sweep_points", "study_results")
-_DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 # Files this process holds, by real path: [read_only, count]. DuckDB would hand a second connect() of the
 # same file the same database, so two store objects would each believe they own its runs.
@@ -231,61 +230,6 @@ _VIEWS_DIGEST = hashlib.sha256(json.dumps([STORE_SCHEMA_VERSION, sorted(_VIEWS.i
 _READ_STATEMENTS = {duckdb.StatementType.SELECT}
 _READ_PRAGMAS = ("table_info", "show_tables", "show_tables_expanded", "version", "database_size", "storage_info",
                  "show", "database_list", "functions", "collations", "platform", "metadata_info")
-
-
-def _sniff(path: str) -> None:
-    """Refuse, from its first bytes, a file that is not a DuckDB database (SQLite, a PNG, a truncated header)."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(16)
-    except OSError as exc:
-        raise StoreError(f"{path}: cannot read: {exc.strerror}", path) from exc
-    if head.startswith(_SQLITE_MAGIC):
-        raise ForeignFileError(f"{path} is a SQLite database, not a cfc store (DuckDB stores only)", path)
-    if len(head) < 12 or head[8:12] != _DUCKDB_MAGIC:
-        kind = _file_kind(head)
-        if kind == "duckdb-truncated":
-            raise StoreCorruptError(f"{path}: truncated DuckDB header ({len(head)} bytes)", path)
-        raise ForeignFileError(f"{path} is not a DuckDB database{f' (it looks like {kind})' if kind else ''}, "
-                               f"not a cfc store", path)
-
-
-def _file_kind(head: bytes) -> str:
-    if head.startswith(b"\x89PNG"):
-        return "a PNG image"
-    if head.startswith(b"{") or head.startswith(b"["):
-        return "JSON text"
-    if head.startswith(b"PAR1"):
-        return "a Parquet file"
-    if len(head) < 12:
-        return "duckdb-truncated"
-    return ""
-
-
-# Cause → error class, by what DuckDB says (its exception classes are too coarse to tell these apart).
-_CAUSES = (
-    (("could not set lock", "conflicting lock", "lock on file"), StoreBusyError,
-     "is open for writing in another process; wait for it to finish (DuckDB allows one writer and no concurrent "
-     "readers across processes)"),
-    (("different configuration",), StoreBusyError, "is already open in this process with another mode"),
-    (("no space left", "file too large", "disk quota"), StoreWriteError, "disk full"),
-    (("permission denied", "read-only file system", "read-only mode", "read only"), StoreWriteError, "not writable"),
-    (("corrupt", "checksum", "not a valid duckdb", "could not read enough bytes", "failure while replaying wal",
-      "serialization", "deserializ", "invalidated", "fatal", "internal error"), StoreCorruptError, "damaged"),
-)
-
-
-def _translate(exc: BaseException, path: str, action: str) -> StoreError:
-    """The typed error for a DuckDB failure while ``action`` on ``path``."""
-    text = str(exc)
-    low = text.lower()
-    for needles, cls, what in _CAUSES:
-        if any(n in low for n in needles):
-            return cls(f"{path}: cannot {action}: {what}: {text.splitlines()[0]}", path)
-    if isinstance(exc, (duckdb.IOException, duckdb.InternalException, duckdb.FatalException,
-                        duckdb.SerializationException)):
-        return StoreCorruptError(f"{path}: cannot {action}: {text.splitlines()[0]}", path)
-    return StoreError(f"{path}: cannot {action}: {type(exc).__name__}: {text.splitlines()[0]}", path)
 
 
 @contextmanager
@@ -401,7 +345,7 @@ class DuckDBStore(AbstractEventStore):
         if not exists and self.read_only:
             raise StoreError(f"{self.path}: no such store (a read-only open does not create one)", self.path)
         if exists:
-            _sniff(self.path)
+            sniff(self.path)
         if not self.read_only:
             folder = os.path.dirname(os.path.abspath(self.path))
             if not os.access(folder, os.W_OK) or (exists and not os.access(self.path, os.W_OK)):
@@ -464,35 +408,17 @@ class DuckDBStore(AbstractEventStore):
                     os.unlink(leftover)
 
     def _connect(self, read_only: bool, path: str | None = None) -> duckdb.DuckDBPyConnection:
-        """A connection whose default database is the file, attached with row groups of :data:`ROW_GROUP_SIZE` rows.
+        """A connection to the file (:func:`~._duckdb_host.connect`), DuckDB's errors typed.
 
-        With DuckDB's default (122,880 rows), the η blobs of many runs shared one
-        row group, and every checkpoint rewrote the partly filled one whole: up to
-        a few hundred MB per checkpoint at 10⁵ modules (0.1 to 2.5 s), and the
-        file kept the blocks it freed. A batch that fills row groups of 2,048 rows
-        is written to the file directly when it commits, and a checkpoint has
-        almost nothing left to do. The file is attached to the process's instance
-        (:func:`~._duckdb_host.attach`) unless that has it already. Close it with :func:`_disconnect`.
+        Row groups of 2,048 rows: with DuckDB's default (122,880), the η blobs
+        of many runs shared one row group, and every checkpoint rewrote the
+        partly filled one whole (0.1 to 2.5 s at 10⁵ modules), and the file kept
+        the blocks it freed.
         """
-        target = path or self.path
         try:
-            con = None if target == ":memory:" else attach(target, read_only)
-            if con is None:
-                con = duckdb.connect(target if target == ":memory:" else ":memory:", config=_CONFIG)
-                if target != ":memory:":
-                    try:
-                        quoted = target.replace("'", "''")
-                        con.execute(f"ATTACH '{quoted}' AS {_ALIAS} (ROW_GROUP_SIZE {ROW_GROUP_SIZE}"
-                                    f"{', READ_ONLY' if read_only else ''})")
-                        con.execute(f"USE {_ALIAS}")
-                    except BaseException:
-                        con.close()
-                        raise
-                register_kind_functions(con)  # before any view is created or read: the views call them
-                codec.register_eta_functions(con)
+            return connect(path or self.path, read_only)
         except duckdb.Error as exc:
-            raise _translate(exc, self.path, "open") from exc
-        return con
+            raise translate(exc, self.path, "open") from exc
 
     def _check(self, con: duckdb.DuckDBPyConnection) -> str:
         """What opening needs to do: ``"ok"``, ``"views"`` (stale view definitions), ``"upgrade"`` or ``"new"``.
@@ -615,7 +541,7 @@ class DuckDBStore(AbstractEventStore):
         try:
             yield
         except duckdb.Error as exc:
-            raise _translate(exc, self.path, action) from exc
+            raise translate(exc, self.path, action) from exc
 
     # -- writing ------------------------------------------------------------------------------
     @_guarded("read")
@@ -1020,7 +946,6 @@ class DuckDBStore(AbstractEventStore):
             prev1, prev2 = eta, prev1
         return etas
 
-
     def _decode(self, run_id: str, seq: int, event_type: str, version: int, payload: str):
         try:
             return decode(event_type, version, self._full_payload(event_type, payload))
@@ -1134,10 +1059,10 @@ class DuckDBStore(AbstractEventStore):
                     self._con.execute("ROLLBACK")
             except (duckdb.IOException, duckdb.InternalException, duckdb.FatalException,
                     duckdb.SerializationException) as exc:
-                raise _translate(exc, self.path, "read") from exc
+                raise translate(exc, self.path, "read") from exc
             except duckdb.Error as exc:
                 if "corrupt" in str(exc).lower():
-                    raise _translate(exc, self.path, "read") from exc
+                    raise translate(exc, self.path, "read") from exc
                 raise
 
     def in_transaction(self) -> bool:
@@ -1298,7 +1223,7 @@ class DuckDBStore(AbstractEventStore):
         folding or a checkpoint.
         """
         with self._lock:
-            if self._held is None and getattr(self, "_closed", False):
+            if getattr(self, "_closed", False):
                 return
             try:
                 if self._unfolded and not self.read_only:
