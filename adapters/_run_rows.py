@@ -127,24 +127,29 @@ def with_key(blocks: pa.Table, key: int) -> pa.Table:
 def padded(blocks: pa.Table, group: int) -> pa.Table:
     """``eta_blocks`` rows (``run_key`` first) as one chunk, padded with filler rows to a multiple of ``group`` rows.
 
-    DuckDB writes an insert of at least one row group straight into the file as
-    whole row groups, and the rest of it as a partly filled one, which the next
-    checkpoint's vacuum rewrites together with its neighbours: 100–200 ms per
-    run of 10⁵ modules, more than the insert itself. A filler row belongs to no
-    run (``run_key`` 0, ``part`` −1, no data), so no reader meets it: every read
-    of η selects a run's key, and a frame's first row has ``part`` 0. Inserts
-    smaller than a row group are appended to the table's last one and are not
-    padded.
+    DuckDB appends an insert smaller than a row group to the table's last row
+    group, and writes one of at least a row group straight into the file as whole
+    row groups and the rest as a partly filled one; either way the next
+    checkpoint rewrites the partly filled group (its blobs: up to 8 MB) together
+    with its neighbours: 100–200 ms per run of 10⁵ modules, 10–15 ms per run of
+    10⁴, more than the insert itself. An insert of at least a quarter of a row
+    group is padded, so it fills whole ones of its own; a smaller one (a run of
+    10³ modules: a few hundred kB) is appended as it is, where a rewrite costs
+    little and padding would mostly add filler. A filler row belongs to no run
+    (``run_key`` 0, ``part`` −1, no data), so no reader meets it: every read of
+    η selects a run's key, and a frame's first row has ``part`` 0.
 
     >>> import pyarrow as pa
     >>> rows = pa.table({"run_key": [1] * 5, "step": [0] * 5, "base": [0] * 5, "part": list(range(5)),
     ...                  "data": [b"x"] * 5})
     >>> padded(rows, 4).num_rows, padded(rows, 4).column("part").to_pylist()[-4:], padded(rows, 8).num_rows
-    (8, [4, -1, -1, -1], 5)
+    (8, [4, -1, -1, -1], 8)
+    >>> padded(rows, 32).num_rows  # under a quarter of a row group: appended as it is
+    5
     """
     rows = blocks.num_rows
     pad = -rows % group
-    if rows < group or not pad:
+    if 4 * rows < group or not pad:
         return blocks.combine_chunks()
     fill = pa.table({"run_key": pa.array(np.zeros(pad, np.int32)), "step": pa.array(np.zeros(pad, np.int32)),
                      "base": pa.array(np.zeros(pad, np.int32)), "part": pa.array(np.full(pad, -1, np.int32)),

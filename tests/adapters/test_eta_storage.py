@@ -214,3 +214,32 @@ def test_blob_inserts_fill_whole_row_groups_and_the_filler_is_seen_by_no_reader(
         assert store.query("SELECT count(DISTINCT run_key) FROM eta_values").item() == 2
         store.delete_runs([runs[0].run_id])
         assert store.query("SELECT count(*) FROM eta_values").item() == 20_000 * 101
+
+
+@pytest.mark.parametrize("n, padded", [(8_000, True), (1_000, False)])
+def test_blob_inserts_under_a_row_group_are_padded_from_a_quarter_of_one(tmp_path, n, padded):
+    """A run of 10^4 modules inserts ~1,400 rows of blobs: appended to the last row group, they made every
+    checkpoint rewrite it (10-15 ms per run); from a quarter of a row group an insert is padded to a whole one. A
+    run of 10^3 (a few hundred rows) is appended as it is."""
+    from complexity_from_constraints.adapters._duckdb_host import ROW_GROUP_SIZE
+    from complexity_from_constraints.entities import standard_array_system
+
+    system = standard_array_system(n, seed=3)
+    config = RelaxConfig(steps=100, step_size=0.05, eta0="uniform", tol=0.0, snapshots=None)
+    memory = InMemoryStore()
+    want = relax(system, config, store=memory)
+    with DuckDBStore(tmp_path / "small.duckdb") as store:
+        runs = [relax(system, config, store=store) for _ in range(3)]
+        store.checkpoint()
+        rows = store.query("SELECT count(*) FROM eta_blocks WHERE run_key > 0 GROUP BY run_key")[:, 0].to_list()
+        assert len(rows) == 3 and (ROW_GROUP_SIZE // 4 <= min(rows) < ROW_GROUP_SIZE if padded
+                                   else max(rows) < ROW_GROUP_SIZE // 4), rows
+        groups = store.query("SELECT row_group_id, any_value(count) AS n FROM pragma_storage_info('eta_blocks') "
+                             "WHERE column_name = 'run_key' GROUP BY ALL ORDER BY ALL")["n"].to_list()
+        filler = store.query("SELECT count(*) FROM eta_blocks WHERE run_key = 0").item()
+        if padded:
+            assert groups == [ROW_GROUP_SIZE] * 3 and filler == sum(ROW_GROUP_SIZE - r for r in rows), groups
+        else:
+            assert groups == [sum(rows)] and filler == 0, groups
+        for run in runs:
+            assert replay(store, run.run_id, 37).eta.tobytes() == replay(memory, want.run_id, 37).eta.tobytes()
