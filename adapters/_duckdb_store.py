@@ -17,9 +17,9 @@ Tables (append-only; the API offers no update or delete):
   frame compressed losslessly against the frames before it in its chain,
   which starts at step ``base`` (``adapters/_eta_codec.py``: about 5.7 bytes
   per η value of a relaxation, against 8 raw), its blob cut into rows of at
-  most 4,000 bytes (``part`` 0, 1, …). An insert that spans row groups is
-  padded to whole ones with filler rows of no run (``run_key`` 0, ``part``
-  −1; ``_run_rows.padded``). The view ``eta_values`` shows them in long form
+  most 4,000 bytes (``part`` 0, 1, …). An insert of at least a quarter of a
+  row group is padded to whole ones with filler rows of no run (``run_key`` 0,
+  ``part`` −1; ``_run_rows.padded``). The view ``eta_values`` shows them in long form
   ``(run_key, step, idx, eta)``; ``v_eta`` and the other views read that.
 
 Each batch is one transaction with one Arrow INSERT per table, so a crash
